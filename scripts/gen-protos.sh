@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Generates the Python stubs (+ .pyi type stubs) for every cnm proto, next to
+# the .proto files, so that `import cnm.<service>.v1.<service>_pb2` works both
+# in the editable install and in a built wheel.
+set -euo pipefail
+cd "$(dirname "$0")/../protos"
+PY=../.venv/bin/python
+mapfile -t files < <(find cnm -name '*.proto' | sort)
+"$PY" -m grpc_tools.protoc -I . \
+    --python_out=. --mypy_out=quiet:. \
+    --grpc_python_out=. --mypy_grpc_out=quiet:. \
+    "${files[@]}"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a Debian/Ubuntu machine for cnm, as root:
+# system packages, a virtualenv in .venv built on the system Python, the
+# generated gRPC stubs, and cnm itself installed in editable mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(redis-server nftables libnftables1 iproute2 iputils-ping conntrack
+              python3 python3-venv python3-dev procps kmod)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Always Debian's /usr/bin/python3: pyenv or other Pythons on PATH must not
+# leak into the venv, the console scripts or the tests.
+PYTHON=/usr/bin/python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "setup: cnm needs Python >= 3.11 at $PYTHON" >&2; exit 1; }
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")'; then
+    rm -rf .venv
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.cnm-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
+scripts/gen-protos.sh

@@ -1,0 +1,88 @@
+"""Domain errors shared by every cnm service.
+
+Domain code raises these; one interceptor (services.interceptors) maps them to
+gRPC status codes with a google.rpc.ErrorInfo whose `reason` clients branch on.
+Domain modules never import grpc.
+"""
+
+from __future__ import annotations
+
+ERROR_DOMAIN = "cnm.dev"
+
+
+class CnmError(Exception):
+    """Base class: `code` is the gRPC status code name, `reason` an UPPER_SNAKE id."""
+
+    code = "UNKNOWN"
+    default_reason = "UNKNOWN"
+
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = dict(metadata or {})
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(CnmError):
+    """Malformed input: bad name, CIDR, address, option. Nothing was changed."""
+
+    code = "INVALID_ARGUMENT"
+    default_reason = "INVALID_ARGUMENT"
+
+
+class NotFound(CnmError):
+    code = "NOT_FOUND"
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(CnmError):
+    code = "ALREADY_EXISTS"
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(CnmError):
+    """The object is in a state that forbids the call (e.g. network has endpoints)."""
+
+    code = "FAILED_PRECONDITION"
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Exhausted(CnmError):
+    """A pool, range or bridge is full."""
+
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "EXHAUSTED"
+
+
+class Unavailable(CnmError):
+    """A dependency (Redis, a host's driver service, a plugin) does not answer."""
+
+    code = "UNAVAILABLE"
+    default_reason = "UNAVAILABLE"
+
+
+class Aborted(CnmError):
+    """A concurrent writer won a race and retries ran out; the caller may retry."""
+
+    code = "ABORTED"
+    default_reason = "ABORTED"
+
+
+class Internal(CnmError):
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+
+class MultiError(CnmError):
+    """Best-effort teardown collected several failures; the first one decides the code."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        first = errors[0]
+        super().__init__("; ".join(str(e) for e in errors),
+                         reason=getattr(first, "reason", "INTERNAL"))
+        self.errors = errors
+        self.code = getattr(first, "code", "INTERNAL")

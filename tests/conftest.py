@@ -1,0 +1,152 @@
+"""Shared test harness.
+
+- `redis_server` / `redis_url`: a private redis-server on a unix socket per
+  session, flushed before each test that asks for it.
+- `netns_host`: a fresh network namespace ("a host") per test, removed after.
+- `spawn`: starts a process (optionally inside a namespace) and stops it by PID.
+- an autouse guard that fails a test which leaves a namespace, a root-namespace
+  link, an nftables table or a child process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import kernel_snapshot, netns  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "netns" in parts:
+            item.add_marker(pytest.mark.netns)
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        if ("netns" in parts or "integration" in parts) and not IS_ROOT:
+            item.add_marker(pytest.mark.skip(reason="needs root for network namespaces"))
+
+
+# --- redis ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a unix socket; yields its `unix://` URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (scripts/setup.sh installs it)")
+    workdir = Path(tempfile.mkdtemp(prefix="cnm-test-redis-"))
+    sock = workdir / "redis.sock"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+         "--save", "", "--appendonly", "no", "--dir", str(workdir),
+         "--notify-keyspace-events", "KEA"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.02)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+# --- namespaces and processes --------------------------------------------------------------
+
+@pytest.fixture
+def netns_host() -> Iterator[str]:
+    """A fresh, uniquely named network namespace with `lo` up; removed after the test."""
+    name = f"cnmt-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    try:
+        yield name
+    finally:
+        netns.delete(name)
+
+
+class Spawner:
+    """Starts processes for a test and stops exactly those, by PID."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def __call__(self, argv: list[str], *, netns_name: str | None = None,
+                 env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+        if netns_name:
+            argv = ["ip", "netns", "exec", netns_name, *argv]
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(argv, env=full_env, start_new_session=True, **kw)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    spawner = Spawner()
+    try:
+        yield spawner
+    finally:
+        spawner.stop_all()
+
+
+# --- leftover guard ------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(request):
+    if not IS_ROOT:
+        yield
+        return
+    before = kernel_snapshot.take()
+    yield
+    after = kernel_snapshot.take()
+    leftovers = kernel_snapshot.diff(before, after)
+    if leftovers:
+        kernel_snapshot.cleanup(leftovers)
+        pytest.fail(f"test left behind: {leftovers}", pytrace=False)
