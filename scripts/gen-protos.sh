@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../protos"
 PY=../.venv/bin/python
+export PATH="$(cd ../.venv/bin && pwd):$PATH"  # protoc-gen-mypy plugins
 mapfile -t files < <(find cnm -name '*.proto' | sort)
 "$PY" -m grpc_tools.protoc -I . \
     --python_out=. --mypy_out=quiet:. \
