@@ -16,8 +16,9 @@ class CnmError(Exception):
     code = "UNKNOWN"
     default_reason = "UNKNOWN"
 
-    def __init__(self, message: str, *, reason: str | None = None,
-                 metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
@@ -82,7 +83,8 @@ class MultiError(CnmError):
 
     def __init__(self, errors: list[Exception]) -> None:
         first = errors[0]
-        super().__init__("; ".join(str(e) for e in errors),
-                         reason=getattr(first, "reason", "INTERNAL"))
+        super().__init__(
+            "; ".join(str(e) for e in errors), reason=getattr(first, "reason", "INTERNAL")
+        )
         self.errors = errors
         self.code = getattr(first, "code", "INTERNAL")

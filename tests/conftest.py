@@ -43,6 +43,7 @@ def pytest_collection_modifyitems(config, items):
 
 # --- redis ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A private redis-server on a unix socket; yields its `unix://` URL."""
@@ -52,10 +53,25 @@ def redis_server() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="cnm-test-redis-"))
     sock = workdir / "redis.sock"
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", str(workdir),
-         "--notify-keyspace-events", "KEA"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--notify-keyspace-events",
+            "KEA",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10
@@ -87,10 +103,17 @@ def redis_url(redis_server: str) -> str:
 
 # --- namespaces and processes --------------------------------------------------------------
 
+
+@pytest.fixture(scope="session")
+def netns_prefix() -> str:
+    """Prefix for namespaces made by services under test (give it as CNM_NETNS_PREFIX)."""
+    return f"cnm-{kernel_snapshot.TEST_TAG}-"
+
+
 @pytest.fixture
 def netns_host() -> Iterator[str]:
     """A fresh, uniquely named network namespace with `lo` up; removed after the test."""
-    name = f"cnmt-{uuid.uuid4().hex[:8]}"
+    name = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
     netns.create(name)
     try:
         yield name
@@ -104,8 +127,14 @@ class Spawner:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def __call__(self, argv: list[str], *, netns_name: str | None = None,
-                 env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    def __call__(
+        self,
+        argv: list[str],
+        *,
+        netns_name: str | None = None,
+        env: dict[str, str] | None = None,
+        **kw,
+    ) -> subprocess.Popen:
         if netns_name:
             argv = ["ip", "netns", "exec", netns_name, *argv]
         full_env = {**os.environ, **(env or {})}
@@ -137,6 +166,7 @@ def spawn() -> Iterator[Spawner]:
 
 
 # --- leftover guard ------------------------------------------------------------------------
+
 
 @pytest.fixture(autouse=True)
 def _no_leftovers(request):

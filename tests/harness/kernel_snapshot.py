@@ -1,4 +1,12 @@
-"""What a test may leave behind: namespaces, root links, nftables tables, children."""
+"""What a test may leave behind: namespaces, root links, nftables tables, children.
+
+Several test runs may share a machine (developers run suites side by side), so
+namespaces count only when their name carries this run's TEST_TAG: every
+namespace a test or a service under test makes must carry it (the
+`netns_host` fixture does; driver services get it through CNM_NETNS_PREFIX).
+Only tagged namespaces and this process's own children are removed
+automatically; root links and nftables tables are reported.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,9 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+
+# Unique per pytest process; part of every namespace name this run creates.
+TEST_TAG = f"t{os.getpid()}"
 
 
 def _lines(*argv: str) -> list[str]:
@@ -35,7 +46,9 @@ def _children(pid: int) -> set[int]:
 
 def take() -> dict[str, set[str]]:
     return {
-        "netns": {line.split()[0] for line in _lines("ip", "netns", "list")},
+        "netns": {
+            n for line in _lines("ip", "netns", "list") if TEST_TAG in (n := line.split()[0])
+        },
         "links": {line.split(": ")[1].split("@")[0] for line in _lines("ip", "-o", "link", "show")},
         "nft": set(_lines("nft", "list", "tables")),
         "procs": {str(p) for p in _children(os.getpid())},
@@ -55,7 +68,3 @@ def cleanup(leftovers: dict[str, list[str]]) -> None:
             pass
     for name in leftovers.get("netns", []):
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-    for link in leftovers.get("links", []):
-        subprocess.run(["ip", "link", "delete", link], capture_output=True)
-    for table in leftovers.get("nft", []):
-        subprocess.run(["nft", "delete", "table", *table.split()[1:3]], capture_output=True)

@@ -18,9 +18,16 @@ def delete(name: str) -> None:
     run("ip", "netns", "delete", name, check=False)
 
 
-def exec_in(name: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", name, *argv], check=check,
-                          capture_output=True, text=True, timeout=timeout)
+def exec_in(
+    name: str, *argv: str, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ip", "netns", "exec", name, *argv],
+        check=check,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def ping(name: str, address: str, count: int = 1, wait: float = 2) -> bool:

@@ -1,0 +1,72 @@
+"""The one place where domain errors and gRPC statuses meet.
+
+Server side: `to_status` turns a CnmError into a google.rpc.Status carrying an
+ErrorInfo (reason + metadata). Client side: `from_rpc_error` turns a failed
+call back into the matching CnmError, keeping the server's message and reason,
+so a controller calling a driver service can re-raise what the driver meant.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services import errors
+
+_CLASSES: dict[str, type[errors.CnmError]] = {
+    cls.code: cls
+    for cls in (
+        errors.InvalidArgument,
+        errors.NotFound,
+        errors.AlreadyExists,
+        errors.FailedPrecondition,
+        errors.Exhausted,
+        errors.Unavailable,
+        errors.Aborted,
+        errors.Internal,
+    )
+}
+
+
+def to_status(err: errors.CnmError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason=err.reason, domain=errors.ERROR_DOMAIN, metadata=err.metadata
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, err.code, code_pb2.UNKNOWN), message=err.message, details=[detail]
+    )
+    return rpc_status.to_status(status)
+
+
+def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo a cnm server attached to a failed call, if any."""
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        return None
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def from_rpc_error(exc: grpc.RpcError, context: str = "") -> errors.CnmError:
+    """The domain error a failed call stands for; `context` prefixes the message."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    message = f"{context}: {details}" if context else (details or code.name)
+    info = error_info(exc)
+    reason = info.reason if info else None
+    metadata = dict(info.metadata) if info else None
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.Unavailable(message or "deadline exceeded", reason="DEADLINE_EXCEEDED")
+    cls = _CLASSES.get(code.name, errors.Internal)
+    return cls(message, reason=reason, metadata=metadata)

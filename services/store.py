@@ -1,0 +1,101 @@
+"""The Redis store: one client per process, a key prefix per deployment,
+atomic helpers, and UNAVAILABLE (naming the URL) when Redis is down.
+
+Values are strings (decode_responses); `raw` is the same server without
+decoding, for binary values such as serialized bit sequences.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions
+from redis.commands.core import Script
+
+from services.errors import Aborted, Unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _unavailable(url: str, exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"redis at {url} is unavailable: {exc}", reason="STORE_UNAVAILABLE", metadata={"url": url}
+    )
+
+
+class _Redis(redis.Redis):
+    """redis.Redis whose connection failures are domain errors naming the URL."""
+
+    cnm_url = ""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute_command(*args, **options)
+        except _CONNECTION_ERRORS as e:
+            raise _unavailable(self.cnm_url, e) from e
+
+
+class Store:
+    def __init__(self, url: str, prefix: str = "cnm", *, timeout: float = 5.0) -> None:
+        self.url = url
+        self.prefix = prefix.rstrip(":")
+        kw: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "health_check_interval": 30,
+            "retry_on_timeout": False,
+        }
+        self.client: redis.Redis = _Redis.from_url(url, decode_responses=True, **kw)
+        self.raw: redis.Redis = _Redis.from_url(url, decode_responses=False, **kw)
+        self.client.cnm_url = self.raw.cnm_url = url  # type: ignore[attr-defined]
+
+    def key(self, *parts: str) -> str:
+        """`<prefix>:<part>:<part>...`; every key cnm writes goes through here."""
+        return ":".join((self.prefix, *parts))
+
+    def script(self, source: str, *, raw: bool = False) -> Script:
+        """A Lua script registered once, run by EVALSHA (reloaded if Redis restarted)."""
+        return (self.raw if raw else self.client).register_script(source)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except (Unavailable, *_CONNECTION_ERRORS):
+            return False
+
+    def transaction(
+        self,
+        fn: Callable[[redis.client.Pipeline], T],
+        *watch: str,
+        retries: int = 32,
+        raw: bool = False,
+    ) -> T:
+        """WATCH `watch`, run `fn(pipe)` (reads immediate, then pipe.multi() and
+        queued writes), EXEC; retried when a watched key changed. Returns what
+        `fn` returned. Aborted after `retries` lost races, never a silent overwrite.
+        """
+        client = self.raw if raw else self.client
+        for attempt in range(retries):
+            try:
+                with client.pipeline() as pipe:
+                    if watch:
+                        pipe.watch(*watch)
+                    result = fn(pipe)
+                    pipe.execute()
+                    return result
+            except redis.exceptions.WatchError:
+                time.sleep(min(0.001 * (2**attempt), 0.05))
+            except _CONNECTION_ERRORS as e:
+                raise _unavailable(self.url, e) from e
+        raise Aborted(f"too much contention on {', '.join(watch)}; retry the call")
+
+    def close(self) -> None:
+        self.client.close()
+        self.raw.close()
