@@ -1,0 +1,117 @@
+"""Start cnm service processes for integration tests, and wait for them.
+
+Each starter runs the real console script from the venv through the test's
+`spawn` fixture (so it is stopped by PID after the test) and returns the
+service's address once its health check says SERVING.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+BIN = Path(sys.executable).parent
+
+
+def wait_serving(address: str, service: str = "", timeout: float = 15.0, proc=None) -> None:
+    """Blocks until `address` reports SERVING for `service` ("" = whole process)."""
+    target = address if not address.startswith("/") else f"unix://{address}"
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"service at {address} exited with {proc.returncode}")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+            except grpc.RpcError as e:
+                last = e.code().name
+            time.sleep(0.05)
+    raise TimeoutError(f"{address} not SERVING after {timeout}s (last: {last})")
+
+
+def start_ipam(spawn, redis_url: str, run_dir: Path, name: str = "ipam") -> str:
+    address = f"unix://{run_dir}/{name}.sock"
+    proc = spawn([str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url])
+    wait_serving(address, proc=proc)
+    return address
+
+
+def start_driver(
+    spawn,
+    redis_url: str,
+    run_dir: Path,
+    *,
+    host_id: str,
+    netns_name: str | None,
+    netns_prefix: str,
+    advertise_addr: str = "",
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
+    """A driver service inside namespace `netns_name` (a test "host")."""
+    address = f"unix://{run_dir}/driver-{host_id}.sock"
+    state_dir = run_dir / f"state-{host_id}"
+    argv = [
+        str(BIN / "cnm-driver"),
+        "--listen",
+        address,
+        "--redis-url",
+        redis_url,
+        "--host-id",
+        host_id,
+        "--state-dir",
+        str(state_dir),
+    ]
+    if advertise_addr:
+        argv += ["--advertise-addr", advertise_addr]
+    proc = spawn(
+        argv + (extra or []),
+        netns_name=netns_name,
+        env={"CNM_NETNS_PREFIX": netns_prefix, **(env or {})},
+    )
+    wait_serving(address, proc=proc)
+    return address
+
+
+def start_controller(
+    spawn,
+    redis_url: str,
+    run_dir: Path,
+    ipam: str,
+    name: str = "controller",
+    env: dict[str, str] | None = None,
+) -> str:
+    address = f"unix://{run_dir}/{name}.sock"
+    proc = spawn(
+        [
+            str(BIN / "cnm-controller"),
+            "--listen",
+            address,
+            "--redis-url",
+            redis_url,
+            "--ipam",
+            ipam,
+        ],
+        env=env,
+    )
+    wait_serving(address, proc=proc)
+    return address
+
+
+def short_tmp(prefix: str = "cnm") -> Path:
+    """A short directory path: unix socket paths must stay under 108 bytes."""
+    import tempfile
+
+    return Path(
+        tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    )
