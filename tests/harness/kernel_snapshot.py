@@ -10,6 +10,7 @@ automatically; root links and nftables tables are reported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,9 +63,7 @@ def diff(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, l
 def cleanup(leftovers: dict[str, list[str]]) -> None:
     """Remove what a failed test left, so one failure does not cascade."""
     for pid in leftovers.get("procs", []):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for name in leftovers.get("netns", []):
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
