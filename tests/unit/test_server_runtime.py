@@ -1,0 +1,117 @@
+"""The shared server bootstrap: health, reflection, unix socket mode, error mapping."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services import errors
+from services.channel import dial
+from services.config import ConfigError
+from services.rpc_errors import error_info, from_rpc_error
+from services.server import Server, ServiceSpec
+
+SERVICE = "cnm.test.v1.Echo"
+
+
+def _raise(request: bytes, context) -> bytes:
+    kind = request.decode()
+    if kind == "ok":
+        return b"ok"
+    if kind == "boom":
+        raise RuntimeError("boom")
+    cls = getattr(errors, kind)
+    raise cls(f"no such network {kind!r}", reason="NETWORK_NOT_FOUND", metadata={"k": "v"})
+
+
+def _add(servicer, server: grpc.Server) -> None:
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE, {"Call": grpc.unary_unary_rpc_method_handler(servicer)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server([ServiceSpec(SERVICE, _add, _raise)], f"unix://{tmp_path}/s.sock")
+    srv.start()
+    srv.set_serving(True)
+    yield srv, f"unix://{tmp_path}/s.sock"
+    srv.stop(0)
+
+
+def _call(address: str, payload: bytes) -> bytes:
+    with dial(address, timeout=5) as channel:
+        return channel.unary_unary(f"/{SERVICE}/Call")(payload)
+
+
+def test_unix_socket_is_root_only(server):
+    _, address = server
+    mode = stat.S_IMODE(os.stat(address[len("unix://") :]).st_mode)
+    assert mode == 0o600
+
+
+def test_health_reports_serving_per_service(server):
+    _, address = server
+    with dial(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in (SERVICE, ""):
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_service(server):
+    _, address = server
+    with dial(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        resp = next(stub.ServerReflectionInfo(iter([req]), timeout=5))
+        names = {s.name for s in resp.list_services_response.service}
+        assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+@pytest.mark.parametrize(
+    "kind,code",
+    [
+        ("NotFound", grpc.StatusCode.NOT_FOUND),
+        ("InvalidArgument", grpc.StatusCode.INVALID_ARGUMENT),
+        ("AlreadyExists", grpc.StatusCode.ALREADY_EXISTS),
+        ("FailedPrecondition", grpc.StatusCode.FAILED_PRECONDITION),
+        ("Exhausted", grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ("Unavailable", grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+def test_domain_errors_map_to_status_with_error_info(server, kind, code):
+    _, address = server
+    with pytest.raises(grpc.RpcError) as exc:
+        _call(address, kind.encode())
+    assert exc.value.code() == code
+    assert "no such network" in exc.value.details()
+    info = error_info(exc.value)
+    assert info is not None and info.reason == "NETWORK_NOT_FOUND" and info.metadata["k"] == "v"
+    back = from_rpc_error(exc.value)
+    assert isinstance(back, getattr(errors, kind)) and back.reason == "NETWORK_NOT_FOUND"
+
+
+def test_unexpected_exception_is_internal_not_a_traceback(server):
+    _, address = server
+    with pytest.raises(grpc.RpcError) as exc:
+        _call(address, b"boom")
+    assert exc.value.code() == grpc.StatusCode.INTERNAL
+    assert "boom" in exc.value.details()
+
+
+def test_second_server_on_a_live_socket_is_a_config_error(server):
+    _, address = server
+    with pytest.raises(ConfigError, match="another process"):
+        Server([ServiceSpec(SERVICE, _add, _raise)], address)
+
+
+def test_missing_socket_directory_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Server([ServiceSpec(SERVICE, _add, _raise)], f"unix://{tmp_path}/nope/s.sock")
