@@ -1,0 +1,396 @@
+"""Links: bridges, veth pairs (peer created in place), VXLAN devices, deletion.
+
+Every function validates its input first, then talks netlink over a handle
+opened for the call (`rtnl`). Creates raise AlreadyExists when the name is
+taken (bridges accept `exist_ok`); deletes are idempotent (a missing link is
+success, reported as False). A multi-step create that fails part-way removes
+what it made before raising.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from services.errors import AlreadyExists, Exhausted, NotFound
+
+from . import validate
+from .addressing import add_address_on, add_route_on, check_route, find_index, link_index
+from .nsenter import NetnsRef, netns_path, open_netns
+from .query import link_info
+from .rtnl import GONE, kernel_errors, rtnl, to_domain_error
+from .types import LinkInfo, Route, VethPair
+from .validate import IPAddress, IPInterface
+
+log = logging.getLogger(__name__)
+
+BRIDGE_MAX_PORTS = 1024
+VXLAN_PORT = 4789
+
+
+def random_mac() -> str:
+    """A random, locally administered unicast MAC (what libnetwork gives its bridges)."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _where(netns: NetnsRef) -> str:
+    return f" in network namespace {netns!r}" if netns else ""
+
+
+def _get(ipr: IPRoute, index: int) -> LinkInfo:
+    msg = ipr.link("get", index=index)[0]
+    names = {}
+    master = msg.get("master")
+    if master:
+        names[master] = ipr.link("get", index=master)[0].get("ifname")
+    return link_info(msg, names)
+
+
+def get_link(name: str, *, netns: NetnsRef = None) -> LinkInfo:
+    """The interface `name` of `netns` as the kernel reports it (NotFound if missing)."""
+    name = validate.ifname(name)
+    with kernel_errors(f"get link {name!r}{_where(netns)}"), rtnl(netns) as ipr:
+        return _get(ipr, link_index(ipr, name, netns))
+
+
+def link_exists(name: str, *, netns: NetnsRef = None) -> bool:
+    name = validate.ifname(name)
+    with kernel_errors(f"look up link {name!r}{_where(netns)}"), rtnl(netns) as ipr:
+        return find_index(ipr, name) is not None
+
+
+def _set_alias(ipr: IPRoute, index: int, alias: str | None) -> None:
+    if alias is not None:
+        ipr.link("set", index=index, ifalias=alias)
+
+
+def _check_alias(alias: str | None) -> None:
+    if alias is not None and (not isinstance(alias, str) or len(alias) > 255 or "\0" in alias):
+        raise validate.InvalidArgument(f"invalid interface alias {alias!r}")
+
+
+def create_bridge(
+    name: str,
+    *,
+    netns: NetnsRef = None,
+    mtu: int | None = None,
+    mac: str | None = None,
+    addresses: Iterable[str | IPInterface] = (),
+    alias: str | None = None,
+    exist_ok: bool = False,
+) -> LinkInfo:
+    """A Linux bridge, STP off, up, with its gateway `addresses` (v4 and/or v6).
+
+    `mac` defaults to a random fixed address (otherwise the bridge would take
+    the lowest port MAC and change it as ports come and go). IPv6 addresses
+    are added without DAD, so they are usable as soon as the bridge has a
+    port. With `exist_ok`, an existing bridge of that name is brought to the
+    requested state (up, MTU, addresses) instead of raising AlreadyExists;
+    an existing link of another kind still raises it. On failure a bridge
+    this call created is removed again.
+    """
+    name = validate.ifname(name, "bridge name")
+    if mtu is not None:
+        mtu = validate.mtu(mtu)
+    mac = validate.mac(mac) if mac is not None else None
+    ifaces = [validate.ip_interface(a, "bridge address") for a in addresses]
+    _check_alias(alias)
+    action = f"create bridge {name!r}{_where(netns)}"
+    with ExitStack() as undo, kernel_errors(action, mtu=mtu, mac=mac), rtnl(netns) as ipr:
+        index = find_index(ipr, name)
+        if index is not None:
+            existing = _get(ipr, index)
+            if not exist_ok or existing.kind != "bridge":
+                what = "bridge" if existing.kind == "bridge" else f"{existing.kind or 'link'}"
+                raise AlreadyExists(
+                    f"{action}: a {what} named {name!r} already exists", metadata={"ifname": name}
+                )
+            if mtu is not None and existing.mtu != mtu:
+                ipr.link("set", index=index, mtu=mtu)
+        else:
+            kwargs: dict[str, object] = {
+                "ifname": name,
+                "kind": "bridge",
+                "br_stp_state": 0,
+                "address": mac or random_mac(),
+            }
+            if mtu is not None:
+                kwargs["mtu"] = mtu
+            ipr.link("add", **kwargs)
+            index = link_index(ipr, name, netns)
+            undo.callback(_delete_quietly, ipr, index, name)
+        _set_alias(ipr, index, alias)
+        for iface in ifaces:
+            with kernel_errors(f"add address {iface} to bridge {name!r}", address=iface):
+                add_address_on(ipr, index, name, iface, netns)
+        ipr.link("set", index=index, state="up")
+        info = _get(ipr, index)
+        undo.pop_all()
+        return info
+
+
+def _delete_quietly(ipr: IPRoute, index: int, name: str) -> None:
+    """Rollback step: never hides the error that caused the rollback."""
+    try:
+        ipr.link("del", index=index)
+    except Exception:  # noqa: BLE001
+        log.warning("rollback: could not delete link %s (index %d)", name, index, exc_info=True)
+
+
+def create_veth(
+    host_name: str,
+    peer_name: str,
+    *,
+    peer_netns: NetnsRef,
+    netns: NetnsRef = None,
+    bridge: str | None = None,
+    mtu: int | None = None,
+    peer_mac: str | None = None,
+    addresses: Sequence[str | IPInterface] = (),
+    routes: Sequence[Route] = (),
+    alias: str | None = None,
+) -> VethPair:
+    """A veth pair whose peer is born inside `peer_netns`: a Join in one call.
+
+    One RTM_NEWLINK creates `host_name` in `netns` (enslaved to `bridge`, up)
+    and `peer_name` directly in `peer_netns` with `peer_mac` and `mtu`: no
+    move between namespaces (~3 ms instead of ~23 ms). Then, inside the
+    sandbox: `addresses` (IPv6 without DAD), link up, `routes` through the
+    peer (e.g. Route("0.0.0.0/0", gateway=...)).
+
+    Errors: AlreadyExists when either name is taken, NotFound when the bridge
+    or a namespace is missing, Exhausted when the bridge already has the
+    kernel's maximum of ports. On any failure the pair is deleted again.
+    """
+    host_name = validate.ifname(host_name, "host interface name")
+    peer_name = validate.ifname(peer_name, "sandbox interface name")
+    if bridge is not None:
+        bridge = validate.ifname(bridge, "bridge name")
+    if mtu is not None:
+        mtu = validate.mtu(mtu)
+    peer_mac = validate.mac(peer_mac) if peer_mac is not None else None
+    ifaces = [validate.ip_interface(a) for a in addresses]
+    for route in routes:
+        check_route(route)
+    _check_alias(alias)
+    if netns_path(netns) == netns_path(peer_netns) and host_name == peer_name:
+        raise validate.InvalidArgument(f"veth ends must have different names: {host_name!r}")
+
+    action = f"create veth {host_name!r} (peer {peer_name!r}{_where(peer_netns)})"
+    with ExitStack() as undo:
+        peer_fd = undo.enter_context(open_netns(peer_netns))
+        if peer_fd is None and netns is not None:
+            # The peer goes to this process's namespace, seen from another one.
+            peer_fd = undo.enter_context(open_netns("/proc/thread-self/ns/net"))
+        with kernel_errors(action, mtu=mtu, mac=peer_mac), rtnl(netns) as ipr:
+            master = None
+            if bridge is not None:
+                master = link_index(ipr, bridge, netns)
+            peer: dict[str, object] = {"ifname": peer_name}
+            if peer_fd is not None:
+                peer["net_ns_fd"] = peer_fd
+            if peer_mac is not None:
+                peer["address"] = peer_mac
+            if mtu is not None:
+                peer["mtu"] = mtu
+            kwargs: dict[str, object] = {
+                "ifname": host_name,
+                "kind": "veth",
+                "peer": peer,
+                "state": "up",
+            }
+            if master is not None:
+                kwargs["master"] = master
+            if mtu is not None:
+                kwargs["mtu"] = mtu
+            try:
+                ipr.link("add", **kwargs)
+            except NetlinkError as e:
+                raise _veth_error(
+                    e, ipr, action, host_name, peer_name, bridge, mtu, peer_mac
+                ) from e
+            host_index = link_index(ipr, host_name, netns)
+            undo.callback(_delete_quietly, ipr, host_index, host_name)
+            _set_alias(ipr, host_index, alias)
+            with (
+                kernel_errors(f"configure {peer_name!r}{_where(peer_netns)}"),
+                rtnl(peer_netns) as sb,
+            ):
+                peer_index = link_index(sb, peer_name, peer_netns)
+                for iface in ifaces:
+                    with kernel_errors(f"add address {iface} to {peer_name!r}", address=iface):
+                        add_address_on(sb, peer_index, peer_name, iface, peer_netns)
+                sb.link("set", index=peer_index, state="up")
+                for route in routes:
+                    add_route_on(sb, route, peer_index, peer_name)
+            undo.pop_all()
+    return VethPair(
+        host_name=host_name, host_index=host_index, peer_name=peer_name, peer_index=peer_index
+    )
+
+
+def _veth_error(
+    e: NetlinkError,
+    ipr: IPRoute,
+    action: str,
+    host_name: str,
+    peer_name: str,
+    bridge: str | None,
+    mtu: int | None,
+    mac: str | None,
+) -> Exception:
+    if e.code in (errno.EXFULL, errno.E2BIG) and bridge is not None:
+        return Exhausted(
+            f"bridge {bridge!r} is full: a Linux bridge has at most {BRIDGE_MAX_PORTS} ports",
+            reason="BRIDGE_FULL",
+            metadata={"bridge": bridge},
+        )
+    if e.code == errno.EEXIST:
+        who = host_name if find_index(ipr, host_name) is not None else peer_name
+        return AlreadyExists(
+            f"{action}: interface {who!r} already exists", metadata={"ifname": who}
+        )
+    return to_domain_error(e, action, mtu=mtu, mac=mac)
+
+
+def create_vxlan(
+    name: str,
+    *,
+    vni: int,
+    local: str | IPAddress | None = None,
+    dstport: int = VXLAN_PORT,
+    underlay: str | None = None,
+    mtu: int | None = None,
+    learning: bool = False,
+    netns: NetnsRef = None,
+    underlay_netns: NetnsRef | bool = True,
+    bridge: str | None = None,
+    alias: str | None = None,
+) -> LinkInfo:
+    """A VXLAN device for the overlay driver: VNI, local VTEP, UDP port, learning off.
+
+    The device appears in `netns`; its UDP socket lives in `underlay_netns`
+    (True: the same namespace). Creating it in the overlay sandbox directly,
+    with the socket in the host namespace, is one RTM_NEWLINK: no move.
+    `underlay` pins it to an underlay interface of `underlay_netns`. When
+    `bridge` (in `netns`) is given, the device is enslaved to it. The device is
+    brought up. Remote VTEPs are added with `add_fdb`; on failure the device
+    is removed again.
+    """
+    name = validate.ifname(name, "VXLAN device name")
+    vni = validate.vni(vni)
+    dstport = validate.port(dstport, "VXLAN UDP port")
+    vtep = validate.ip_address(local, "local VTEP address") if local is not None else None
+    if underlay is not None:
+        underlay = validate.ifname(underlay, "underlay interface name")
+    if mtu is not None:
+        mtu = validate.mtu(mtu)
+    if bridge is not None:
+        bridge = validate.ifname(bridge, "bridge name")
+    _check_alias(alias)
+    sock_ns: NetnsRef = netns if underlay_netns is True else underlay_netns  # type: ignore[assignment]
+    separate = netns_path(sock_ns) != netns_path(netns)
+
+    action = f"create vxlan {name!r} (vni {vni}){_where(netns)}"
+    kwargs: dict[str, object] = {
+        "ifname": name,
+        "kind": "vxlan",
+        "vxlan_id": vni,
+        "vxlan_port": dstport,
+        "vxlan_learning": int(learning),
+    }
+    if vtep is not None:
+        kwargs["vxlan_local" if vtep.version == 4 else "vxlan_local6"] = str(vtep)
+    if mtu is not None:
+        kwargs["mtu"] = mtu
+    with ExitStack() as undo, kernel_errors(action, vni=vni, local=vtep, mtu=mtu):
+        dev_fd = undo.enter_context(open_netns(netns)) if separate else None
+        if separate and dev_fd is None:
+            dev_fd = undo.enter_context(open_netns("/proc/thread-self/ns/net"))
+        with rtnl(sock_ns) as under:
+            if underlay is not None:
+                kwargs["vxlan_link"] = link_index(under, underlay, sock_ns)
+            if dev_fd is not None:
+                kwargs["net_ns_fd"] = dev_fd
+            under.link("add", **kwargs)
+        with rtnl(netns) as ipr:
+            index = link_index(ipr, name, netns)
+            undo.callback(_delete_quietly, ipr, index, name)
+            _set_alias(ipr, index, alias)
+            if bridge is not None:
+                _enslave(ipr, index, name, bridge, netns)
+            ipr.link("set", index=index, state="up")
+            info = _get(ipr, index)
+            undo.pop_all()
+            return info
+
+
+def _enslave(ipr: IPRoute, index: int, name: str, bridge: str, netns: NetnsRef) -> None:
+    master = link_index(ipr, bridge, netns)
+    try:
+        ipr.link("set", index=index, master=master)
+    except NetlinkError as e:
+        if e.code in (errno.EXFULL, errno.E2BIG):
+            raise Exhausted(
+                f"bridge {bridge!r} is full: a Linux bridge has at most {BRIDGE_MAX_PORTS} ports",
+                reason="BRIDGE_FULL",
+                metadata={"bridge": bridge},
+            ) from e
+        raise to_domain_error(e, f"attach {name!r} to bridge {bridge!r}") from e
+
+
+def set_master(name: str, bridge: str | None, *, netns: NetnsRef = None) -> None:
+    """Enslave `name` to `bridge` (None: detach it). Exhausted when the bridge is full."""
+    name = validate.ifname(name)
+    if bridge is not None:
+        bridge = validate.ifname(bridge, "bridge name")
+    with kernel_errors(f"set master of {name!r}"), rtnl(netns) as ipr:
+        index = link_index(ipr, name, netns)
+        if bridge is None:
+            ipr.link("set", index=index, master=0)
+        else:
+            _enslave(ipr, index, name, bridge, netns)
+
+
+def set_link_state(name: str, up: bool, *, netns: NetnsRef = None) -> None:
+    """Bring `name` up or down."""
+    name = validate.ifname(name)
+    with kernel_errors(f"set {name!r} {'up' if up else 'down'}"), rtnl(netns) as ipr:
+        ipr.link("set", index=link_index(ipr, name, netns), state="up" if up else "down")
+
+
+def delete_link(name: str, *, netns: NetnsRef = None) -> bool:
+    """Delete interface `name` (both ends for a veth). Idempotent.
+
+    Returns False when the link, or its whole namespace, is already gone.
+    Takes ~20 ms of kernel time for a veth; see `delete_link_async`.
+    """
+    name = validate.ifname(name)
+    try:
+        with rtnl(netns) as ipr:
+            return delete_link_on(ipr, name, netns)
+    except NotFound as e:
+        if e.reason == "NETNS_NOT_FOUND":
+            return False
+        raise
+
+
+def delete_link_on(ipr: IPRoute, name: str, netns: NetnsRef) -> bool:
+    index = find_index(ipr, name)
+    if index is None:
+        return False
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        if e.code in GONE:
+            return False
+        raise to_domain_error(e, f"delete link {name!r}{_where(netns)}") from e
+    return True
