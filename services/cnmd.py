@@ -1,0 +1,497 @@
+"""cnmd: the all-in-one launcher of one host (DESIGN.md, command-line contract).
+
+    cnmd [--config FILE] [--run-dir DIR] [--data-dir DIR] [--redis-url URL] [--host-id ID]
+         [--daemon] [--log-level L] [--log-format json|text]
+    cnmd status [--run-dir DIR]
+    cnmd stop   [--run-dir DIR]
+
+Starts a private redis-server (unless a Redis URL is given) and cnm-ipam,
+cnm-controller and cnm-driver as child processes on unix sockets in the run
+dir, waits until each is SERVING, restarts a child that dies, and on
+SIGTERM/SIGINT (or `cnmd stop`) stops the services, then Redis, by PID.
+
+Files: RUN_DIR/{redis,ipam,controller,driver}.sock, RUN_DIR/cnmd.pid (locked
+while cnmd runs), RUN_DIR/cnmd.json (components, PIDs, readiness: what
+`cnmd status` reads); DATA_DIR/redis (append-only file), DATA_DIR/driver
+(sandbox files), DATA_DIR/log/<component>.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from services import healthcheck
+from services.address import parse_address
+from services.config import ConfigError, load
+from services.logsetup import setup_logging
+from services.supervisor import Child, ChildSpec, stop_children, wait_until
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("ipam", "controller", "driver")
+PID_FILE = "cnmd.pid"
+STATE_FILE = "cnmd.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class CnmdConfig:
+    """cnmd's keys: top level of the TOML file (run_dir, data_dir, redis_url,
+    log_*) or its [cnmd] section; CNM_<KEY> in the environment; flags."""
+
+    run_dir: str = "/run/cnm"
+    data_dir: str = "/var/lib/cnm"
+    # Empty: cnmd runs its own redis-server on RUN_DIR/redis.sock.
+    redis_url: str = ""
+    # Empty: the machine's hostname.
+    host_id: str = ""
+    log_level: str = "info"
+    log_format: str = "text"
+    redis_server: str = "redis-server"
+    # Where the cnm-* console scripts are; empty: next to this Python.
+    bin_dir: str = ""
+    start_timeout: float = 30.0
+    # Per stage (services, then Redis): SIGTERM, then SIGKILL after this long.
+    stop_grace: float = 2.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, exit 2, like every configuration error.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cnmd", description="Run Redis + cnm-ipam + cnm-controller + cnm-driver.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    common.add_argument("--run-dir", metavar="DIR", help="sockets and pid file (/run/cnm)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--run-dir", metavar="DIR", help="sockets and pid file (default /run/cnm)")
+    p.add_argument("--data-dir", metavar="DIR", help="Redis data, sandbox files, logs")
+    p.add_argument("--redis-url", metavar="URL", help="use this Redis instead of a private one")
+    p.add_argument("--host-id", metavar="ID", help="this host's id (default: hostname)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument(
+        "--daemon",
+        action="store_true",
+        help="run in the background (logs in DATA_DIR/log); return once all are SERVING",
+    )
+    sub = p.add_subparsers(dest="command", metavar="{status,stop}")
+    for name, text in (("status", "health of each component"), ("stop", "stop a running cnmd")):
+        sp = sub.add_parser(name, help=text, parents=[common], argument_default=argparse.SUPPRESS)
+        sp.error = p.error  # type: ignore[method-assign]
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("config", "command", "daemon") and v is not None
+    }
+    try:
+        cfg = load(CnmdConfig, section="cnmd", file=getattr(args, "config", None), flags=flags)
+        if args.command == "status":
+            return status(cfg)
+        if args.command == "stop":
+            return stop(cfg)
+        plan = Plan.build(cfg, getattr(args, "config", None), flags)
+        if args.daemon:
+            return daemonize(plan, list(argv if argv is not None else sys.argv[1:]))
+        return Cnmd(plan).run()
+    except ConfigError as e:
+        print(f"cnmd: error: {e}", file=sys.stderr)
+        return 2
+
+
+# --- plan: validated paths and child command lines -------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    cfg: CnmdConfig
+    run_dir: Path
+    data_dir: Path
+    redis_url: str
+    private_redis: bool
+    children: tuple[ChildSpec, ...]
+
+    @staticmethod
+    def build(cfg: CnmdConfig, config_file: str | None, flags: dict[str, Any]) -> Plan:
+        """Checks everything that can be checked before a process starts (ConfigError)."""
+        run_dir = Path(cfg.run_dir).absolute()
+        data_dir = Path(cfg.data_dir).absolute()
+        for label, path in (("run dir", run_dir), ("data dir", data_dir)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"{label} {path}: cannot create: {e.strerror}") from None
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise ConfigError(f"{label} {path}: not writable")
+        addrs = {name: f"unix://{run_dir}/{name}.sock" for name in ("redis", *SERVICES)}
+        for addr in addrs.values():
+            try:
+                parse_address(addr)
+            except ValueError as e:
+                raise ConfigError(f"run dir {run_dir}: socket {addr}: {e}") from None
+
+        private = not cfg.redis_url
+        redis_url = addrs["redis"] if private else cfg.redis_url
+        if not private and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"redis url {redis_url!r}: expected redis://, rediss:// or unix:///path"
+            )
+        bin_dir = Path(cfg.bin_dir) if cfg.bin_dir else Path(sys.executable).parent
+        scripts = {name: bin_dir / f"cnm-{name}" for name in SERVICES}
+        for path in scripts.values():
+            if not os.access(path, os.X_OK):
+                raise ConfigError(f"{path}: not found (install cnm: scripts/setup.sh)")
+        host_id = cfg.host_id or socket.gethostname()
+
+        logs = data_dir / "log"
+        common = ["--redis-url", redis_url]
+        if config_file:
+            common += ["--config", str(Path(config_file).absolute())]
+        # Only what the user set on cnmd's command line overrides the children's
+        # own configuration ([ipam], [driver] ... sections, CNM_* variables).
+        for key in ("log_level", "log_format"):
+            if key in flags:
+                common += [f"--{key.replace('_', '-')}", str(flags[key])]
+        extra = {
+            "ipam": [],
+            "controller": ["--ipam", addrs["ipam"]],
+            "driver": ["--host-id", host_id, "--state-dir", str(data_dir / "driver")],
+        }
+        children = []
+        if private:
+            redis_bin = _which(cfg.redis_server)
+            children.append(
+                ChildSpec(
+                    "redis",
+                    (
+                        redis_bin,
+                        "--port",
+                        "0",
+                        "--unixsocket",
+                        str(run_dir / "redis.sock"),
+                        "--unixsocketperm",
+                        "600",
+                        "--dir",
+                        str(data_dir / "redis"),
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
+                        # The append-only file is the persistence; no RDB snapshots.
+                        "--save",
+                        "",
+                        "--daemonize",
+                        "no",
+                        "--logfile",
+                        "",
+                    ),  # fmt: skip
+                    logs / "redis.log",
+                    redis_url,
+                )
+            )
+        for name in SERVICES:
+            children.append(
+                ChildSpec(
+                    name,
+                    (str(scripts[name]), "--listen", addrs[name], *common, *extra[name]),
+                    logs / f"{name}.log",
+                    addrs[name],
+                )
+            )
+        return Plan(cfg, run_dir, data_dir, redis_url, private, tuple(children))
+
+
+def _which(binary: str) -> str:
+    import shutil
+
+    found = shutil.which(binary)
+    if not found:
+        raise ConfigError(f"{binary}: not found (install redis-server, or give --redis-url)")
+    return found
+
+
+# --- the supervisor ---------------------------------------------------------------------------
+
+
+class Cnmd:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.children = [Child(spec) for spec in plan.children]
+        self.stopping = threading.Event()
+        self.ready = False
+        self.lock_fd = -1
+
+    def run(self) -> int:
+        self._lock()  # ConfigError when another cnmd owns the run dir
+        setup_logging("cnmd", self.plan.cfg.log_level, self.plan.cfg.log_format)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda s, _f: self.stopping.set())
+        try:
+            return self._supervise()
+        finally:
+            self._shutdown()
+
+    def _lock(self) -> None:
+        path = self.plan.run_dir / PID_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode().strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"another cnmd (pid {other}) is running with run dir {self.plan.run_dir}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.lock_fd = fd
+        if self.plan.private_redis:
+            sock = self.plan.run_dir / "redis.sock"
+            if healthcheck.probe_redis(self.plan.redis_url, 1.0) == healthcheck.SERVING:
+                raise ConfigError(f"a redis-server not started by this cnmd is serving at {sock}")
+            sock.unlink(missing_ok=True)
+            (self.plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+
+    def _supervise(self) -> int:
+        log.info(
+            "starting in %s (data %s, redis %s%s)",
+            self.plan.run_dir,
+            self.plan.data_dir,
+            self.plan.redis_url,
+            "" if self.plan.private_redis else ", external",
+        )
+        redis = self._child("redis")
+        if redis is not None:
+            redis.start()
+            self._write_state()
+            if not wait_until(
+                lambda: (
+                    self.stopping.is_set()
+                    or not redis.running()
+                    or healthcheck.probe_redis(self.plan.redis_url, 0.5) == healthcheck.SERVING
+                ),
+                timeout=self.plan.cfg.start_timeout,
+            ) or (redis.exited() is not None):
+                log.error("redis-server did not start: %s", redis.last_log_line())
+                return 1
+        for child in self.children:
+            if child.name != "redis":
+                child.start()
+        self._write_state()
+        started = time.monotonic()
+        warned = False
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            for child in self.children:
+                if child.proc is not None and (code := child.exited()) is not None:
+                    line, pid = child.last_log_line(), child.pid
+                    if code == 2 and not child.ever_serving:
+                        # A service refusing its configuration: restarting cannot help.
+                        log.error("%s: bad configuration: %s", child.name, line)
+                        print(f"cnmd: error: {child.name}: {line}", file=sys.stderr)
+                        return 2
+                    delay = child.schedule_restart(now)
+                    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+                    log.warning(
+                        "%s (pid %s) died (%s); restarting in %.1fs (last log line: %s)",
+                        child.name, pid, how, delay, line,
+                    )  # fmt: skip
+                    self._write_state()
+                elif child.proc is None and now >= child.next_start and child.next_start:
+                    child.start()
+                    self._write_state()
+            if not self.ready:
+                self._check_ready()
+                if not self.ready and not warned and now - started > self.plan.cfg.start_timeout:
+                    warned = True
+                    log.warning(
+                        "not all components SERVING after %.0fs: %s",
+                        self.plan.cfg.start_timeout,
+                        ", ".join(f"{c.name} {s}" for c, s in self._probe_all()),
+                    )
+            self.stopping.wait(0.2)
+        log.info("stopping")
+        return 0
+
+    def _child(self, name: str) -> Child | None:
+        return next((c for c in self.children if c.name == name), None)
+
+    def _probe_all(self) -> list[tuple[Child, str]]:
+        out = []
+        for child in self.children:
+            if child.name == "redis":
+                out.append((child, healthcheck.probe_redis(child.spec.address, 0.5)))
+            else:
+                out.append((child, healthcheck.probe_grpc(child.spec.address, timeout=0.5)))
+        return out
+
+    def _check_ready(self) -> None:
+        statuses = self._probe_all()
+        for child, st in statuses:
+            if st == healthcheck.SERVING:
+                child.ever_serving = True
+        if all(st == healthcheck.SERVING for _, st in statuses):
+            self.ready = True
+            log.info("all components SERVING")
+            self._write_state()
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "ready": self.ready,
+            "run_dir": str(self.plan.run_dir),
+            "data_dir": str(self.plan.data_dir),
+            "redis_url": self.plan.redis_url,
+            "private_redis": self.plan.private_redis,
+            "components": [
+                {
+                    "name": "redis",
+                    "address": self.plan.redis_url,
+                    "pid": (r.pid if (r := self._child("redis")) else None),
+                    "restarts": r.restarts if r else 0,
+                    "external": not self.plan.private_redis,
+                }
+            ]
+            + [
+                {"name": c.name, "address": c.spec.address, "pid": c.pid, "restarts": c.restarts}
+                for c in self.children
+                if c.name != "redis"
+            ],
+        }
+        path = self.plan.run_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1) + "\n")
+        tmp.replace(path)
+
+    def _shutdown(self) -> None:
+        services = [c for c in self.children if c.name != "redis"]
+        stop_children(services, self.plan.cfg.stop_grace)
+        stop_children([c for c in self.children if c.name == "redis"], self.plan.cfg.stop_grace)
+        for name in (STATE_FILE, PID_FILE):
+            (self.plan.run_dir / name).unlink(missing_ok=True)
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+        log.info("stopped")
+
+
+# --- daemon, status, stop ---------------------------------------------------------------------
+
+
+def _read_state(run_dir: Path) -> dict[str, Any] | None:
+    """cnmd's state file, or None when no cnmd holds the run dir's lock."""
+    pid_path = run_dir / PID_FILE
+    try:
+        fd = os.open(pid_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # we got the lock: nobody runs there (a stale pid file)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    try:
+        return json.loads((run_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        pid = pid_path.read_text().strip()
+        return {"pid": int(pid) if pid.isdigit() else None, "ready": False, "components": []}
+
+
+def daemonize(plan: Plan, argv: list[str]) -> int:
+    """Starts cnmd in the background; returns once it is SERVING (0) or has failed."""
+    if _read_state(plan.run_dir) is not None:
+        raise ConfigError(f"another cnmd is running with run dir {plan.run_dir}")
+    log_path = plan.data_dir / "log" / "cnmd.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    child_argv = [a for a in argv if a != "--daemon"]
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cnmd", *child_argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + plan.cfg.start_timeout + 5
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            last = Child(ChildSpec("cnmd", (), log_path, "")).last_log_line()
+            print(last or f"cnmd: exited with {proc.returncode}", file=sys.stderr)
+            return proc.returncode or 1
+        state = _read_state(plan.run_dir)
+        if state and state.get("pid") == proc.pid and state.get("ready"):
+            print(f"cnmd started (pid {proc.pid}); run dir {plan.run_dir}, logs {log_path.parent}")
+            return 0
+        time.sleep(0.1)
+    print(
+        f"cnmd: started (pid {proc.pid}) but not all components are SERVING after "
+        f"{plan.cfg.start_timeout:.0f}s: see `cnmd status --run-dir {plan.run_dir}` and "
+        f"{log_path.parent}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def status(cfg: CnmdConfig) -> int:
+    run_dir = Path(cfg.run_dir).absolute()
+    state = _read_state(run_dir)
+    if state is None:
+        print(f"cnmd: not running (run dir {run_dir})")
+        return 1
+    rows = []
+    for comp in state.get("components", []):
+        if comp["name"] == "redis":
+            health = healthcheck.probe_redis(comp["address"])
+        else:
+            health = healthcheck.probe_grpc(comp["address"])
+        pid = "external" if comp.get("external") else f"pid {comp.get('pid') or '-'}"
+        rows.append((comp["name"], comp["address"], health, pid, comp.get("restarts", 0)))
+    print(f"cnmd pid {state.get('pid')}, run dir {run_dir}")
+    for name, address, health, pid, restarts in rows:
+        print(f"{name:<11} {health:<12} {address:<40} {pid:<10} restarts {restarts}")
+    ok = rows and len(rows) == 1 + len(SERVICES) and all(r[2] == healthcheck.SERVING for r in rows)
+    return 0 if ok else 1
+
+
+def stop(cfg: CnmdConfig, timeout: float = 20.0) -> int:
+    run_dir = Path(cfg.run_dir).absolute()
+    state = _read_state(run_dir)
+    if state is None or not state.get("pid"):
+        print(f"cnmd: not running (run dir {run_dir})")
+        return 0
+    pid = int(state["pid"])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if wait_until(lambda: _read_state(run_dir) is None, timeout, 0.1):
+        print(f"cnmd (pid {pid}) stopped")
+        return 0
+    print(f"cnmd: pid {pid} did not stop within {timeout:.0f}s", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
