@@ -138,20 +138,12 @@ class Plan:
         """Checks everything that can be checked before a process starts (ConfigError)."""
         run_dir = Path(cfg.run_dir).absolute()
         data_dir = Path(cfg.data_dir).absolute()
-        for label, path in (("run dir", run_dir), ("data dir", data_dir)):
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"{label} {path}: cannot create: {e.strerror}") from None
-            if not os.access(path, os.W_OK | os.X_OK):
-                raise ConfigError(f"{label} {path}: not writable")
         addrs = {name: f"unix://{run_dir}/{name}.sock" for name in ("redis", *SERVICES)}
         for addr in addrs.values():
             try:
                 parse_address(addr)
             except ValueError as e:
                 raise ConfigError(f"run dir {run_dir}: socket {addr}: {e}") from None
-
         private = not cfg.redis_url
         redis_url = addrs["redis"] if private else cfg.redis_url
         if not private and not redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -163,7 +155,16 @@ class Plan:
         for path in scripts.values():
             if not os.access(path, os.X_OK):
                 raise ConfigError(f"{path}: not found (install cnm: scripts/setup.sh)")
+        redis_bin = _which(cfg.redis_server) if private else ""
         host_id = cfg.host_id or socket.gethostname()
+        # Directories last: a rejected configuration creates nothing.
+        for label, path in (("run dir", run_dir), ("data dir", data_dir)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"{label} {path}: cannot create: {e.strerror}") from None
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise ConfigError(f"{label} {path}: not writable")
 
         logs = data_dir / "log"
         common = ["--redis-url", redis_url]
@@ -181,7 +182,6 @@ class Plan:
         }
         children = []
         if private:
-            redis_bin = _which(cfg.redis_server)
             children.append(
                 ChildSpec(
                     "redis",
@@ -310,7 +310,7 @@ class Cnmd:
                     if code == 2 and not child.ever_serving:
                         # A service refusing its configuration: restarting cannot help.
                         log.error("%s: bad configuration: %s", child.name, line)
-                        print(f"cnmd: error: {child.name}: {line}", file=sys.stderr)
+                        print(f"cnmd: error: {line}", file=sys.stderr)
                         return 2
                     delay = child.schedule_restart(now)
                     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
@@ -422,8 +422,10 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
 
 def daemonize(plan: Plan, argv: list[str]) -> int:
     """Starts cnmd in the background; returns once it is SERVING (0) or has failed."""
-    if _read_state(plan.run_dir) is not None:
-        raise ConfigError(f"another cnmd is running with run dir {plan.run_dir}")
+    if (other := _read_state(plan.run_dir)) is not None:
+        raise ConfigError(
+            f"another cnmd (pid {other.get('pid')}) is running with run dir {plan.run_dir}"
+        )
     log_path = plan.data_dir / "log" / "cnmd.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child_argv = [a for a in argv if a != "--daemon"]
