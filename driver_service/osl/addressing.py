@@ -281,7 +281,12 @@ def add_fdb(ifname: str, mac: str, dst: str | IPAddress, *, netns: NetnsRef = No
 def delete_fdb(
     ifname: str, mac: str, dst: str | IPAddress | None = None, *, netns: NetnsRef = None
 ) -> bool:
-    """Remove an FDB entry (one remote when `dst` is given). Idempotent."""
+    """Remove an FDB entry (only the remote `dst` when given). Idempotent.
+
+    Returns False when the device or the MAC entry is gone. Caveat: the VXLAN
+    driver answers success for a missing *remote* of an existing MAC, so with
+    `dst` True does not prove that remote was there.
+    """
     ifname = validate.ifname(ifname)
     lladdr = validate.mac(mac, unicast=False)
     kwargs: dict[str, object] = {"lladdr": lladdr, "flags": NTF_SELF}

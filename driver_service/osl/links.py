@@ -104,7 +104,7 @@ def create_bridge(
     ifaces = [validate.ip_interface(a, "bridge address") for a in addresses]
     _check_alias(alias)
     action = f"create bridge {name!r}{_where(netns)}"
-    with ExitStack() as undo, kernel_errors(action, mtu=mtu, mac=mac), rtnl(netns) as ipr:
+    with kernel_errors(action, mtu=mtu, mac=mac), rtnl(netns) as ipr, ExitStack() as undo:
         index = find_index(ipr, name)
         if index is not None:
             existing = _get(ipr, index)
@@ -185,53 +185,51 @@ def create_veth(
         raise validate.InvalidArgument(f"veth ends must have different names: {host_name!r}")
 
     action = f"create veth {host_name!r} (peer {peer_name!r}{_where(peer_netns)})"
-    with ExitStack() as undo:
-        peer_fd = undo.enter_context(open_netns(peer_netns))
+    # Resources (fds, handles) are released after the rollback steps have run.
+    with ExitStack() as res:
+        peer_fd = res.enter_context(open_netns(peer_netns))
         if peer_fd is None and netns is not None:
             # The peer goes to this process's namespace, seen from another one.
-            peer_fd = undo.enter_context(open_netns("/proc/thread-self/ns/net"))
-        with kernel_errors(action, mtu=mtu, mac=peer_mac), rtnl(netns) as ipr:
-            master = None
-            if bridge is not None:
-                master = link_index(ipr, bridge, netns)
-            peer: dict[str, object] = {"ifname": peer_name}
-            if peer_fd is not None:
-                peer["net_ns_fd"] = peer_fd
-            if peer_mac is not None:
-                peer["address"] = peer_mac
-            if mtu is not None:
-                peer["mtu"] = mtu
-            kwargs: dict[str, object] = {
-                "ifname": host_name,
-                "kind": "veth",
-                "peer": peer,
-                "state": "up",
-            }
-            if master is not None:
-                kwargs["master"] = master
-            if mtu is not None:
-                kwargs["mtu"] = mtu
-            try:
-                ipr.link("add", **kwargs)
-            except NetlinkError as e:
-                raise _veth_error(
-                    e, ipr, action, host_name, peer_name, bridge, mtu, peer_mac
-                ) from e
-            host_index = link_index(ipr, host_name, netns)
-            undo.callback(_delete_quietly, ipr, host_index, host_name)
-            _set_alias(ipr, host_index, alias)
-            with (
-                kernel_errors(f"configure {peer_name!r}{_where(peer_netns)}"),
-                rtnl(peer_netns) as sb,
-            ):
-                peer_index = link_index(sb, peer_name, peer_netns)
-                for iface in ifaces:
-                    with kernel_errors(f"add address {iface} to {peer_name!r}", address=iface):
-                        add_address_on(sb, peer_index, peer_name, iface, peer_netns)
-                sb.link("set", index=peer_index, state="up")
-                for route in routes:
-                    add_route_on(sb, route, peer_index, peer_name)
-            undo.pop_all()
+            peer_fd = res.enter_context(open_netns("/proc/thread-self/ns/net"))
+        res.enter_context(kernel_errors(action, mtu=mtu, mac=peer_mac))
+        ipr = res.enter_context(rtnl(netns))
+        undo = res.enter_context(ExitStack())
+        master = None
+        if bridge is not None:
+            master = link_index(ipr, bridge, netns)
+        peer: dict[str, object] = {"ifname": peer_name}
+        if peer_fd is not None:
+            peer["net_ns_fd"] = peer_fd
+        if peer_mac is not None:
+            peer["address"] = peer_mac
+        if mtu is not None:
+            peer["mtu"] = mtu
+        kwargs: dict[str, object] = {
+            "ifname": host_name,
+            "kind": "veth",
+            "peer": peer,
+            "state": "up",
+        }
+        if master is not None:
+            kwargs["master"] = master
+        if mtu is not None:
+            kwargs["mtu"] = mtu
+        try:
+            ipr.link("add", **kwargs)
+        except NetlinkError as e:
+            raise _veth_error(e, ipr, action, host_name, peer_name, bridge, mtu, peer_mac) from e
+        host_index = link_index(ipr, host_name, netns)
+        undo.callback(_delete_quietly, ipr, host_index, host_name)
+        _set_alias(ipr, host_index, alias)
+        with kernel_errors(f"configure {peer_name!r}{_where(peer_netns)}"), rtnl(peer_netns) as sb:
+            peer_index = link_index(sb, peer_name, peer_netns)
+            for iface in ifaces:
+                with kernel_errors(f"add address {iface} to {peer_name!r}", address=iface):
+                    add_address_on(sb, peer_index, peer_name, iface, peer_netns)
+            sb.link("set", index=peer_index, state="up")
+            for route in routes:
+                add_route_on(sb, route, peer_index, peer_name)
+        undo.pop_all()
     return VethPair(
         host_name=host_name, host_index=host_index, peer_name=peer_name, peer_index=peer_index
     )
@@ -311,17 +309,19 @@ def create_vxlan(
         kwargs["vxlan_local" if vtep.version == 4 else "vxlan_local6"] = str(vtep)
     if mtu is not None:
         kwargs["mtu"] = mtu
-    with ExitStack() as undo, kernel_errors(action, vni=vni, local=vtep, mtu=mtu):
-        dev_fd = undo.enter_context(open_netns(netns)) if separate else None
+    with ExitStack() as res:
+        res.enter_context(kernel_errors(action, vni=vni, local=vtep, mtu=mtu))
+        dev_fd = res.enter_context(open_netns(netns)) if separate else None
         if separate and dev_fd is None:
-            dev_fd = undo.enter_context(open_netns("/proc/thread-self/ns/net"))
+            dev_fd = res.enter_context(open_netns("/proc/thread-self/ns/net"))
         with rtnl(sock_ns) as under:
             if underlay is not None:
                 kwargs["vxlan_link"] = link_index(under, underlay, sock_ns)
             if dev_fd is not None:
                 kwargs["net_ns_fd"] = dev_fd
             under.link("add", **kwargs)
-        with rtnl(netns) as ipr:
+        ipr = res.enter_context(rtnl(netns))
+        with ExitStack() as undo:
             index = link_index(ipr, name, netns)
             undo.callback(_delete_quietly, ipr, index, name)
             _set_alias(ipr, index, alias)
