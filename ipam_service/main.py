@@ -1,0 +1,45 @@
+"""`cnm-ipam`: serves cnm.ipam.v1.Ipam and cnm.ipam.v1.IdAllocator over Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cnm.ipam.v1 import ipam_pb2_grpc
+
+from services.server import ServiceSpec
+from services.service_main import common_parser, run
+from services.store import Store
+
+from .config import IpamConfig
+from .idranges import IdRanges
+from .pools import Pools
+from .servicer import IdAllocatorServicer, IpamServicer
+
+
+def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
+    return [
+        ServiceSpec(
+            "cnm.ipam.v1.Ipam", ipam_pb2_grpc.add_IpamServicer_to_server, IpamServicer(Pools(store))
+        ),
+        ServiceSpec(
+            "cnm.ipam.v1.IdAllocator",
+            ipam_pb2_grpc.add_IdAllocatorServicer_to_server,
+            IdAllocatorServicer(IdRanges(store)),
+        ),
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common_parser("cnm-ipam", "IPAM: address pools, addresses and id ranges over Redis.")
+    return run(
+        prog="cnm-ipam",
+        section="ipam",
+        schema=IpamConfig,
+        parser=parser,
+        build=build,
+        argv=argv,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
