@@ -1,0 +1,250 @@
+"""cnmctl: the command line of cnm, shaped like `docker network`.
+
+    cnmctl [--controller ADDR] COMMAND ...
+
+ADDR is `unix:///path/to.sock` or `HOST:PORT`; from --controller, else the
+CNM_CONTROLLER environment variable, else unix:///run/cnm/controller.sock.
+Exit codes: 0 success, 1 the controller refused or failed (one line on
+stderr: `Error: ` + the server's message), 2 usage errors; `sandbox exec`
+exits with its command's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from clients import commands
+from clients.completion import SHELLS
+from clients.errors import ClientError
+
+ENV_CONTROLLER = "CNM_CONTROLLER"
+DEFAULT_CONTROLLER = "unix:///run/cnm/controller.sock"
+FORMATS = ("table", "json")
+
+
+def _sub(
+    group: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    func: Callable | None = None,
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    parser = group.add_parser(name, help=help_text, description=help_text, aliases=list(aliases))
+    if func is not None:
+        # The command's own parser, so a late usage error prints the right usage line.
+        parser.set_defaults(func=func, command_parser=parser)
+    return parser
+
+
+def _group(parser: argparse.ArgumentParser, title: str) -> argparse._SubParsersAction:
+    group = parser.add_subparsers(title=title, metavar="COMMAND")
+    group.required = True
+    return group
+
+
+def _list_flags(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
+    if quiet:
+        parser.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+    parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+
+
+def _network_parsers(top: argparse._SubParsersAction) -> None:
+    net = _group(_sub(top, "network", "manage networks"), "network commands")
+
+    p = _sub(net, "create", "create a network; prints its id", commands.network_create)
+    p.add_argument("-d", "--driver", default="", help='driver (default "bridge")')
+    p.add_argument("--subnet", action="append", default=[], metavar="CIDR")
+    p.add_argument("--ip-range", action="append", default=[], metavar="CIDR")
+    p.add_argument("--gateway", action="append", default=[], metavar="IP")
+    p.add_argument("--aux-address", action="append", default=[], metavar="NAME=IP")
+    p.add_argument("--ipv6", action="store_true", help="enable IPv6")
+    p.add_argument("--internal", action="store_true", help="no external access")
+    p.add_argument("--ipam-driver", default="", metavar="NAME")
+    p.add_argument("--ipam-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--host", default="", help="host of a local-scope network")
+    p.add_argument("name", metavar="NAME")
+
+    p = _sub(net, "ls", "list networks", commands.network_ls, aliases=["list"])
+    _list_flags(p)
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="name, id, driver, label, scope; repeated keys are OR'ed",
+    )
+
+    p = _sub(net, "inspect", "show networks as a JSON array", commands.network_inspect)
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+
+    p = _sub(net, "rm", "remove networks", commands.network_rm, aliases=["remove"])
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+
+    p = _sub(net, "prune", "remove every network without endpoints", commands.network_prune)
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+
+    p = _sub(net, "connect", "connect a sandbox to a network", commands.network_connect)
+    p.add_argument("--ip", default="", help="IPv4 address")
+    p.add_argument("--ip6", default="", help="IPv6 address")
+    p.add_argument("--mac-address", default="")
+    p.add_argument("--alias", action="append", default=[], metavar="NAME")
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]",
+    )
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("sandbox", metavar="SANDBOX")
+
+    p = _sub(net, "disconnect", "disconnect a sandbox from a network", commands.network_disconnect)
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("sandbox", metavar="SANDBOX")
+
+
+def _sandbox_parsers(top: argparse._SubParsersAction) -> None:
+    sb = _group(_sub(top, "sandbox", "manage sandboxes"), "sandbox commands")
+
+    p = _sub(sb, "create", "create a sandbox; prints its id", commands.sandbox_create)
+    p.add_argument("--hostname", default="")
+    p.add_argument("--domainname", default="")
+    p.add_argument("--dns", action="append", default=[], metavar="IP")
+    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN")
+    p.add_argument("--dns-option", action="append", default=[], metavar="OPTION")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP")
+    p.add_argument("--host", default="", help="host to create it on")
+    p.add_argument("--netns", default="", metavar="PATH", help="bring your own namespace")
+    p.add_argument("--container-id", default="")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("name", metavar="NAME")
+
+    p = _sub(sb, "ls", "list sandboxes", commands.sandbox_ls, aliases=["list"])
+    _list_flags(p)
+    p.add_argument("--host", default="", help="only sandboxes of this host")
+
+    p = _sub(sb, "inspect", "show sandboxes as a JSON array", commands.sandbox_inspect)
+    p.add_argument("sandboxes", nargs="+", metavar="SANDBOX")
+
+    p = _sub(sb, "rm", "remove sandboxes", commands.sandbox_rm, aliases=["remove"])
+    p.add_argument("sandboxes", nargs="+", metavar="SANDBOX")
+
+    p = _sub(
+        sb,
+        "exec",
+        "run a command in a sandbox's network namespace: exec SANDBOX -- CMD...",
+        commands.sandbox_exec,
+    )
+    p.add_argument("sandbox", metavar="SANDBOX")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+
+
+def _other_parsers(top: argparse._SubParsersAction) -> None:
+    ep = _group(_sub(top, "endpoint", "list and inspect endpoints"), "endpoint commands")
+    p = _sub(ep, "ls", "list endpoints", commands.endpoint_ls, aliases=["list"])
+    _list_flags(p)
+    p.add_argument("--network", default="", help="only endpoints of this network")
+    p.add_argument("--sandbox", default="", help="only endpoints joined to this sandbox")
+    p = _sub(ep, "inspect", "show endpoints as a JSON array", commands.endpoint_inspect)
+    p.add_argument("endpoints", nargs="+", metavar="ID")
+
+    host = _group(_sub(top, "host", "hosts running a driver service"), "host commands")
+    p = _sub(host, "ls", "list hosts and their state", commands.host_ls, aliases=["list"])
+    _list_flags(p)
+    p = _sub(host, "inspect", "show hosts as a JSON array", commands.host_inspect)
+    p.add_argument("hosts", nargs="+", metavar="HOST")
+
+    drv = _group(_sub(top, "driver", "network drivers across hosts"), "driver commands")
+    p = _sub(drv, "ls", "list drivers", commands.driver_ls, aliases=["list"])
+    p.add_argument("--format", choices=FORMATS, default="table")
+
+    ipam = _group(_sub(top, "ipam", "address pools"), "ipam commands")
+    p = _sub(ipam, "ls", "list pools with used/free counts", commands.ipam_ls, aliases=["list"])
+    _list_flags(p, quiet=False)
+
+    p = _sub(top, "events", "stream events (until interrupted)", commands.events)
+    p.add_argument(
+        "--since",
+        type=_non_negative,
+        default=0,
+        metavar="REV",
+        help="start after this revision (default 0: only new events)",
+    )
+    p.add_argument("--limit", type=_non_negative, default=0, metavar="N", help="stop after N")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = _sub(top, "gc", "release everything of sandboxes not listed", commands.gc)
+    p.add_argument("--all", action="store_true", help="no sandbox is valid: release everything")
+    p.add_argument("sandboxes", nargs="*", metavar="SANDBOX_ID")
+
+    p = _sub(top, "completion", "print a shell completion script", commands.completion)
+    p.add_argument("shell", choices=sorted(SHELLS))
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnmctl",
+        description="Manage cnm networks, sandboxes and endpoints.",
+        epilog=f"ADDR: unix:///path or HOST:PORT (env {ENV_CONTROLLER}, "
+        f"default {DEFAULT_CONTROLLER})",
+    )
+    parser.add_argument("--controller", metavar="ADDR", help="controller address")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS", help="deadline of each call"
+    )
+    parser.add_argument("--tls-ca", default=os.environ.get("CNM_TLS_CA", ""), metavar="FILE")
+    parser.add_argument("--tls-cert", default=os.environ.get("CNM_TLS_CERT", ""), metavar="FILE")
+    parser.add_argument("--tls-key", default=os.environ.get("CNM_TLS_KEY", ""), metavar="FILE")
+    top = _group(parser, "commands")
+    _network_parsers(top)
+    _sandbox_parsers(top)
+    _other_parsers(top)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.controller = args.controller or os.environ.get(ENV_CONTROLLER) or DEFAULT_CONTROLLER
+    ctx = commands.Context(parser=parser, args=args)
+    try:
+        return args.func(ctx, args) or 0
+    except commands.UsageError as exc:
+        # argparse's own format: usage line, then the reason; exits 2.
+        getattr(args, "command_parser", parser).error(str(exc))
+    except ClientError as exc:
+        commands.error_line(exc.message)
+        return 1
+    except commands.CommandError as exc:
+        commands.error_line(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `cnmctl network ls | head -1`: the reader left; not an error of ours.
+        sys.stderr.close()
+        return 0
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""What each cnmctl command does: flags -> client calls -> formatted output.
+
+Handlers take (Context, argparse.Namespace) and return an exit code. Bad flag
+values raise UsageError (exit 2, nothing sent); the controller's refusals
+propagate as clients.errors.ClientError (exit 1, `Error: <message>`).
+Commands over several objects (`network rm a b`) go on after a failure,
+print one error line per failure, and exit 1 at the end, as docker does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from clients import formatting as fmt
+from clients.args import extra_host, ip_address, ipam_configs, key_value, network_filters
+from clients.client import Client, IpamConfig
+from clients.completion import SHELLS
+from clients.errors import ClientError
+from clients.portspec import PortSpecError, parse_port_spec
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A flag value that cannot be sent; printed with the command's usage, exit 2."""
+
+
+class CommandError(Exception):
+    """A local failure (not the controller's): `Error: <message>`, exit `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Context:
+    parser: argparse.ArgumentParser
+    args: argparse.Namespace
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = Client(
+                    self.args.controller,
+                    timeout=self.args.timeout,
+                    tls_ca=self.args.tls_ca,
+                    tls_cert=self.args.tls_cert,
+                    tls_key=self.args.tls_key,
+                    retries=3,
+                )
+            except (ValueError, OSError) as exc:
+                # A global flag (or CNM_CONTROLLER): the top-level usage applies; exits 2.
+                self.parser.error(f"controller {self.args.controller!r}: {exc}")
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def error_line(message: str) -> None:
+    """`Error: <message>` on one line: a multi-line server message is joined."""
+    sys.stderr.write("Error: " + " ".join(message.splitlines()) + "\n")
+    sys.stderr.flush()
+
+
+def _usage(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _each(items: Iterable[str], fn: Callable[[str], T]) -> tuple[list[T], int]:
+    """fn over every item; failures printed as they come. (results, exit code)."""
+    results: list[T] = []
+    code = 0
+    for item in items:
+        try:
+            results.append(fn(item))
+        except ClientError as exc:
+            error_line(exc.message)
+            code = 1
+    return results, code
+
+
+def _listing(
+    args: argparse.Namespace,
+    items: Sequence[Any],
+    headers: Sequence[str],
+    row: Callable[[Any], list[str]],
+    as_json: Callable[[Any], dict],
+    ident: Callable[[Any], str],
+) -> int:
+    if getattr(args, "quiet", False):
+        for item in items:
+            out(fmt.short_id(ident(item), args.no_trunc))
+    elif args.format == "json":
+        for item in items:
+            out(fmt.json_line(as_json(item)))
+    else:
+        out(fmt.render_table(headers, [row(i) for i in items]))
+    return 0
+
+
+# ---------------------------------------------------------------- networks
+
+
+def network_create(ctx: Context, args: argparse.Namespace) -> int:
+    def parse() -> tuple[list[IpamConfig], dict, dict, dict]:
+        aux = [key_value(a, what="aux-address") for a in args.aux_address]
+        configs = ipam_configs(args.subnet, args.ip_range, args.gateway, aux)
+        options = dict(key_value(o, what="option") for o in args.opt)
+        ipam_options = dict(key_value(o, what="ipam option") for o in args.ipam_opt)
+        labels = dict(key_value(v, what="label", value_required=False) for v in args.label)
+        protos = [
+            IpamConfig(
+                subnet=c.subnet,
+                ip_range=c.ip_range,
+                gateway=c.gateway,
+                aux_addresses=c.aux_addresses,
+            )
+            for c in configs
+        ]
+        return protos, options, ipam_options, labels
+
+    configs, options, ipam_options, labels = _usage(parse)
+    net = ctx.client.create_network(
+        args.name,
+        driver=args.driver,
+        subnets=configs,
+        ipam_driver=args.ipam_driver,
+        ipam_options=ipam_options,
+        internal=args.internal,
+        enable_ipv6=args.ipv6,
+        options=options,
+        labels=labels,
+        host=args.host,
+    )
+    out(net.id)
+    return 0
+
+
+def network_ls(ctx: Context, args: argparse.Namespace) -> int:
+    filters = _usage(lambda: network_filters(args.filter))
+    nets = ctx.client.list_networks(
+        names=filters.get("name", ()),
+        ids=filters.get("id", ()),
+        drivers=filters.get("driver", ()),
+        labels=filters.get("label", ()),
+        scopes=filters.get("scope", ()),
+    )
+    nets = sorted(nets, key=lambda n: n.name)
+    return _listing(
+        args,
+        nets,
+        fmt.NETWORK_HEADERS,
+        lambda n: fmt.network_row(n, args.no_trunc),
+        lambda n: fmt.network_json(n, args.no_trunc),
+        lambda n: n.id,
+    )
+
+
+def network_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    client = ctx.client
+    nets, code = _each(args.networks, client.get_network)
+    names: dict[str, str] | None = None
+    objects = []
+    for net in nets:
+        endpoints = client.list_endpoints(network=net.id) if net.endpoint_ids else []
+        if names is None and any(ep.sandbox_id for ep in endpoints):
+            names = {sb.id: sb.name for sb in client.list_sandboxes()}
+        objects.append(fmt.network_inspect(net, endpoints, names))
+    out(fmt.inspect_json(objects))
+    return code
+
+
+def network_rm(ctx: Context, args: argparse.Namespace) -> int:
+    def remove(name: str) -> str:
+        ctx.client.delete_network(name)
+        out(name)
+        return name
+
+    return _each(args.networks, remove)[1]
+
+
+def network_prune(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.force:
+        sys.stdout.write(
+            "WARNING! This will remove all networks without endpoints.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    client = ctx.client
+    # Prune answers ids; docker prints names, so learn them first.
+    names = {n.id: n.name for n in client.list_networks()}
+    deleted = client.prune_networks()
+    if deleted:
+        out("Deleted Networks:")
+        for net_id in deleted:
+            out(names.get(net_id, net_id))
+    return 0
+
+
+def network_connect(ctx: Context, args: argparse.Namespace) -> int:
+    def parse() -> tuple[list, str, str]:
+        ports = [m for spec in args.publish for m in _port_spec(spec)]
+        ip4 = ip_address(args.ip) if args.ip else ""
+        ip6 = ip_address(args.ip6) if args.ip6 else ""
+        return ports, ip4, ip6
+
+    ports, ip4, ip6 = _usage(parse)
+    ctx.client.connect(
+        args.network,
+        args.sandbox,
+        ipv4_address=ip4,
+        ipv6_address=ip6,
+        mac_address=args.mac_address,
+        aliases=args.alias,
+        port_bindings=ports,
+    )
+    return 0
+
+
+def _port_spec(spec: str) -> list:
+    try:
+        return parse_port_spec(spec)
+    except PortSpecError as exc:
+        raise ValueError(f"invalid publish spec {spec!r}: {exc}") from None
+
+
+def network_disconnect(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.client.disconnect(args.network, args.sandbox)
+    return 0
+
+
+# ---------------------------------------------------------------- sandboxes
+
+
+def sandbox_create(ctx: Context, args: argparse.Namespace) -> int:
+    def parse() -> tuple[list, dict, list]:
+        hosts = [extra_host(h) for h in args.add_host]
+        labels = dict(key_value(v, what="label", value_required=False) for v in args.label)
+        dns = [ip_address(d) for d in args.dns]
+        return hosts, labels, dns
+
+    hosts, labels, dns = _usage(parse)
+    sb = ctx.client.create_sandbox(
+        args.name,
+        container_id=args.container_id,
+        host=args.host,
+        hostname=args.hostname,
+        domainname=args.domainname,
+        dns_servers=dns,
+        dns_search=args.dns_search,
+        dns_options=args.dns_option,
+        extra_hosts=hosts,
+        external_key=args.netns,
+        labels=labels,
+    )
+    out(sb.id)
+    return 0
+
+
+def sandbox_ls(ctx: Context, args: argparse.Namespace) -> int:
+    sandboxes = sorted(ctx.client.list_sandboxes(host=args.host), key=lambda s: s.name)
+    return _listing(
+        args,
+        sandboxes,
+        fmt.SANDBOX_HEADERS,
+        lambda s: fmt.sandbox_row(s, args.no_trunc),
+        lambda s: fmt.sandbox_json(s, args.no_trunc),
+        lambda s: s.id,
+    )
+
+
+def sandbox_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    sandboxes, code = _each(args.sandboxes, ctx.client.get_sandbox)
+    out(fmt.inspect_json([fmt.sandbox_inspect(s) for s in sandboxes]))
+    return code
+
+
+def sandbox_rm(ctx: Context, args: argparse.Namespace) -> int:
+    def remove(name: str) -> str:
+        ctx.client.delete_sandbox(name)
+        out(name)
+        return name
+
+    return _each(args.sandboxes, remove)[1]
+
+
+def sandbox_exec(ctx: Context, args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UsageError("a command is required: sandbox exec SANDBOX -- CMD...")
+    sb = ctx.client.get_sandbox(args.sandbox)
+    if not sb.key:
+        raise CommandError(f"sandbox {sb.name!r} has no network namespace")
+    if not os.path.exists(sb.key):
+        raise CommandError(
+            f"the namespace of sandbox {sb.name!r} ({sb.key}) is not on this machine "
+            f"(its host is {sb.host!r})"
+        )
+    nsenter = shutil.which("nsenter")
+    if nsenter:
+        argv = [nsenter, f"--net={sb.key}", "--", *command]
+    elif os.path.dirname(sb.key) == "/run/netns" and shutil.which("ip"):
+        argv = [str(shutil.which("ip")), "netns", "exec", os.path.basename(sb.key), *command]
+    else:
+        raise CommandError("neither nsenter nor ip is installed")
+    ctx.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Replace cnmctl: signals, the terminal and the exit code are the command's own.
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
+# ---------------------------------------------------------------- endpoints, hosts, drivers, pools
+
+
+def endpoint_ls(ctx: Context, args: argparse.Namespace) -> int:
+    eps = ctx.client.list_endpoints(network=args.network, sandbox=args.sandbox)
+    eps = sorted(eps, key=lambda e: (e.network_name, e.name, e.id))
+    return _listing(
+        args,
+        eps,
+        fmt.ENDPOINT_HEADERS,
+        lambda e: fmt.endpoint_row(e, args.no_trunc),
+        lambda e: fmt.endpoint_json(e, args.no_trunc),
+        lambda e: e.id,
+    )
+
+
+def endpoint_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    eps, code = _each(args.endpoints, ctx.client.get_endpoint)
+    out(fmt.inspect_json([fmt.endpoint_inspect(e) for e in eps]))
+    return code
+
+
+def host_ls(ctx: Context, args: argparse.Namespace) -> int:
+    hosts = sorted(ctx.client.list_hosts(), key=lambda h: h.id)
+    if args.quiet:
+        args.no_trunc = True  # host ids are names, never truncated
+    return _listing(args, hosts, fmt.HOST_HEADERS, fmt.host_row, fmt.host_json, lambda h: h.id)
+
+
+def host_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    hosts, code = _each(args.hosts, ctx.client.get_host)
+    out(fmt.inspect_json([fmt.host_json(h) for h in hosts]))
+    return code
+
+
+def driver_ls(ctx: Context, args: argparse.Namespace) -> int:
+    drivers = sorted(ctx.client.list_drivers(), key=lambda d: d.name)
+    return _listing(
+        args, drivers, fmt.DRIVER_HEADERS, fmt.driver_row, fmt.driver_json, lambda d: d.name
+    )
+
+
+def ipam_ls(ctx: Context, args: argparse.Namespace) -> int:
+    pools = ctx.client.list_pools()
+    return _listing(
+        args,
+        pools,
+        fmt.POOL_HEADERS,
+        lambda p: fmt.pool_row(p, args.no_trunc),
+        fmt.pool_json,
+        lambda p: p.pool_id,
+    )
+
+
+# ---------------------------------------------------------------- events, gc, completion
+
+
+def events(ctx: Context, args: argparse.Namespace) -> int:
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    stream = ctx.client.watch(args.since, timeout=args.timeout)
+    seen = 0
+    try:
+        for event in stream:
+            text = fmt.json_line(fmt.event_json(event)) if args.format == "json" else None
+            out(text or fmt.event_line(event))
+            sys.stdout.flush()
+            seen += 1
+            if args.limit and seen >= args.limit:
+                break
+    finally:
+        stream.close()  # cancels the stream
+    return 0
+
+
+def gc(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.sandboxes and not args.all:
+        raise UsageError(
+            "give the ids of the sandboxes to keep (or --all: every sandbox is released)"
+        )
+    if args.sandboxes and args.all:
+        raise UsageError("--all and SANDBOX_ID are exclusive")
+    resp = ctx.client.garbage_collect(args.sandboxes)
+    for sb_id in resp.removed_sandbox_ids:
+        out(f"removed sandbox {sb_id}")
+    for ep_id in resp.removed_endpoint_ids:
+        out(f"removed endpoint {ep_id}")
+    return 0
+
+
+def completion(ctx: Context, args: argparse.Namespace) -> int:
+    out(SHELLS[args.shell](ctx.parser))
+    return 0
