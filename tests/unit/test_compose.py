@@ -1,0 +1,148 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine:
+the compose-spec JSON schema, our console scripts, and the driver's privileges."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+SERVICES = ("ipam", "controller", "driver")
+SHARED_RUN = "/run/cnm"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def console_scripts() -> set[str]:
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _flag(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def _mounts(service: dict) -> dict[str, dict]:
+    """target -> {"source", "propagation"} for short and long volume syntax."""
+    out = {}
+    for vol in service.get("volumes", []):
+        if isinstance(vol, str):
+            source, target = vol.split(":")[:2]
+            out[target] = {"source": source, "propagation": None}
+        else:
+            out[vol["target"]] = {
+                "source": vol["source"],
+                "propagation": vol.get("bind", {}).get("propagation"),
+            }
+    return out
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    res = _validate(COMPOSE)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "complaint"),
+    [
+        ("\n    network_mode: host", "\n    netwrk_mode: host", "'netwrk_mode' was unexpected"),
+        ("pid: host", "pid: [host]", "pid"),
+        ("condition: service_healthy", "condition: when_ready", "when_ready"),
+    ],
+    ids=["misspelt-key", "pid-not-a-string", "unknown-depends-on-condition"],
+)
+def test_schema_check_rejects_a_broken_file(tmp_path: Path, old, new, complaint) -> None:
+    # Proves the check above can fail.
+    text = COMPOSE.read_text()
+    assert old in text
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(text.replace(old, new, 1))
+    res = _validate(path)
+    assert res.returncode != 0
+    assert complaint in res.stdout + res.stderr
+
+
+def test_the_four_services_and_their_commands(compose: dict, console_scripts: set[str]) -> None:
+    assert set(compose["services"]) == {"redis", *SERVICES}
+    for name in SERVICES:
+        command = compose["services"][name]["command"]
+        assert command[0] in console_scripts, f"{name}: {command[0]} is not a console script"
+        assert command[0] == f"cnm-{name}"
+        assert _flag(command, "--listen") == f"unix://{SHARED_RUN}/{name}.sock"
+    redis = compose["services"]["redis"]["command"]
+    assert redis[0] == "redis-server"
+    assert _flag(redis, "--appendonly") == "yes"
+    assert _flag(redis, "--port") == "0"  # unix socket only
+    assert "/data" in {m for m in _mounts(compose["services"]["redis"])}
+
+
+def test_services_reach_each_other_through_the_shared_run_dir(compose: dict) -> None:
+    redis_sock = _flag(compose["services"]["redis"]["command"], "--unixsocket")
+    for name in SERVICES:
+        svc = compose["services"][name]
+        assert _flag(svc["command"], "--redis-url") == f"unix://{redis_sock}"
+        assert _mounts(svc)[SHARED_RUN]["source"] == SHARED_RUN
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert _mounts(compose["services"]["redis"])[SHARED_RUN]["source"] == SHARED_RUN
+    controller = compose["services"]["controller"]
+    assert _flag(controller["command"], "--ipam") == f"unix://{SHARED_RUN}/ipam.sock"
+    assert controller["depends_on"]["ipam"]["condition"] == "service_healthy"
+
+
+def test_driver_has_the_privileges_and_mounts_it_needs(compose: dict) -> None:
+    driver = compose["services"]["driver"]
+    assert driver["privileged"] is True
+    assert driver["network_mode"] == "host"
+    assert driver["pid"] == "host"
+    mounts = _mounts(driver)
+    assert mounts["/run/netns"] == {"source": "/run/netns", "propagation": "shared"}
+    assert mounts["/var/lib/cnm"]["source"] == "/var/lib/cnm"
+    assert _flag(driver["command"], "--state-dir").startswith("/var/lib/cnm/")
+    assert "--host-id" in driver["command"]
+    # Only the driver is privileged or on the host network.
+    for name in ("redis", "ipam", "controller"):
+        svc = compose["services"][name]
+        assert not svc.get("privileged") and "network_mode" not in svc and "ports" not in svc
+
+
+def test_every_service_has_a_health_check_on_its_own_socket(compose: dict) -> None:
+    assert importlib.util.find_spec("services.healthcheck") is not None
+    for name, svc in compose["services"].items():
+        test = svc["healthcheck"]["test"]
+        assert test[:4] == ["CMD", "python", "-m", "services.healthcheck"], name
+        target = test[-1]
+        if name == "redis":
+            assert "--redis" in test and target == f"unix://{SHARED_RUN}/redis.sock"
+        else:
+            assert target == _flag(svc["command"], "--listen")
+
+
+def test_dockerfile_is_debian_and_installs_the_project(compose: dict) -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    froms = [ln.split()[1] for ln in text.splitlines() if ln.startswith("FROM ")]
+    assert froms and all(f.startswith("debian:") for f in froms)
+    assert "scripts/setup.sh" in text  # same stubs and install as a developer machine
+    assert "pip install" in text and "/wheels" in text
+    assert "redis-server" in text and "nftables" in text
+    for svc in compose["services"].values():
+        assert svc["build"]["dockerfile"] == "Dockerfile" and svc["image"] == "cnm:latest"
