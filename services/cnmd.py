@@ -2,8 +2,8 @@
 
     cnmd [--config FILE] [--run-dir DIR] [--data-dir DIR] [--redis-url URL] [--host-id ID]
          [--daemon] [--log-level L] [--log-format json|text]
-    cnmd status [--run-dir DIR]
-    cnmd stop   [--run-dir DIR]
+    cnmd status [--run-dir DIR]    exit 0: all SERVING, 1: some not SERVING, 3: not running
+    cnmd stop   [--run-dir DIR]    exit 0 also when cnmd was not running
 
 Starts a private redis-server (unless a Redis URL is given) and cnm-ipam,
 cnm-controller and cnm-driver as child processes on unix sockets in the run
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 SERVICES = ("ipam", "controller", "driver")
 PID_FILE = "cnmd.pid"
 STATE_FILE = "cnmd.json"
+# `cnmd status` exit codes, as an init script's status (LSB): 0 all SERVING,
+# 1 running but some component is not SERVING, 3 not running.
+STATUS_NOT_SERVING = 1
+STATUS_NOT_RUNNING = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +246,7 @@ class Cnmd:
         self.stopping = threading.Event()
         self.ready = False
         self.lock_fd = -1
+        self.fatal = ""
 
     def run(self) -> int:
         self._lock()  # ConfigError when another cnmd owns the run dir
@@ -249,9 +254,13 @@ class Cnmd:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda s, _f: self.stopping.set())
         try:
-            return self._supervise()
+            code = self._supervise()
         finally:
             self._shutdown()
+        if self.fatal:
+            # Last, after the shutdown log: the one line a user needs.
+            print(f"cnmd: error: {self.fatal}", file=sys.stderr)
+        return code
 
     def _lock(self) -> None:
         path = self.plan.run_dir / PID_FILE
@@ -310,7 +319,7 @@ class Cnmd:
                     if code == 2 and not child.ever_serving:
                         # A service refusing its configuration: restarting cannot help.
                         log.error("%s: bad configuration: %s", child.name, line)
-                        print(f"cnmd: error: {line}", file=sys.stderr)
+                        self.fatal = line
                         return 2
                     delay = child.schedule_restart(now)
                     how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
@@ -463,7 +472,7 @@ def status(cfg: CnmdConfig) -> int:
     state = _read_state(run_dir)
     if state is None:
         print(f"cnmd: not running (run dir {run_dir})")
-        return 1
+        return STATUS_NOT_RUNNING
     rows = []
     for comp in state.get("components", []):
         if comp["name"] == "redis":
@@ -476,7 +485,7 @@ def status(cfg: CnmdConfig) -> int:
     for name, address, health, pid, restarts in rows:
         print(f"{name:<11} {health:<12} {address:<40} {pid:<10} restarts {restarts}")
     ok = rows and len(rows) == 1 + len(SERVICES) and all(r[2] == healthcheck.SERVING for r in rows)
-    return 0 if ok else 1
+    return 0 if ok else STATUS_NOT_SERVING
 
 
 def stop(cfg: CnmdConfig, timeout: float = 20.0) -> int:
