@@ -178,7 +178,15 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
         help="start after this revision (default 0: only new events)",
     )
     p.add_argument("--limit", type=_non_negative, default=0, metavar="N", help="stop after N")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop after")
+    # Its own dest: the global --timeout (per-call deadline) must not be overwritten.
+    p.add_argument(
+        "--timeout",
+        dest="watch_timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long",
+    )
     p.add_argument("--format", choices=("text", "json"), default="text")
 
     p = _sub(top, "gc", "release everything of sandboxes not listed", commands.gc)

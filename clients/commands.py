@@ -393,9 +393,9 @@ def ipam_ls(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def events(ctx: Context, args: argparse.Namespace) -> int:
-    if args.timeout is not None and args.timeout <= 0:
+    if args.watch_timeout is not None and args.watch_timeout <= 0:
         raise UsageError("--timeout must be positive")
-    stream = ctx.client.watch(args.since, timeout=args.timeout)
+    stream = ctx.client.watch(args.since, timeout=args.watch_timeout)
     seen = 0
     try:
         for event in stream:

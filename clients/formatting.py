@@ -408,7 +408,8 @@ def event_line(event: events_pb2.Event) -> str:
     attrs.update(sorted(event.attributes.items()))
     attrs["revision"] = str(event.revision)
     text = ", ".join(f"{k}={v}" for k, v in attrs.items())
-    return f"{timestamp(event.time)} {obj} {action} {event.id} ({text})"
+    head = [timestamp(event.time), obj, action, event.id]
+    return " ".join(part for part in head if part) + f" ({text})"
 
 
 def event_json(event: events_pb2.Event) -> dict[str, Any]:

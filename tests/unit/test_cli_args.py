@@ -1,0 +1,332 @@
+"""cnmctl argument handling without a controller: flag values, usage errors (exit 2),
+--help on every command, and the generated shell completion."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+
+import pytest
+
+from clients import cli
+from clients.args import SubnetConfig, extra_host, ipam_configs, key_value, network_filters
+from clients.completion import bash_script
+
+# Nothing listens here: a command that got past its usage checks would fail
+# with exit 1 (unreachable), never 2, so exit 2 proves nothing was sent.
+NOWHERE = "unix:///nonexistent/cnm-test/controller.sock"
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = cli.main(["--controller", NOWHERE, "--timeout", "1", *argv])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+@pytest.mark.parametrize(
+    "text,required,expected",
+    [
+        ("a=b", True, ("a", "b")),
+        ("a=b=c", True, ("a", "b=c")),
+        ("a=", True, ("a", "")),
+        ("flag", False, ("flag", "")),
+    ],
+)
+def test_key_value(text, required, expected):
+    assert key_value(text, value_required=required) == expected
+
+
+@pytest.mark.parametrize("text", ["novalue", "=x", ""], ids=["no-equals", "no-key", "empty"])
+def test_key_value_rejects(text):
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        key_value(text)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("db:10.0.0.5", ("db", "10.0.0.5")),
+        ("db=10.0.0.5", ("db", "10.0.0.5")),
+        ("v6:::1", ("v6", "::1")),
+        ("v6=[2001:db8::1]", ("v6", "2001:db8::1")),
+    ],
+    ids=["colon", "equals", "ipv6-colon", "ipv6-bracketed"],
+)
+def test_extra_host(text, expected):
+    assert extra_host(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["db", "db:", ":10.0.0.1", "db:not-an-ip"],
+    ids=["no-ip", "empty-ip", "no-name", "bad-ip"],
+)
+def test_extra_host_rejects(text):
+    with pytest.raises(ValueError, match="extra host"):
+        extra_host(text)
+
+
+def test_network_filters_group_repeated_keys():
+    assert network_filters(["name=a", "driver=bridge", "name=b", "label=x=y"]) == {
+        "name": ["a", "b"],
+        "driver": ["bridge"],
+        "label": ["x=y"],
+    }
+
+
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ("name", "expected name=value"),
+        ("dangling=true", "invalid filter 'dangling'"),
+        ("scope=swarm", "scope=swarm"),
+    ],
+    ids=["no-value", "unknown-key", "bad-scope"],
+)
+def test_network_filters_reject(item, message):
+    with pytest.raises(ValueError, match=message):
+        network_filters([item])
+
+
+def test_ipam_configs_pair_each_value_with_its_subnet():
+    configs = ipam_configs(
+        ["10.1.0.0/16", "fd00:1::/64"],
+        ip_ranges=["10.1.2.0/24"],
+        gateways=["fd00:1::1", "10.1.0.1"],
+        aux_addresses=[("router", "10.1.0.2"), ("v6router", "fd00:1::2")],
+    )
+    assert configs == [
+        SubnetConfig("10.1.0.0/16", "10.1.2.0/24", "10.1.0.1", {"router": "10.1.0.2"}),
+        SubnetConfig("fd00:1::/64", "", "fd00:1::1", {"v6router": "fd00:1::2"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        pytest.param({"subnets": ["10.0.0.0/33"]}, "invalid subnet", id="bad-subnet"),
+        pytest.param(
+            {"subnets": ["10.0.0.0/8", "10.1.0.0/16"]}, "overlap", id="overlapping-subnets"
+        ),
+        pytest.param({"subnets": [], "gateways": ["10.0.0.1"]}, "needs a --subnet", id="no-subnet"),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "gateways": ["10.0.1.1"]},
+            "no matching subnet for gateway",
+            id="gateway-outside",
+        ),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "gateways": ["10.0.0.1", "10.0.0.2"]},
+            "multiple gateways",
+            id="two-gateways",
+        ),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "ip_ranges": ["10.0.0.0/16"]},
+            "no matching subnet for range",
+            id="range-bigger-than-subnet",
+        ),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "ip_ranges": ["10.0.0.0/26", "10.0.0.64/26"]},
+            "multiple ranges",
+            id="two-ranges",
+        ),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "aux_addresses": [("r", "fd00::1")]},
+            "no matching subnet for aux-address",
+            id="aux-other-family",
+        ),
+        pytest.param(
+            {"subnets": ["10.0.0.0/24"], "gateways": ["gw"]}, "not an IP", id="gateway-not-ip"
+        ),
+    ],
+)
+def test_ipam_configs_reject(kw, message):
+    with pytest.raises(ValueError, match=message):
+        ipam_configs(**kw)
+
+
+# ---------------------------------------------------------------- usage errors exit 2
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        pytest.param([], "required", id="no-command"),
+        pytest.param(["bogus"], "invalid choice", id="unknown-command"),
+        pytest.param(["network"], "required", id="network-without-subcommand"),
+        pytest.param(["network", "create"], "required: NAME", id="create-without-name"),
+        pytest.param(["network", "ls", "--format", "yaml"], "invalid choice", id="bad-format"),
+        pytest.param(["network", "ls", "-f", "type=custom"], "invalid filter", id="bad-filter"),
+        pytest.param(
+            ["network", "create", "--gateway", "10.0.0.1", "n"], "needs a --subnet", id="gw-alone"
+        ),
+        pytest.param(["network", "create", "-o", "novalue", "n"], "KEY=VALUE", id="bad-option"),
+        pytest.param(
+            ["network", "create", "--aux-address", "10.0.0.2", "--subnet", "10.0.0.0/24", "n"],
+            "aux-address",
+            id="aux-without-name",
+        ),
+        pytest.param(
+            ["network", "connect", "-p", "80:80:80:80", "net", "sb"],
+            "invalid publish spec",
+            id="bad-port-spec",
+        ),
+        pytest.param(
+            ["network", "connect", "--ip", "10.0.0.300", "net", "sb"], "not an IP", id="bad-ip"
+        ),
+        pytest.param(["network", "connect", "net"], "required: SANDBOX", id="connect-one-arg"),
+        pytest.param(
+            ["sandbox", "create", "--add-host", "nohost", "sb"], "extra host", id="bad-add-host"
+        ),
+        pytest.param(
+            ["sandbox", "create", "--dns", "dns.example", "sb"], "not an IP", id="bad-dns"
+        ),
+        pytest.param(["sandbox", "exec", "sb"], "a command is required", id="exec-no-command"),
+        pytest.param(["sandbox", "exec", "sb", "--"], "a command is required", id="exec-dash-only"),
+        pytest.param(["events", "--since", "-1"], "negative", id="negative-since"),
+        pytest.param(["events", "--since", "x"], "not a number", id="since-not-number"),
+        pytest.param(["events", "--timeout", "0"], "positive", id="zero-timeout"),
+        pytest.param(["gc"], "--all", id="gc-needs-ids-or-all"),
+        pytest.param(["gc", "--all", "abc"], "exclusive", id="gc-all-and-ids"),
+        pytest.param(["completion", "fish"], "invalid choice", id="unknown-shell"),
+    ],
+)
+def test_usage_errors_exit_2_and_name_the_problem(argv, message, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2, err
+    assert out == ""
+    assert "usage: cnmctl" in err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["foo", "unix://relative.sock", "host:99999"],
+    ids=["no-port", "relative-unix", "port-out-of-range"],
+)
+def test_bad_controller_address_is_a_usage_error(address, capsys, monkeypatch):
+    monkeypatch.delenv("CNM_CONTROLLER", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--controller", address, "network", "ls"])
+    assert exc.value.code == 2
+    assert f"controller {address!r}" in capsys.readouterr().err
+
+
+def test_controller_address_from_env_then_default(monkeypatch, capsys):
+    monkeypatch.setenv("CNM_CONTROLLER", "unix:///nonexistent/from-env.sock")
+    assert cli.main(["--timeout", "1", "host", "ls"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: cannot reach the controller at unix:///nonexistent/from-env.sock")
+    assert err.count("\n") == 1
+    monkeypatch.delenv("CNM_CONTROLLER")
+    assert cli.main(["--timeout", "1", "host", "ls"]) == 1
+    assert cli.DEFAULT_CONTROLLER in capsys.readouterr().err
+
+
+def test_unreachable_controller_is_one_error_line_exit_1(capsys):
+    code, out, err = run(["network", "ls"], capsys)
+    assert code == 1
+    assert out == ""
+    assert err.startswith(f"Error: cannot reach the controller at {NOWHERE}")
+    assert err.count("\n") == 1
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen = set()
+            for name, sub in action.choices.items():
+                if id(sub) not in seen:  # aliases share a parser
+                    seen.add(id(sub))
+                    paths += _command_paths(sub, [*prefix, name])
+    return paths
+
+
+COMMAND_PATHS = _command_paths(cli.build_parser(), [])
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "cnmctl")
+def test_help_everywhere(path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*path, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: cnmctl {' '.join(path)}".rstrip())
+
+
+def test_every_documented_command_exists():
+    documented = {
+        "network create", "network ls", "network inspect", "network rm", "network prune",
+        "network connect", "network disconnect", "sandbox create", "sandbox ls",
+        "sandbox inspect", "sandbox rm", "sandbox exec", "endpoint ls", "endpoint inspect",
+        "host ls", "driver ls", "ipam ls", "events", "gc", "completion",
+    }  # fmt: skip
+    assert documented <= {" ".join(p) for p in COMMAND_PATHS}
+
+
+# ---------------------------------------------------------------- completion
+
+
+def test_completion_prints_the_script(capsys):
+    assert cli.main(["completion", "bash"]) == 0
+    out = capsys.readouterr().out
+    assert "complete -F _cnmctl cnmctl" in out
+
+
+needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+
+
+def _complete(words: list[str]) -> list[str]:
+    script = bash_script(cli.build_parser())
+    quoted = " ".join(f"'{w}'" for w in words)
+    driver = (
+        f"{script}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _cnmctl; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    res = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", driver],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return sorted(filter(None, res.stdout.splitlines()))
+
+
+@needs_bash
+def test_completion_script_is_valid_bash():
+    res = subprocess.run(
+        ["bash", "-n"], input=bash_script(cli.build_parser()), text=True, timeout=10
+    )
+    assert res.returncode == 0
+
+
+@needs_bash
+@pytest.mark.parametrize(
+    "words,expected",
+    [
+        pytest.param(["cnmctl", ""], {"network", "sandbox", "events", "gc"}, id="top-level"),
+        pytest.param(["cnmctl", "net"], {"network"}, id="prefix"),
+        pytest.param(["cnmctl", "network", "c"], {"create", "connect"}, id="network-sub"),
+        pytest.param(
+            ["cnmctl", "--controller", "unix:///x.sock", "sandbox", "e"],
+            {"exec"},
+            id="skips-global-flag-value",
+        ),
+        pytest.param(
+            ["cnmctl", "network", "ls", "--f"], {"--filter", "--format"}, id="flags-of-path"
+        ),
+        pytest.param(["cnmctl", "network", "ls", "--format", ""], {"table", "json"}, id="choices"),
+        pytest.param(["cnmctl", "completion", ""], {"bash", "zsh"}, id="positional-choices"),
+    ],
+)
+def test_completion_completes(words, expected):
+    got = set(_complete(words))
+    assert expected <= got, got
