@@ -110,6 +110,8 @@ class IdRange:
 
     @classmethod
     def from_bytes(cls, start: int, data: bytes) -> IdRange:
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise InvalidArgument(f"id range start {start!r} is not a non-negative integer")
         bits = BitSequence.from_bytes(data)
         rng = cls.__new__(cls)
         rng._start, rng._end, rng._bits = start, start + bits.size - 1, bits
