@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import grpc
 from cnm.controller.v1 import controller_pb2 as pb
@@ -70,26 +70,30 @@ def port_binding(mapping: PortMapping | PortBinding) -> PortBinding:
     )
 
 
-def _endpoint_spec(
-    *,
-    name: str = "",
-    ipv4_address: str = "",
-    ipv6_address: str = "",
-    mac_address: str = "",
-    aliases: Iterable[str] = (),
-    port_bindings: Iterable[PortMapping | PortBinding] = (),
-    exposed_ports: Iterable[ExposedPort] = (),
-    options: Mapping[str, str] | None = None,
-) -> pb.EndpointSpec:
+class EndpointOptions(TypedDict, total=False):
+    """What an endpoint is created with (create_endpoint and connect keywords)."""
+
+    name: str
+    # Static addresses, no prefix; omitted for the next free ones.
+    ipv4_address: str
+    ipv6_address: str
+    mac_address: str
+    aliases: Iterable[str]
+    port_bindings: Iterable[PortMapping | PortBinding]
+    exposed_ports: Iterable[ExposedPort]
+    options: Mapping[str, str]
+
+
+def _endpoint_spec(opts: EndpointOptions) -> pb.EndpointSpec:
     return pb.EndpointSpec(
-        name=name,
-        ipv4_address=ipv4_address,
-        ipv6_address=ipv6_address,
-        mac_address=mac_address,
-        aliases=list(aliases),
-        port_bindings=[port_binding(p) for p in port_bindings],
-        exposed_ports=list(exposed_ports),
-        options=dict(options or {}),
+        name=opts.get("name", ""),
+        ipv4_address=opts.get("ipv4_address", ""),
+        ipv6_address=opts.get("ipv6_address", ""),
+        mac_address=opts.get("mac_address", ""),
+        aliases=list(opts.get("aliases", ())),
+        port_bindings=[port_binding(p) for p in opts.get("port_bindings", ())],
+        exposed_ports=list(opts.get("exposed_ports", ())),
+        options=dict(opts.get("options", {})),
     )
 
 
@@ -250,12 +254,12 @@ class Client:
 
     # ------------------------------------------------------------------ endpoints
 
-    def create_endpoint(self, network: str, *, request_id: str = "", **spec: Any) -> pb.Endpoint:
-        """`spec`: name, ipv4_address, ipv6_address, mac_address, aliases,
-        port_bindings (PortMapping or PortBinding), exposed_ports, options."""
+    def create_endpoint(
+        self, network: str, *, request_id: str = "", **spec: Unpack[EndpointOptions]
+    ) -> pb.Endpoint:
         request = pb.CreateEndpointRequest(
             network=network,
-            spec=_endpoint_spec(**spec),
+            spec=_endpoint_spec(spec),
             request_id=request_id or new_request_id(),
         )
         return self._call("CreateEndpoint", request)
@@ -334,14 +338,18 @@ class Client:
         return self._call("Leave", pb.LeaveRequest(endpoint_id=endpoint_id, sandbox=sandbox))
 
     def connect(
-        self, network: str, sandbox: str, *, request_id: str = "", **spec: Any
+        self,
+        network: str,
+        sandbox: str,
+        *,
+        request_id: str = "",
+        **spec: Unpack[EndpointOptions],
     ) -> pb.Endpoint:
-        """Create an endpoint and join it (`docker network connect`); `spec` as in
-        create_endpoint."""
+        """Create an endpoint and join it in one call (`docker network connect`)."""
         request = pb.ConnectRequest(
             network=network,
             sandbox=sandbox,
-            spec=_endpoint_spec(**spec),
+            spec=_endpoint_spec(spec),
             request_id=request_id or new_request_id(),
         )
         return self._call("Connect", request)
