@@ -1,0 +1,161 @@
+"""What every orchestration module shares: store, clients, this instance's
+identity, name resolution and the small atomic state transitions."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from controller_service.config import ControllerConfig
+from controller_service.drivers_client import DriverClient, DriverClients
+from controller_service.hosts import Hosts
+from controller_service.ipam_client import IpamClient
+from controller_service.models import Endpoint, Network, Sandbox, Scope
+from controller_service.repository import Record, Repository, Tx, kind_of
+from controller_service.resolve import resolve, resolve_id
+from services.errors import Aborted, NotFound
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", Network, Endpoint, Sandbox)
+
+_KIND_NAMES = {"net": "network", "ep": "endpoint", "sb": "sandbox"}
+
+
+def describe(obj: Record) -> str:
+    """`network "name"` / `endpoint "name" (id)`: how messages name an object."""
+    return f"{_KIND_NAMES[kind_of(obj)]} {obj.name!r}"
+
+
+@dataclass
+class Context:
+    cfg: ControllerConfig
+    repo: Repository
+    hosts: Hosts
+    drivers: DriverClients
+    ipam: IpamClient
+    # This controller process; owns the intents it writes.
+    instance: str
+    clock: Callable[[], float] = time.time
+
+    def now(self) -> float:
+        return self.clock()
+
+    def intent(self) -> dict[str, Any]:
+        """Fields marking a record as being worked on by this instance."""
+        return {"owner": self.instance, "op_since": self.now()}
+
+    @staticmethod
+    def settled() -> dict[str, Any]:
+        return {"owner": "", "op_since": 0.0}
+
+    # -- resolution
+    def network(self, text: str) -> Network:
+        repo = self.repo
+        net_id = resolve(
+            "network",
+            text,
+            exists=lambda i: repo.exists("net", i),
+            by_name=repo.network_id_by_name,
+            by_prefix=lambda p: repo.ids_with_prefix("net", p),
+        )
+        return self._must(repo.network(net_id), "network", text)
+
+    def endpoint(self, text: str) -> Endpoint:
+        repo = self.repo
+        ep_id = resolve_id(
+            "endpoint",
+            text,
+            exists=lambda i: repo.exists("ep", i),
+            by_prefix=lambda p: repo.ids_with_prefix("ep", p),
+        )
+        return self._must(repo.endpoint(ep_id), "endpoint", text)
+
+    def sandbox(self, text: str) -> Sandbox:
+        repo = self.repo
+        sb_id = resolve(
+            "sandbox",
+            text,
+            exists=lambda i: repo.exists("sb", i),
+            by_name=repo.sandbox_id_by_name,
+            by_prefix=lambda p: repo.ids_with_prefix("sb", p),
+        )
+        return self._must(repo.sandbox(sb_id), "sandbox", text)
+
+    @staticmethod
+    def _must(obj: R | None, kind: str, text: str) -> R:
+        # Deleted between resolution and read.
+        if obj is None:
+            raise NotFound(f"no such {kind} {text!r}", reason=f"{kind.upper()}_NOT_FOUND")
+        return obj
+
+    # -- hosts
+    def driver(self, host_id: str) -> DriverClient:
+        """The driver service of a READY host (UNAVAILABLE otherwise)."""
+        return self.drivers.for_host(self.hosts.ready(host_id))
+
+    def driver_any_state(self, host_id: str) -> DriverClient:
+        """The driver service of a host however its heartbeat looks (for
+        teardown retried by the reconciler: the call itself decides)."""
+        return self.drivers.for_host(self.hosts.get(host_id))
+
+    def address_space(self, scope: Scope) -> str:
+        local, global_ = self.ipam.default_spaces()
+        return global_ if scope is Scope.GLOBAL else local
+
+    # -- atomic transitions
+    def transition(
+        self,
+        obj: R,
+        extra: Callable[[Tx, R], None] | None = None,
+        *,
+        check: Callable[[Tx, R], None] | None = None,
+        **changes: Any,
+    ) -> R:
+        """Applies `changes` to the stored record if nobody changed its state or
+        owner since `obj` was read. `check(tx, current)` reads (and watches)
+        whatever else must hold and raises if it does not; `extra(tx, new)`
+        queues related writes. ABORTED (retry) when the record moved on,
+        NOT_FOUND when it is gone.
+        """
+        kind = kind_of(obj)
+
+        def fn(tx: Tx) -> R:
+            current = tx._get(kind, obj.id)
+            if current is None:
+                raise NotFound(f"{describe(obj)} no longer exists")
+            if current.state != obj.state or current.owner != obj.owner:
+                raise Aborted(
+                    f"{describe(obj)} changed concurrently (now {current.state.value}); retry",
+                    reason="CONCURRENT_CHANGE",
+                )
+            if check:
+                check(tx, current)
+            new = dataclasses.replace(current, **changes)
+            tx.begin()
+            tx.put(new)
+            if extra:
+                extra(tx, new)
+            return new
+
+        return self.repo.tx(fn)
+
+    def orphan(self, obj: Record) -> None:
+        """Hands an unfinished intent of ours to the reconciler (best effort)."""
+        kind = kind_of(obj)
+
+        def fn(tx: Tx) -> None:
+            current = tx._get(kind, obj.id)
+            if current is None or current.owner != self.instance:
+                return
+            tx.begin()
+            tx.put(dataclasses.replace(current, owner=""))
+
+        try:
+            self.repo.tx(fn)
+            log.warning("%s left for the reconciler to finish", describe(obj))
+        except Exception as e:  # noqa: BLE001 - the intent stays ours; it expires with us
+            log.warning("could not hand %s to the reconciler: %s", describe(obj), e)

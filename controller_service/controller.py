@@ -1,0 +1,248 @@
+"""The controller: the one domain object the servicer calls.
+
+Composes networks, endpoints, joins, sandboxes, hosts, events, GC and the
+reconciler over one Context, and makes creates idempotent per request_id
+(`req:<id>` -> the object the first request made).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from controller_service import listing
+from controller_service.config import ControllerConfig
+from controller_service.context import Context
+from controller_service.drivers_client import DriverClients
+from controller_service.endpoints import Endpoints
+from controller_service.events import EventLog
+from controller_service.gc import garbage_collect
+from controller_service.hosts import Hosts
+from controller_service.ipam_client import IpamClient
+from controller_service.joins import Joins
+from controller_service.models import (
+    DriverInfo,
+    Endpoint,
+    EndpointSpec,
+    EndpointState,
+    Event,
+    GcResult,
+    Host,
+    Network,
+    NetworkFilter,
+    NetworkSpec,
+    Page,
+    PoolUsage,
+    Sandbox,
+    SandboxSpec,
+    State,
+    SubnetStatus,
+)
+from controller_service.networks import Networks
+from controller_service.reconciler import Reconciler
+from controller_service.repository import Repository
+from controller_service.sandboxes import Sandboxes
+from services.errors import InvalidArgument, NotFound
+from services.ids import new_id
+from services.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", Network, Endpoint, Sandbox)
+
+# How often a retried request looks whether the first one has finished.
+_DEDUP_POLL = 0.05
+
+
+class Controller:
+    def __init__(self, cfg: ControllerConfig, store: Store, instance: str | None = None) -> None:
+        tls = {"tls_cert": cfg.tls_cert, "tls_key": cfg.tls_key, "tls_ca": cfg.tls_ca}
+        self.cfg = cfg
+        self.events = EventLog(store, cfg.events_retained)
+        self.ctx = Context(
+            cfg=cfg,
+            repo=Repository(store, self.events),
+            hosts=Hosts(store, cfg.host_ttl),
+            drivers=DriverClients(cfg.driver_timeout, **tls),
+            ipam=IpamClient(cfg.ipam, cfg.driver_timeout, **tls),
+            instance=instance or new_id()[:16],
+        )
+        self.networks = Networks(self.ctx)
+        self.endpoints = Endpoints(self.ctx, self.networks)
+        self.joins = Joins(self.ctx, self.networks, self.endpoints)
+        self.sandboxes = Sandboxes(self.ctx, self.endpoints, self.joins)
+        self.reconciler = Reconciler(
+            self.ctx, self.networks, self.endpoints, self.joins, self.sandboxes
+        )
+
+    def close(self) -> None:
+        self.reconciler.stop()
+        self.ctx.drivers.close()
+        self.ctx.ipam.close()
+
+    # ------------------------------------------------------------------ request_id
+
+    def _once(
+        self,
+        request_id: str,
+        kind: str,
+        make: Callable[[str], T],
+        fetch: Callable[[str], T | None],
+    ) -> T:
+        """`make(new id)`, or for a repeated request_id, what the first request made."""
+        obj_id = new_id()
+        if not request_id:
+            return make(obj_id)
+        prior = self.ctx.repo.claim_request(request_id, kind, obj_id, self.cfg.request_ttl)
+        if prior is None:
+            try:
+                return make(obj_id)
+            except Exception:
+                # Nothing was made: a retry with this request_id may try again.
+                self.ctx.repo.forget_request(request_id)
+                raise
+        if prior.get("kind") != kind:
+            raise InvalidArgument(
+                f"request_id {request_id!r} was already used for a {prior.get('kind')} request",
+                reason="REQUEST_ID_REUSED",
+            )
+        return self._await_first(request_id, kind, prior["id"], make, fetch)
+
+    def _await_first(
+        self,
+        request_id: str,
+        kind: str,
+        obj_id: str,
+        make: Callable[[str], T],
+        fetch: Callable[[str], T | None],
+    ) -> T:
+        # The first request may still be running: wait for its outcome.
+        deadline = time.monotonic() + 3 * self.cfg.driver_timeout
+        while True:
+            obj = fetch(obj_id)
+            if obj is not None and obj.state not in (State.CREATING, EndpointState.CREATING):
+                return obj
+            if obj is None:
+                if not self.ctx.repo.request_known(request_id):
+                    # The first request failed and let go: this one acts instead.
+                    return self._once(request_id, kind, make, fetch)
+                raise NotFound(
+                    f"the {kind} made by request {request_id!r} no longer exists",
+                    reason="REQUEST_RESULT_GONE",
+                )
+            if time.monotonic() > deadline:
+                return obj
+            time.sleep(_DEDUP_POLL)
+
+    # ------------------------------------------------------------------ networks
+
+    def create_network(self, spec: NetworkSpec, request_id: str = "") -> Network:
+        return self._once(
+            request_id,
+            "network",
+            lambda i: self.networks.create(spec, i),
+            self.ctx.repo.network,
+        )
+
+    def get_network(self, text: str) -> tuple[Network, list[SubnetStatus], set[str]]:
+        return self.networks.get(text)
+
+    def list_networks(self, flt: NetworkFilter, page_size: int, token: str) -> Page[Network]:
+        return self.networks.list(flt, page_size, token)
+
+    def network_endpoint_ids(self, net: Network) -> set[str]:
+        return self.networks.endpoint_ids(net)
+
+    def delete_network(self, text: str) -> None:
+        self.networks.delete(text)
+
+    def prune_networks(self) -> list[str]:
+        return self.networks.prune()
+
+    # ------------------------------------------------------------------ endpoints
+
+    def create_endpoint(self, network: str, spec: EndpointSpec, request_id: str = "") -> Endpoint:
+        return self._once(
+            request_id,
+            "endpoint",
+            lambda i: self.endpoints.create(network, spec, i),
+            self.ctx.repo.endpoint,
+        )
+
+    def get_endpoint(self, text: str) -> Endpoint:
+        return self.endpoints.get(text)
+
+    def list_endpoints(
+        self, network: str, sandbox: str, page_size: int, token: str
+    ) -> Page[Endpoint]:
+        return self.endpoints.list(network, sandbox, page_size, token)
+
+    def delete_endpoint(self, text: str) -> None:
+        self.endpoints.delete(text)
+
+    # ------------------------------------------------------------------ sandboxes
+
+    def create_sandbox(self, spec: SandboxSpec, request_id: str = "") -> Sandbox:
+        return self._once(
+            request_id,
+            "sandbox",
+            lambda i: self.sandboxes.create(spec, i),
+            self.ctx.repo.sandbox,
+        )
+
+    def get_sandbox(self, text: str) -> tuple[Sandbox, list[Endpoint]]:
+        return self.sandboxes.get(text)
+
+    def sandbox_endpoints(self, sb: Sandbox) -> list[Endpoint]:
+        return self.sandboxes.joined_endpoints(sb)
+
+    def list_sandboxes(self, host: str, page_size: int, token: str) -> Page[Sandbox]:
+        return self.sandboxes.list(host, page_size, token)
+
+    def delete_sandbox(self, text: str) -> None:
+        self.sandboxes.delete(text)
+
+    # ------------------------------------------------------------------ join / leave
+
+    def join(self, endpoint: str, sandbox: str, options: dict[str, str]) -> Endpoint:
+        return self.joins.join(endpoint, sandbox, options)
+
+    def leave(self, endpoint: str, sandbox: str) -> Endpoint:
+        return self.joins.leave(endpoint, sandbox)
+
+    def connect(
+        self, network: str, sandbox: str, spec: EndpointSpec, request_id: str = ""
+    ) -> Endpoint:
+        return self._once(
+            request_id,
+            "connect",
+            lambda i: self.joins.connect(network, sandbox, spec, i),
+            self.ctx.repo.endpoint,
+        )
+
+    def disconnect(self, network: str, sandbox: str) -> None:
+        self.joins.disconnect(network, sandbox)
+
+    # ------------------------------------------------------------------ hosts, drivers, pools
+
+    def list_hosts(self, page_size: int, token: str) -> Page[Host]:
+        return listing.paginate(self.ctx.hosts.all(), lambda h: h.id, page_size, token)
+
+    def get_host(self, host_id: str) -> Host:
+        return self.ctx.hosts.get(host_id)
+
+    def list_drivers(self, page_size: int, token: str) -> Page[DriverInfo]:
+        return listing.paginate(self.ctx.hosts.drivers(), lambda d: d.name, page_size, token)
+
+    def list_pools(self, page_size: int, token: str) -> Page[PoolUsage]:
+        pools, next_token = self.ctx.ipam.list_pools(listing.page_size(page_size), token)
+        return Page(items=tuple(pools), next_token=next_token)
+
+    # ------------------------------------------------------------------ events, gc
+
+    def watch(self, since_revision: int, active: Callable[[], bool]) -> Iterator[Event]:
+        return self.events.follow(since_revision, active)
+
+    def garbage_collect(self, valid_sandbox_ids: list[str]) -> GcResult:
+        return garbage_collect(self.ctx, self.sandboxes, valid_sandbox_ids)

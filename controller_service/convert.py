@@ -1,0 +1,326 @@
+"""Proto <-> model conversion: the one place (with the servicer and the two
+outgoing clients) that knows the generated message types."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.events.v1 import events_pb2
+from cnm.types.v1 import types_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from controller_service import models as m
+from controller_service.events import EventType
+from services.errors import InvalidArgument
+
+_SCOPE_TO = {m.Scope.LOCAL: types_pb2.SCOPE_LOCAL, m.Scope.GLOBAL: types_pb2.SCOPE_GLOBAL}
+_SCOPE_FROM = {v: k for k, v in _SCOPE_TO.items()}
+_PROTO_TO = {
+    "tcp": types_pb2.PROTOCOL_TCP,
+    "udp": types_pb2.PROTOCOL_UDP,
+    "sctp": types_pb2.PROTOCOL_SCTP,
+}
+_PROTO_FROM = {v: k for k, v in _PROTO_TO.items()}
+_EP_STATE = {
+    m.EndpointState.CREATING: pb.ENDPOINT_STATE_CREATING,
+    m.EndpointState.READY: pb.ENDPOINT_STATE_READY,
+    # A join in flight is not a join yet; a leave in flight still is one.
+    m.EndpointState.JOINING: pb.ENDPOINT_STATE_READY,
+    m.EndpointState.JOINED: pb.ENDPOINT_STATE_JOINED,
+    m.EndpointState.LEAVING: pb.ENDPOINT_STATE_JOINED,
+    m.EndpointState.DELETING: pb.ENDPOINT_STATE_DELETING,
+}
+_HOST_STATE = {
+    m.HostState.READY: pb.HOST_STATE_READY,
+    m.HostState.UNREACHABLE: pb.HOST_STATE_UNREACHABLE,
+}
+_EVENT_TYPE = {t: events_pb2.EventType.Value("EVENT_TYPE_" + t.name) for t in EventType}
+
+
+def timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    if seconds:
+        ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def scope_to(scope: m.Scope | None) -> int:
+    return _SCOPE_TO.get(scope, types_pb2.SCOPE_UNSPECIFIED) if scope else 0
+
+
+def scope_from(value: int) -> m.Scope:
+    if value not in _SCOPE_FROM:
+        raise InvalidArgument(
+            f"invalid scope {value}: expected SCOPE_LOCAL or SCOPE_GLOBAL", reason="INVALID_SCOPE"
+        )
+    return _SCOPE_FROM[value]
+
+
+def protocol_from(value: int) -> str:
+    if value == types_pb2.PROTOCOL_UNSPECIFIED:
+        return "tcp"  # Docker's default protocol
+    if value not in _PROTO_FROM:
+        raise InvalidArgument(f"invalid protocol {value}", reason="INVALID_PROTOCOL")
+    return _PROTO_FROM[value]
+
+
+# ------------------------------------------------------------------ shared value types
+
+
+def port_binding_from(p: types_pb2.PortBinding) -> m.PortBinding:
+    return m.PortBinding(
+        protocol=protocol_from(p.protocol),
+        host_ip=p.host_ip,
+        host_port=p.host_port,
+        host_port_end=p.host_port_end,
+        container_port=p.container_port,
+        container_port_end=p.container_port_end,
+        container_ip=p.container_ip,
+    )
+
+
+def port_binding_to(p: m.PortBinding) -> types_pb2.PortBinding:
+    return types_pb2.PortBinding(
+        protocol=_PROTO_TO[p.protocol],
+        host_ip=p.host_ip,
+        host_port=p.host_port,
+        host_port_end=p.host_port_end,
+        container_port=p.container_port,
+        container_port_end=p.container_port_end,
+        container_ip=p.container_ip,
+    )
+
+
+def exposed_from(p: types_pb2.ExposedPort) -> m.ExposedPort:
+    return m.ExposedPort(protocol=protocol_from(p.protocol), port=p.port)
+
+
+def exposed_to(p: m.ExposedPort) -> types_pb2.ExposedPort:
+    return types_pb2.ExposedPort(protocol=_PROTO_TO[p.protocol], port=p.port)
+
+
+def dns_from(d: types_pb2.DnsConfig) -> m.DnsConfig:
+    return m.DnsConfig(servers=tuple(d.servers), search=tuple(d.search), options=tuple(d.options))
+
+
+def dns_to(d: m.DnsConfig) -> types_pb2.DnsConfig:
+    return types_pb2.DnsConfig(servers=d.servers, search=d.search, options=d.options)
+
+
+def extra_hosts_from(items: Iterable[types_pb2.ExtraHost]) -> tuple[m.ExtraHost, ...]:
+    return tuple(m.ExtraHost(hostname=h.hostname, address=h.address) for h in items)
+
+
+def extra_hosts_to(items: Iterable[m.ExtraHost]) -> list[types_pb2.ExtraHost]:
+    return [types_pb2.ExtraHost(hostname=h.hostname, address=h.address) for h in items]
+
+
+# ------------------------------------------------------------------ networks
+
+
+def ipam_from(spec: pb.IpamSpec) -> m.IpamSpec:
+    return m.IpamSpec(
+        driver=spec.driver,
+        options=dict(spec.options),
+        configs=tuple(
+            m.IpamConfig(
+                subnet=c.subnet,
+                ip_range=c.ip_range,
+                gateway=c.gateway,
+                aux_addresses=dict(c.aux_addresses),
+            )
+            for c in spec.configs
+        ),
+    )
+
+
+def ipam_to(net: m.Network) -> pb.IpamSpec:
+    """The IPAM configuration in force: the subnets IPAM actually gave."""
+    configs = [
+        types_pb2.IpamConfig(
+            subnet=p.subnet,
+            ip_range=p.ip_range,
+            gateway=p.gateway.split("/")[0],
+            aux_addresses={k: v.split("/")[0] for k, v in p.aux_addresses.items()},
+        )
+        for p in net.pools
+    ]
+    return pb.IpamSpec(driver=net.ipam.driver, options=dict(net.ipam.options), configs=configs)
+
+
+def network_spec_from(req: pb.CreateNetworkRequest) -> m.NetworkSpec:
+    return m.NetworkSpec(
+        name=req.name,
+        driver=req.driver,
+        ipam=ipam_from(req.ipam),
+        internal=req.internal,
+        enable_ipv6=req.enable_ipv6,
+        options=dict(req.options),
+        labels=dict(req.labels),
+        host=req.host,
+    )
+
+
+def network_to(
+    net: m.Network,
+    *,
+    subnets: Sequence[m.SubnetStatus] = (),
+    endpoint_ids: Iterable[str] = (),
+) -> pb.Network:
+    return pb.Network(
+        id=net.id,
+        name=net.name,
+        driver=net.driver,
+        scope=scope_to(net.scope),
+        ipam=ipam_to(net),
+        internal=net.internal,
+        enable_ipv6=net.enable_ipv6,
+        options=dict(net.options),
+        labels=dict(net.labels),
+        created=timestamp(net.created),
+        host=net.host,
+        subnets=[
+            pb.SubnetStatus(
+                subnet=s.subnet,
+                ips_in_use=s.ips_in_use,
+                dynamic_ips_available=min(s.dynamic_ips_available, 2**64 - 1),
+            )
+            for s in subnets
+        ],
+        endpoint_ids=sorted(endpoint_ids),
+    )
+
+
+def filter_from(f: pb.NetworkFilter) -> m.NetworkFilter:
+    return m.NetworkFilter(
+        names=tuple(f.names),
+        ids=tuple(f.ids),
+        drivers=tuple(f.drivers),
+        labels=tuple(f.labels),
+        scopes=tuple(scope_from(s) for s in f.scopes),
+    )
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+def endpoint_spec_from(spec: pb.EndpointSpec) -> m.EndpointSpec:
+    return m.EndpointSpec(
+        name=spec.name,
+        ipv4_address=spec.ipv4_address,
+        ipv6_address=spec.ipv6_address,
+        mac_address=spec.mac_address,
+        aliases=tuple(spec.aliases),
+        port_bindings=tuple(port_binding_from(p) for p in spec.port_bindings),
+        exposed_ports=tuple(exposed_from(p) for p in spec.exposed_ports),
+        options=dict(spec.options),
+    )
+
+
+def endpoint_to(ep: m.Endpoint) -> pb.Endpoint:
+    return pb.Endpoint(
+        id=ep.id,
+        name=ep.name,
+        network_id=ep.network_id,
+        network_name=ep.network_name,
+        sandbox_id=ep.sandbox_id if ep.state is not m.EndpointState.JOINING else "",
+        ipv4_address=ep.ipv4_address,
+        ipv6_address=ep.ipv6_address,
+        mac_address=ep.mac_address,
+        aliases=ep.aliases,
+        port_bindings=[port_binding_to(p) for p in ep.port_bindings],
+        published_ports=[port_binding_to(p) for p in ep.published_ports],
+        exposed_ports=[exposed_to(p) for p in ep.exposed_ports],
+        options=dict(ep.options),
+        state=_EP_STATE[ep.state],
+        host=ep.host,
+        gateway=ep.gateway,
+        gateway_ipv6=ep.gateway_ipv6,
+        interface_name=ep.interface_name,
+    )
+
+
+# ------------------------------------------------------------------ sandboxes
+
+
+def sandbox_spec_from(req: pb.CreateSandboxRequest) -> m.SandboxSpec:
+    return m.SandboxSpec(
+        name=req.name,
+        container_id=req.container_id,
+        host=req.host,
+        hostname=req.hostname,
+        domainname=req.domainname,
+        dns=dns_from(req.dns),
+        extra_hosts=extra_hosts_from(req.extra_hosts),
+        external_key=req.external_key,
+        labels=dict(req.labels),
+    )
+
+
+def sandbox_to(sb: m.Sandbox, endpoints: Iterable[m.Endpoint] = ()) -> pb.Sandbox:
+    return pb.Sandbox(
+        id=sb.id,
+        name=sb.name,
+        container_id=sb.container_id,
+        host=sb.host,
+        hostname=sb.hostname,
+        domainname=sb.domainname,
+        dns=dns_to(sb.dns),
+        extra_hosts=extra_hosts_to(sb.extra_hosts),
+        key=sb.key,
+        hosts_path=sb.hosts_path,
+        resolv_conf_path=sb.resolv_conf_path,
+        external=sb.external,
+        endpoints=[endpoint_to(e) for e in endpoints],
+        created=timestamp(sb.created),
+        labels=dict(sb.labels),
+    )
+
+
+# ------------------------------------------------------------------ hosts, drivers, pools, events
+
+
+def host_to(h: m.Host) -> pb.Host:
+    return pb.Host(
+        id=h.id,
+        address=h.address,
+        advertise_address=h.advertise_address,
+        drivers=[
+            types_pb2.DriverCapability(name=c.name, scope=scope_to(c.scope), error=c.error)
+            for c in h.drivers
+        ],
+        state=_HOST_STATE[h.state],
+        last_heartbeat=timestamp(h.last_heartbeat),
+    )
+
+
+def driver_info_to(d: m.DriverInfo) -> pb.DriverInfo:
+    return pb.DriverInfo(name=d.name, scope=scope_to(d.scope), hosts=d.hosts, error=d.error)
+
+
+def pool_usage_to(p: m.PoolUsage) -> pb.PoolUsage:
+    return pb.PoolUsage(
+        pool_id=p.pool_id,
+        address_space=p.address_space,
+        pool=p.pool,
+        sub_pool=p.sub_pool,
+        owner=p.owner,
+        used=p.used,
+        free=min(p.free, 2**64 - 1),
+    )
+
+
+def event_to(e: m.Event) -> events_pb2.Event:
+    try:
+        type_ = _EVENT_TYPE[EventType(e.type)]
+    except ValueError:
+        type_ = events_pb2.EVENT_TYPE_UNSPECIFIED
+    return events_pb2.Event(
+        revision=e.revision,
+        type=type_,
+        time=timestamp(e.time),
+        id=e.id,
+        name=e.name,
+        attributes=dict(e.attributes),
+    )

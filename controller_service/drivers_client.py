@@ -1,0 +1,199 @@
+"""Calls to the driver service of each host, in domain terms.
+
+The address of a host's driver service comes from its `host:<id>` record.
+Every call has a deadline (the configured one, shortened to the caller's), so
+a host that does not answer turns into UNAVAILABLE naming the host, never a
+hang. Driver errors come back as the matching domain errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
+
+from controller_service import convert, deadline
+from controller_service.models import (
+    Endpoint,
+    Host,
+    JoinResult,
+    Network,
+    PoolAllocation,
+    Sandbox,
+    SandboxPaths,
+)
+from services.channel import dial
+from services.errors import Unavailable
+from services.rpc_errors import from_rpc_error
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _ipam_data(pools: tuple[PoolAllocation, ...], space: str) -> list[driver_pb2.IpamData]:
+    return [
+        driver_pb2.IpamData(
+            address_space=space,
+            pool=p.subnet,
+            gateway=p.gateway,
+            aux_addresses=dict(p.aux_addresses),
+        )
+        for p in pools
+    ]
+
+
+class DriverClient:
+    def __init__(self, host: Host, channel: grpc.Channel, timeout: float) -> None:
+        self.host_id = host.id
+        self.timeout = timeout
+        self._stub = driver_pb2_grpc.DriverStub(channel)
+
+    def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
+        try:
+            return fn(request, timeout=deadline.timeout(self.timeout))
+        except grpc.RpcError as e:
+            err = from_rpc_error(e, f"driver service of host {self.host_id!r}: {method}")
+            if isinstance(err, Unavailable):
+                err.metadata.setdefault("host", self.host_id)
+            raise err from e
+
+    def create_network(self, net: Network, space: str) -> None:
+        self._call(
+            "CreateNetwork",
+            self._stub.CreateNetwork,
+            driver_pb2.CreateNetworkRequest(
+                network_id=net.id,
+                name=net.name,
+                driver=net.driver,
+                options=dict(net.options),
+                ipv4_data=_ipam_data(tuple(p for p in net.pools if not p.v6), space),
+                ipv6_data=_ipam_data(tuple(p for p in net.pools if p.v6), space),
+                internal=net.internal,
+                enable_ipv6=net.enable_ipv6,
+            ),
+        )
+
+    def delete_network(self, network_id: str) -> None:
+        self._call(
+            "DeleteNetwork",
+            self._stub.DeleteNetwork,
+            driver_pb2.DeleteNetworkRequest(network_id=network_id),
+        )
+
+    def create_endpoint(self, ep: Endpoint) -> str:
+        """Returns the MAC address the driver settled on."""
+        resp = self._call(
+            "CreateEndpoint",
+            self._stub.CreateEndpoint,
+            driver_pb2.CreateEndpointRequest(
+                network_id=ep.network_id,
+                endpoint_id=ep.id,
+                interface=driver_pb2.EndpointInterface(
+                    address=ep.ipv4_address,
+                    address_ipv6=ep.ipv6_address,
+                    mac_address=ep.mac_address,
+                ),
+                options=dict(ep.options),
+                port_bindings=[convert.port_binding_to(p) for p in ep.port_bindings],
+                exposed_ports=[convert.exposed_to(p) for p in ep.exposed_ports],
+                name=ep.name,
+                aliases=list(ep.aliases),
+            ),
+        )
+        return resp.interface.mac_address or ep.mac_address
+
+    def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
+        self._call(
+            "DeleteEndpoint",
+            self._stub.DeleteEndpoint,
+            driver_pb2.DeleteEndpointRequest(network_id=network_id, endpoint_id=endpoint_id),
+        )
+
+    def join(
+        self, network_id: str, endpoint_id: str, sandbox_id: str, options: dict[str, str]
+    ) -> JoinResult:
+        resp = self._call(
+            "Join",
+            self._stub.Join,
+            driver_pb2.JoinRequest(
+                network_id=network_id,
+                endpoint_id=endpoint_id,
+                sandbox_id=sandbox_id,
+                options=options,
+            ),
+        )
+        return JoinResult(
+            interface_name=resp.interface_name,
+            gateway=resp.gateway,
+            gateway_ipv6=resp.gateway_ipv6,
+            mac_address=resp.mac_address,
+            published_ports=tuple(convert.port_binding_from(p) for p in resp.port_bindings),
+        )
+
+    def leave(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:
+        self._call(
+            "Leave",
+            self._stub.Leave,
+            driver_pb2.LeaveRequest(
+                network_id=network_id, endpoint_id=endpoint_id, sandbox_id=sandbox_id
+            ),
+        )
+
+    def create_sandbox(self, sb: Sandbox) -> SandboxPaths:
+        resp = self._call(
+            "CreateSandbox",
+            self._stub.CreateSandbox,
+            driver_pb2.CreateSandboxRequest(
+                sandbox_id=sb.id,
+                name=sb.name,
+                hostname=sb.hostname,
+                domainname=sb.domainname,
+                dns=convert.dns_to(sb.dns),
+                extra_hosts=convert.extra_hosts_to(sb.extra_hosts),
+                external_key=sb.external_key,
+            ),
+        )
+        return SandboxPaths(
+            key=resp.key, hosts_path=resp.hosts_path, resolv_conf_path=resp.resolv_conf_path
+        )
+
+    def delete_sandbox(self, sandbox_id: str) -> None:
+        self._call(
+            "DeleteSandbox",
+            self._stub.DeleteSandbox,
+            driver_pb2.DeleteSandboxRequest(sandbox_id=sandbox_id),
+        )
+
+
+class DriverClients:
+    """One channel per driver-service address, shared by all requests."""
+
+    def __init__(self, timeout: float, **tls: str) -> None:
+        self.timeout = timeout
+        self._tls = tls
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def for_host(self, host: Host) -> DriverClient:
+        if not host.address:
+            raise Unavailable(
+                f"host {host.id!r} has not registered its driver service address",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": host.id},
+            )
+        with self._lock:
+            channel = self._channels.get(host.address)
+            if channel is None:
+                channel = dial(host.address, timeout=self.timeout, **self._tls)
+                self._channels[host.address] = channel
+        return DriverClient(host, channel, self.timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()

@@ -1,0 +1,186 @@
+"""Hosts as their driver services register them in Redis.
+
+Each driver service writes `host:<id>` (a hash: id, address,
+advertise_address, drivers (JSON list of {"name","scope","error"}),
+last_heartbeat (unix seconds), ttl) and adds its id to the set `hosts`, then
+heartbeats. A host is READY while now - last_heartbeat <= ttl; the record is
+kept afterwards so that it shows as UNREACHABLE. The controller only reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from controller_service.models import DriverCap, DriverInfo, Host, HostState, Scope
+from services.errors import FailedPrecondition, NotFound, Unavailable
+from services.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def parse_host(host_id: str, fields: Mapping[str, str], now: float, default_ttl: float) -> Host:
+    """A Host from its hash; tolerant of missing or malformed fields (a host
+    registering right now may have written only part of them)."""
+    try:
+        last = float(fields.get("last_heartbeat") or 0)
+    except ValueError:
+        last = 0.0
+    try:
+        ttl = float(fields.get("ttl") or default_ttl)
+    except ValueError:
+        ttl = default_ttl
+    return Host(
+        id=fields.get("id") or host_id,
+        address=fields.get("address", ""),
+        advertise_address=fields.get("advertise_address", ""),
+        drivers=parse_drivers(fields.get("drivers", "")),
+        last_heartbeat=last,
+        ttl=ttl,
+        state=HostState.READY if last and now - last <= ttl else HostState.UNREACHABLE,
+    )
+
+
+def parse_drivers(text: str) -> tuple[DriverCap, ...]:
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return ()
+    caps = []
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict) or not item.get("name"):
+            continue
+        scope_text = str(item.get("scope") or "").lower()
+        scope = Scope(scope_text) if scope_text in ("local", "global") else None
+        error = str(item.get("error") or "")
+        if scope is None and not error:
+            error = f"invalid scope {item.get('scope')!r}"
+        caps.append(DriverCap(name=str(item["name"]), scope=scope, error=error))
+    return tuple(caps)
+
+
+def aggregate_drivers(hosts: Sequence[Host]) -> list[DriverInfo]:
+    """One entry per driver name across hosts. A driver whose hosts disagree
+    on its scope is reported with an error and is not usable."""
+    by_name: dict[str, dict] = {}
+    for host in hosts:
+        for cap in host.drivers:
+            entry = by_name.setdefault(cap.name, {"scopes": set(), "hosts": [], "errors": []})
+            if cap.error:
+                entry["errors"].append(f"{host.id}: {cap.error}")
+                continue
+            entry["scopes"].add(cap.scope)
+            entry["hosts"].append(host.id)
+    out = []
+    for name in sorted(by_name):
+        entry = by_name[name]
+        scopes = entry["scopes"]
+        errors = list(entry["errors"])
+        scope = next(iter(scopes)) if len(scopes) == 1 else None
+        if len(scopes) > 1:
+            errors.insert(0, "hosts disagree on the scope: " + ", ".join(sorted(scopes)))
+        out.append(
+            DriverInfo(
+                name=name,
+                scope=scope,
+                hosts=tuple(sorted(entry["hosts"])),
+                error="; ".join(errors),
+            )
+        )
+    return out
+
+
+class Hosts:
+    def __init__(
+        self, store: Store, default_ttl: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.default_ttl = default_ttl
+        self.clock = clock
+
+    def _key(self, host_id: str) -> str:
+        return self.store.key("host", host_id)
+
+    def find(self, host_id: str) -> Host | None:
+        fields = self.store.client.hgetall(self._key(host_id))
+        if not fields:
+            return None
+        return parse_host(host_id, fields, self.clock(), self.default_ttl)
+
+    def get(self, host_id: str) -> Host:
+        host = self.find(host_id) if host_id else None
+        if host is None:
+            raise NotFound(f"no such host {host_id!r}", reason="HOST_NOT_FOUND")
+        return host
+
+    def all(self) -> list[Host]:
+        ids = sorted(self.store.client.smembers(self.store.key("hosts")))
+        pipe = self.store.client.pipeline(transaction=False)
+        for host_id in ids:
+            pipe.hgetall(self._key(host_id))
+        now = self.clock()
+        return [
+            parse_host(host_id, fields, now, self.default_ttl)
+            for host_id, fields in zip(ids, pipe.execute(), strict=True)
+            if fields
+        ]
+
+    def ready(self, host_id: str) -> Host:
+        """The host, READY; UNAVAILABLE naming it when it missed its heartbeat."""
+        host = self.get(host_id)
+        if host.state is not HostState.READY:
+            age = self.clock() - host.last_heartbeat if host.last_heartbeat else float("inf")
+            raise Unavailable(
+                f"host {host_id!r} is unreachable: last heartbeat {age:.0f}s ago "
+                f"(ttl {host.ttl:.0f}s)",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": host_id},
+            )
+        return host
+
+    def choose(self, requested: str, driver: str = "") -> Host:
+        """`requested` (which must be ready), else the only ready host (offering
+        `driver` when given). FAILED_PRECONDITION when there is none or several."""
+        if requested:
+            host = self.ready(requested)
+            if driver and not any(c.name == driver and not c.error for c in host.drivers):
+                raise FailedPrecondition(
+                    f"host {requested!r} does not offer driver {driver!r}",
+                    reason="DRIVER_NOT_ON_HOST",
+                )
+            return host
+        candidates = [
+            h
+            for h in self.all()
+            if h.state is HostState.READY
+            and (not driver or any(c.name == driver and not c.error for c in h.drivers))
+        ]
+        if not candidates:
+            what = f" offering driver {driver!r}" if driver else ""
+            raise FailedPrecondition(f"no ready host{what}", reason="NO_READY_HOST")
+        if len(candidates) > 1:
+            names = ", ".join(h.id for h in candidates)
+            raise FailedPrecondition(
+                f"several ready hosts ({names}): name one with `host`",
+                reason="HOST_AMBIGUOUS",
+            )
+        return candidates[0]
+
+    def drivers(self) -> list[DriverInfo]:
+        return aggregate_drivers(self.all())
+
+    def driver_scope(self, name: str) -> Scope:
+        """The negotiated scope of driver `name` (from the hosts' capabilities)."""
+        for info in self.drivers():
+            if info.name != name:
+                continue
+            if info.scope is None or not info.hosts:
+                raise FailedPrecondition(
+                    f"driver {name!r} is not usable: {info.error}", reason="DRIVER_UNUSABLE"
+                )
+            return info.scope
+        raise NotFound(f"no such driver {name!r} on any host", reason="DRIVER_NOT_FOUND")

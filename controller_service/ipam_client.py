@@ -1,0 +1,173 @@
+"""Calls to the IPAM service, in domain terms.
+
+Every call has a deadline (the configured one, shortened to the caller's);
+failures come back as domain errors (from_rpc_error), so IPAM's
+RESOURCE_EXHAUSTED or ALREADY_EXISTS reach the controller's caller unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+
+from controller_service import deadline
+from controller_service.models import PoolUsage
+from services.channel import dial
+from services.errors import NotFound
+from services.rpc_errors import from_rpc_error
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GATEWAY_OPTIONS = {"RequestAddressType": "com.docker.network.gateway"}
+
+
+class IpamClient:
+    def __init__(self, address: str, timeout: float, **tls: str) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = dial(address, timeout=timeout, **tls)
+        self._stub = ipam_pb2_grpc.IpamStub(self._channel)
+        self._spaces: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
+        try:
+            return fn(request, timeout=deadline.timeout(self.timeout))
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, f"IPAM {method}") from e
+
+    def default_spaces(self) -> tuple[str, str]:
+        """(local, global) default address space names."""
+        with self._lock:
+            if self._spaces is None:
+                resp = self._call(
+                    "GetDefaultAddressSpaces",
+                    self._stub.GetDefaultAddressSpaces,
+                    ipam_pb2.GetDefaultAddressSpacesRequest(),
+                )
+                self._spaces = (
+                    resp.local_default_address_space or "LocalDefault",
+                    resp.global_default_address_space or "GlobalDefault",
+                )
+            return self._spaces
+
+    def request_pool(
+        self,
+        *,
+        space: str,
+        pool: str,
+        sub_pool: str,
+        options: dict[str, str],
+        v6: bool,
+        owner: str,
+        request_id: str,
+    ) -> tuple[str, str]:
+        """(pool_id, pool CIDR)."""
+        resp = self._call(
+            "RequestPool",
+            self._stub.RequestPool,
+            ipam_pb2.RequestPoolRequest(
+                address_space=space,
+                pool=pool,
+                sub_pool=sub_pool,
+                options=options,
+                v6=v6,
+                owner=owner,
+                request_id=request_id,
+            ),
+        )
+        return resp.pool_id, resp.pool
+
+    def release_pool(self, pool_id: str) -> None:
+        """Idempotent: a pool already gone is success."""
+        with contextlib.suppress(NotFound):
+            self._call(
+                "ReleasePool", self._stub.ReleasePool, ipam_pb2.ReleasePoolRequest(pool_id=pool_id)
+            )
+
+    def request_address(
+        self, pool_id: str, address: str = "", *, owner: str, options: dict[str, str] | None = None
+    ) -> str:
+        """The address in CIDR form."""
+        resp = self._call(
+            "RequestAddress",
+            self._stub.RequestAddress,
+            ipam_pb2.RequestAddressRequest(
+                pool_id=pool_id, address=address, options=options or {}, owner=owner
+            ),
+        )
+        return resp.address
+
+    def release_address(self, pool_id: str, address: str) -> None:
+        """Idempotent, also when the pool itself is gone."""
+        with contextlib.suppress(NotFound):
+            self._call(
+                "ReleaseAddress",
+                self._stub.ReleaseAddress,
+                ipam_pb2.ReleaseAddressRequest(pool_id=pool_id, address=address),
+            )
+
+    def usage(self, pool_id: str) -> tuple[int, int]:
+        """(used, free) of one pool."""
+        pool = self._call("GetPool", self._stub.GetPool, ipam_pb2.GetPoolRequest(pool_id=pool_id))
+        return pool.used, pool.free
+
+    def list_pools(self, page_size: int = 0, page_token: str = "") -> tuple[list[PoolUsage], str]:
+        resp = self._call(
+            "ListPools",
+            self._stub.ListPools,
+            ipam_pb2.ListPoolsRequest(page_size=page_size, page_token=page_token),
+        )
+        pools = [
+            PoolUsage(
+                pool_id=p.pool_id,
+                address_space=p.address_space,
+                pool=p.pool,
+                sub_pool=p.sub_pool,
+                owner=p.owner,
+                used=p.used,
+                free=p.free,
+            )
+            for p in resp.pools
+        ]
+        return pools, resp.next_page_token
+
+    def pools_owned_by(self, owner: str) -> list[str]:
+        """Ids of every pool held by `owner` (finds pools a crash left unrecorded)."""
+        found: list[str] = []
+        token = ""
+        while True:
+            pools, token = self.list_pools(page_size=1000, page_token=token)
+            found += [p.pool_id for p in pools if p.owner == owner]
+            if not token:
+                return found
+
+    def addresses_owned_by(self, pool_id: str, owner: str) -> list[str]:
+        """Addresses of `pool_id` held by `owner` (finds allocations a crash left unrecorded)."""
+        found: list[str] = []
+        token = ""
+        while True:
+            try:
+                resp = self._call(
+                    "ListAllocations",
+                    self._stub.ListAllocations,
+                    ipam_pb2.ListAllocationsRequest(
+                        pool_id=pool_id, page_size=1000, page_token=token
+                    ),
+                )
+            except NotFound:
+                return found
+            found += [a.address for a in resp.allocations if a.owner == owner]
+            token = resp.next_page_token
+            if not token:
+                return found

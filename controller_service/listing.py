@@ -1,0 +1,92 @@
+"""List filters and pagination (pure).
+
+Page tokens are opaque to clients: the sort key of the last item returned,
+base64-encoded, so a page stays correct while objects come and go.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
+
+from controller_service.models import Network, NetworkFilter, Page
+from services.errors import InvalidArgument
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 1000
+
+
+def encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidArgument(
+            f"invalid page_token {token!r}: pass back a next_page_token unchanged",
+            reason="INVALID_PAGE_TOKEN",
+        ) from None
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument(
+            f"invalid page_size {requested}: must be >= 0", reason="INVALID_PAGE_SIZE"
+        )
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def paginate(items: Iterable[T], key: Callable[[T], str], size: int, token: str) -> Page[T]:
+    """One page of `items` (any order) sorted by `key`, after the token's key."""
+    limit = page_size(size)
+    after = decode_token(token) if token else None
+    ordered = sorted(items, key=key)
+    if after is not None:
+        ordered = [i for i in ordered if key(i) > after]
+    chunk = ordered[:limit]
+    more = len(ordered) > limit
+    return Page(items=tuple(chunk), next_token=encode_token(key(chunk[-1])) if more else "")
+
+
+def network_key(n: Network) -> str:
+    # Names are unique, ids break ties between a deleted and a new network.
+    return f"{n.name}\x00{n.id}"
+
+
+def label_matches(labels: dict[str, str] | object, wanted: str) -> bool:
+    name, sep, value = wanted.partition("=")
+    if name not in labels:  # type: ignore[operator]
+        return False
+    return not sep or labels[name] == value  # type: ignore[index]
+
+
+def network_matches(n: Network, f: NetworkFilter) -> bool:
+    """AND across filter keys, OR within one key (Docker's `network ls --filter`).
+
+    Names match on all or part of the name, as Docker's name filter does; ids
+    match by prefix.
+    """
+    checks: Sequence[bool] = (
+        not f.names or any(v in n.name for v in f.names),
+        not f.ids or any(n.id.startswith(v) for v in f.ids),
+        not f.drivers or n.driver in f.drivers,
+        not f.labels or any(label_matches(n.labels, v) for v in f.labels),
+        not f.scopes or n.scope in f.scopes,
+    )
+    return all(checks)
+
+
+def validate_filter(f: NetworkFilter) -> NetworkFilter:
+    for label in f.labels:
+        if not label.partition("=")[0]:
+            raise InvalidArgument(
+                f"invalid label filter {label!r}: expected key or key=value",
+                reason="INVALID_FILTER",
+            )
+    return f

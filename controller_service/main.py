@@ -1,0 +1,67 @@
+"""cnm-controller: the public CNM API service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from cnm.controller.v1 import controller_pb2_grpc
+
+from controller_service.config import ControllerConfig
+from controller_service.controller import Controller
+from controller_service.servicer import ControllerServicer
+from services.address import parse_address
+from services.config import ConfigError
+from services.server import ServiceSpec
+from services.service_main import common_parser, run
+from services.store import Store
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "cnm.controller.v1.Controller"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common_parser(
+        "cnm-controller",
+        "The CNM controller: networks, endpoints, sandboxes, join/leave, hosts, events.",
+    )
+    parser.add_argument("--ipam", metavar="ADDR", help="the IPAM service's address")
+    running: list[Controller] = []
+
+    def build(cfg: ControllerConfig, store: Store) -> list[ServiceSpec]:
+        try:
+            parse_address(cfg.ipam)
+        except ValueError as e:
+            raise ConfigError(f"ipam address {cfg.ipam!r}: {e}") from None
+        if cfg.driver_timeout <= 0 or cfg.reconcile_interval <= 0 or cfg.instance_ttl <= 0:
+            raise ConfigError("driver_timeout, reconcile_interval and instance_ttl must be > 0")
+        controller = Controller(cfg, store)
+        controller.reconciler.start()
+        running.append(controller)
+        log.info("controller instance %s, IPAM at %s", controller.ctx.instance, cfg.ipam)
+        return [
+            ServiceSpec(
+                SERVICE_NAME,
+                controller_pb2_grpc.add_ControllerServicer_to_server,
+                ControllerServicer(controller),
+            )
+        ]
+
+    def on_stop() -> None:
+        for controller in running:
+            controller.close()
+
+    return run(
+        prog="cnm-controller",
+        section="controller",
+        schema=ControllerConfig,
+        parser=parser,
+        build=build,
+        argv=argv,
+        on_stop=on_stop,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,378 @@
+"""The controller's object model: frozen dataclasses, stored in Redis as JSON.
+
+Records carry their own lifecycle (`state`) and, while an operation is in
+flight, the controller instance doing it (`owner`) and since when
+(`op_since`): that is the intent the reconciler finishes or rolls back when
+the owner dies. Nothing here imports grpc or generated stubs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Scope(enum.StrEnum):
+    LOCAL = "local"
+    GLOBAL = "global"
+
+
+class State(enum.StrEnum):
+    """Lifecycle of networks and sandboxes."""
+
+    CREATING = "creating"
+    READY = "ready"
+    DELETING = "deleting"
+
+
+class EndpointState(enum.StrEnum):
+    # Intent recorded; addresses and driver state being allocated.
+    CREATING = "creating"
+    READY = "ready"
+    # Join in flight: the sandbox is claimed, the driver not yet done.
+    JOINING = "joining"
+    JOINED = "joined"
+    # Leave in flight.
+    LEAVING = "leaving"
+    DELETING = "deleting"
+
+
+class HostState(enum.StrEnum):
+    READY = "ready"
+    UNREACHABLE = "unreachable"
+
+
+# ------------------------------------------------------------------ value types
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    protocol: str = "tcp"  # "tcp" | "udp" | "sctp"
+    host_ip: str = ""
+    host_port: int = 0
+    host_port_end: int = 0
+    container_port: int = 0
+    container_port_end: int = 0
+    container_ip: str = ""
+
+
+@dataclass(frozen=True)
+class ExposedPort:
+    protocol: str = "tcp"
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class IpamConfig:
+    subnet: str = ""
+    ip_range: str = ""
+    gateway: str = ""
+    aux_addresses: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IpamSpec:
+    driver: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    configs: tuple[IpamConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolAllocation:
+    """One IPAM pool a network holds, with what was reserved in it."""
+
+    pool_id: str
+    subnet: str
+    v6: bool = False
+    ip_range: str = ""
+    # CIDR form with the pool's prefix length; empty when none was allocated.
+    gateway: str = ""
+    # name -> CIDR
+    aux_addresses: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtraHost:
+    hostname: str
+    address: str
+
+
+# ------------------------------------------------------------------ requests
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    driver: str = "bridge"
+    ipam: IpamSpec = IpamSpec()
+    internal: bool = False
+    enable_ipv6: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    name: str = ""
+    ipv4_address: str = ""
+    ipv6_address: str = ""
+    mac_address: str = ""
+    aliases: tuple[str, ...] = ()
+    port_bindings: tuple[PortBinding, ...] = ()
+    exposed_ports: tuple[ExposedPort, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    name: str = ""
+    container_id: str = ""
+    host: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    dns: DnsConfig = DnsConfig()
+    extra_hosts: tuple[ExtraHost, ...] = ()
+    external_key: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkFilter:
+    """AND across fields, OR within one field; empty fields match everything."""
+
+    names: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    drivers: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    scopes: tuple[Scope, ...] = ()
+
+
+# ------------------------------------------------------------------ records
+
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    driver: str
+    scope: Scope
+    ipam: IpamSpec = IpamSpec()
+    internal: bool = False
+    enable_ipv6: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: float = 0.0
+    # The host of a local-scope network; "" for global scope.
+    host: str = ""
+    pools: tuple[PoolAllocation, ...] = ()
+    state: State = State.CREATING
+    owner: str = ""
+    op_since: float = 0.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    name: str
+    network_id: str
+    network_name: str
+    sandbox_id: str = ""
+    ipv4_address: str = ""  # CIDR
+    ipv6_address: str = ""  # CIDR
+    mac_address: str = ""
+    aliases: tuple[str, ...] = ()
+    port_bindings: tuple[PortBinding, ...] = ()
+    published_ports: tuple[PortBinding, ...] = ()
+    exposed_ports: tuple[ExposedPort, ...] = ()
+    options: Mapping[str, str] = field(default_factory=dict)
+    state: EndpointState = EndpointState.CREATING
+    # The host whose driver service holds this endpoint ("" until known).
+    host: str = ""
+    gateway: str = ""
+    gateway_ipv6: str = ""
+    interface_name: str = ""
+    # Created by Connect for a sandbox: deleted with that sandbox, as Docker
+    # deletes a container's endpoints with the container.
+    implicit: bool = False
+    created: float = 0.0
+    owner: str = ""
+    op_since: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    id: str
+    name: str
+    host: str
+    container_id: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    dns: DnsConfig = DnsConfig()
+    extra_hosts: tuple[ExtraHost, ...] = ()
+    external_key: str = ""
+    key: str = ""
+    hosts_path: str = ""
+    resolv_conf_path: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: float = 0.0
+    state: State = State.CREATING
+    # Set when garbage collection deletes the sandbox: every endpoint joined
+    # to it goes too, not only those Connect made.
+    purge_endpoints: bool = False
+    owner: str = ""
+    op_since: float = 0.0
+
+    @property
+    def external(self) -> bool:
+        return bool(self.external_key)
+
+
+@dataclass(frozen=True)
+class DriverCap:
+    name: str
+    scope: Scope | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    address: str
+    advertise_address: str = ""
+    drivers: tuple[DriverCap, ...] = ()
+    last_heartbeat: float = 0.0
+    ttl: float = 10.0
+    state: HostState = HostState.UNREACHABLE
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    name: str
+    scope: Scope | None
+    hosts: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SubnetStatus:
+    subnet: str
+    ips_in_use: int
+    dynamic_ips_available: int
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    pool_id: str
+    address_space: str
+    pool: str
+    sub_pool: str
+    owner: str
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class Event:
+    revision: int
+    type: str  # e.g. "network_created" (events.EventType values)
+    time: float
+    id: str
+    name: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_token: str = ""
+
+
+@dataclass(frozen=True)
+class GcResult:
+    removed_sandbox_ids: tuple[str, ...] = ()
+    removed_endpoint_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """What a driver reports after plumbing an endpoint into a sandbox."""
+
+    interface_name: str = ""
+    gateway: str = ""
+    gateway_ipv6: str = ""
+    mac_address: str = ""
+    published_ports: tuple[PortBinding, ...] = ()
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    """Where a driver service put a sandbox: its namespace and its files."""
+
+    key: str = ""
+    hosts_path: str = ""
+    resolv_conf_path: str = ""
+
+
+# ------------------------------------------------------------------ JSON codec
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(_plain(obj), separators=(",", ":"), sort_keys=True)
+
+
+def from_json(cls: type[T], text: str | bytes) -> T:
+    return _build(cls, json.loads(text))
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple | list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    return obj
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _build(inner[0], value)
+    if origin is tuple:
+        (inner, _ellipsis) = typing.get_args(tp)
+        return tuple(_build(inner, v) for v in value)
+    if origin in (Mapping, dict) or tp is Mapping:
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if dataclasses.is_dataclass(tp):
+        hints = _HINTS.get(tp)
+        if hints is None:
+            hints = _HINTS[tp] = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        # Unknown keys are ignored so an older controller reads newer records.
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
+    return value

@@ -1,0 +1,306 @@
+"""Networks: create (intent, IPAM pools and gateways, driver), get with IPAM
+status, list, delete, prune; and what the reconciler needs to finish them."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+
+from controller_service import listing, validate
+from controller_service.context import Context, describe
+from controller_service.events import EventType
+from controller_service.ipam_client import GATEWAY_OPTIONS
+from controller_service.models import (
+    IpamConfig,
+    Network,
+    NetworkFilter,
+    NetworkSpec,
+    Page,
+    PoolAllocation,
+    Scope,
+    State,
+    SubnetStatus,
+)
+from controller_service.repository import Tx
+from controller_service.rollback import Undo, crash_point
+from services.errors import (
+    AlreadyExists,
+    CnmError,
+    FailedPrecondition,
+    InvalidArgument,
+    MultiError,
+)
+
+log = logging.getLogger(__name__)
+
+# Drivers whose networks carry no addresses unless subnets are asked for.
+_ADDRESSLESS_DRIVERS = ("null", "host")
+
+
+def _event_attrs(net: Network) -> dict[str, str]:
+    return {"driver": net.driver, "scope": net.scope.value, "host": net.host}
+
+
+class Networks:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ create
+
+    def create(self, spec: NetworkSpec, net_id: str) -> Network:
+        ctx = self.ctx
+        spec = validate.network_spec(spec)
+        scope = ctx.hosts.driver_scope(spec.driver)
+        if scope is Scope.LOCAL:
+            host = ctx.hosts.choose(spec.host, driver=spec.driver).id
+        elif spec.host:
+            raise InvalidArgument(
+                f"driver {spec.driver!r} has global scope: `host` is only for local-scope drivers",
+                reason="HOST_NOT_ALLOWED",
+            )
+        else:
+            host = ""
+        now = ctx.now()
+        net = Network(
+            id=net_id,
+            name=spec.name,
+            driver=spec.driver,
+            scope=scope,
+            ipam=spec.ipam,
+            internal=spec.internal,
+            enable_ipv6=spec.enable_ipv6,
+            options=spec.options,
+            labels=spec.labels,
+            created=now,
+            host=host,
+            state=State.CREATING,
+            **ctx.intent(),
+        )
+        with Undo() as undo:
+            net = self._write_intent(net)
+            undo.step("forget network", self._forget_or_orphan, net, undo)
+            pools = self._allocate_pools(net, undo)
+            crash_point("network_after_ipam")
+            net = ctx.transition(net, pools=pools)
+            if host:
+                self.ensure_on_host(net, host)
+                undo.step("driver DeleteNetwork", ctx.driver_any_state(host).delete_network, net.id)
+            net = ctx.transition(
+                net,
+                lambda tx, n: tx.event(EventType.NETWORK_CREATED, n.id, n.name, _event_attrs(n)),
+                state=State.READY,
+                **ctx.settled(),
+            )
+            undo.commit()
+        log.info("created network %s (%s)", net.name, net.id)
+        return net
+
+    def _write_intent(self, net: Network) -> Network:
+        keys = self.ctx.repo.keys
+
+        def fn(tx: Tx) -> Network:
+            taken = tx.name_taken(keys.network_name(net.name))
+            if taken:
+                raise AlreadyExists(
+                    f"network name {net.name!r} is already taken (by {taken})",
+                    reason="NETWORK_NAME_TAKEN",
+                )
+            tx.begin()
+            tx.put(net)
+            return net
+
+        return self.ctx.repo.tx(fn)
+
+    def _forget_or_orphan(self, net: Network, undo: Undo) -> None:
+        # Earlier rollback steps failed: keep the intent for the reconciler.
+        if undo.failures:
+            self.ctx.orphan(net)
+            return
+        self._remove(net, event=False)
+
+    def _configs(self, net: Network) -> list[tuple[IpamConfig, bool]]:
+        """(config, v6) per pool to request; predefined pools where none given."""
+        if net.ipam.driver == validate.IPAM_NULL:
+            return []
+        configs = [
+            (c, ipaddress.ip_network(c.subnet).version == 6 if c.subnet else False)
+            for c in net.ipam.configs
+        ]
+        if not configs:
+            if net.driver in _ADDRESSLESS_DRIVERS:
+                return []
+            configs.append((IpamConfig(), False))
+        if net.enable_ipv6 and not any(v6 for _c, v6 in configs):
+            configs.append((IpamConfig(), True))
+        return configs
+
+    def _allocate_pools(self, net: Network, undo: Undo) -> tuple[PoolAllocation, ...]:
+        ipam = self.ctx.ipam
+        space = self.ctx.address_space(net.scope)
+        pools = []
+        for index, (cfg, v6) in enumerate(self._configs(net)):
+            pool_id, subnet = ipam.request_pool(
+                space=space,
+                pool=cfg.subnet,
+                sub_pool=cfg.ip_range,
+                options=dict(net.ipam.options),
+                v6=v6,
+                owner=net.id,
+                # Deterministic: a retried request cannot take a second pool.
+                request_id=f"{net.id}:{index}",
+            )
+            undo.step(f"release pool {pool_id}", ipam.release_pool, pool_id)
+            gateway = ipam.request_address(
+                pool_id, cfg.gateway, owner=f"gateway:{net.id}", options=GATEWAY_OPTIONS
+            )
+            aux = {
+                name: ipam.request_address(pool_id, addr, owner=f"aux:{name}")
+                for name, addr in cfg.aux_addresses.items()
+            }
+            pools.append(
+                PoolAllocation(
+                    pool_id=pool_id,
+                    subnet=subnet,
+                    v6=v6,
+                    ip_range=cfg.ip_range,
+                    gateway=gateway,
+                    aux_addresses=aux,
+                )
+            )
+        return tuple(pools)
+
+    # ------------------------------------------------------------------ read
+
+    def get(self, text: str) -> tuple[Network, list[SubnetStatus], set[str]]:
+        net = self.ctx.network(text)
+        subnets = []
+        for pool in net.pools:
+            used, free = self.ctx.ipam.usage(pool.pool_id)
+            subnets.append(
+                SubnetStatus(subnet=pool.subnet, ips_in_use=used, dynamic_ips_available=free)
+            )
+        return net, subnets, self.ctx.repo.network_endpoint_ids(net.id)
+
+    def list(self, flt: NetworkFilter, page_size: int, token: str) -> Page[Network]:
+        flt = listing.validate_filter(flt)
+        nets = [n for n in self.ctx.repo.all_networks() if listing.network_matches(n, flt)]
+        return listing.paginate(nets, listing.network_key, page_size, token)
+
+    def endpoint_ids(self, net: Network) -> set[str]:
+        return self.ctx.repo.network_endpoint_ids(net.id)
+
+    # ------------------------------------------------------------------ delete
+
+    def _hosts_of(self, net: Network) -> list[str]:
+        hosts = set(self.ctx.repo.network_hosts(net.id))
+        if net.host:
+            hosts.add(net.host)
+        return sorted(hosts)
+
+    def delete(self, text: str) -> Network:
+        ctx = self.ctx
+        net = ctx.network(text)
+        if net.state is State.CREATING:
+            raise FailedPrecondition(
+                f"{describe(net)} is still being created", reason="IN_PROGRESS"
+            )
+        self._check_no_endpoints(net, ctx.repo.network_endpoint_ids(net.id))
+        for host in self._hosts_of(net):
+            ctx.hosts.ready(host)  # UNAVAILABLE before anything changes
+
+        def fn(tx: Tx) -> Network:
+            current = tx.network(net.id)
+            if current is None or current.state is State.CREATING:
+                raise FailedPrecondition(f"{describe(net)} changed concurrently; retry")
+            self._check_no_endpoints(current, tx.members(ctx.repo.keys.network_endpoints(net.id)))
+            new = dataclasses.replace(current, state=State.DELETING, **ctx.intent())
+            tx.begin()
+            tx.put(new)
+            return new
+
+        net = ctx.repo.tx(fn)
+        self.finish_delete(net)
+        log.info("deleted network %s (%s)", net.name, net.id)
+        return net
+
+    def _check_no_endpoints(self, net: Network, ep_ids: set[str]) -> None:
+        if not ep_ids:
+            return
+        eps = self.ctx.repo.endpoints(sorted(ep_ids))
+        names = ", ".join(f"{e.name} ({e.id[:12]})" for e in eps) or ", ".join(sorted(ep_ids))
+        raise FailedPrecondition(
+            f"{describe(net)} has active endpoints: {names}",
+            reason="NETWORK_HAS_ENDPOINTS",
+            metadata={"endpoints": ",".join(sorted(ep_ids))},
+        )
+
+    def finish_delete(self, net: Network, *, thorough: bool = False) -> None:
+        """Driver state removed on every host, pools released, record gone.
+        On failure the intent is left to the reconciler and the error raised."""
+        ctx = self.ctx
+        errors: list[Exception] = []
+        for host in self._hosts_of(net):
+            try:
+                ctx.driver_any_state(host).delete_network(net.id)
+            except CnmError as e:
+                errors.append(e)
+        if not errors:
+            pool_ids = [p.pool_id for p in net.pools]
+            if thorough:
+                pool_ids += ctx.ipam.pools_owned_by(net.id)
+            for pool_id in dict.fromkeys(pool_ids):
+                try:
+                    ctx.ipam.release_pool(pool_id)
+                except CnmError as e:
+                    errors.append(e)
+        if errors:
+            ctx.orphan(net)
+            raise errors[0] if len(errors) == 1 else MultiError(errors)
+        self._remove(net, event=net.state is State.DELETING)
+
+    def rollback_create(self, net: Network) -> None:
+        """Undoes a creation whose controller died: what it may have done is
+        found from the record and from IPAM's owner field."""
+        self.finish_delete(net, thorough=True)
+
+    def _remove(self, net: Network, *, event: bool) -> None:
+        keys = self.ctx.repo.keys
+
+        def fn(tx: Tx) -> None:
+            current = tx.network(net.id)
+            if current is None:
+                return
+            tx.begin()
+            tx.remove(current)
+            tx.pipe.delete(keys.network_endpoints(net.id), keys.network_hosts(net.id))
+            if event:
+                tx.event(EventType.NETWORK_DELETED, net.id, net.name, _event_attrs(net))
+
+        self.ctx.repo.tx(fn)
+
+    def prune(self) -> list[str]:
+        deleted = []
+        for net in self.ctx.repo.all_networks():
+            if net.state is not State.READY or self.ctx.repo.network_endpoint_ids(net.id):
+                continue
+            try:
+                self.delete(net.id)
+                deleted.append(net.id)
+            except CnmError as e:
+                log.info("prune: skipped %s: %s", describe(net), e)
+        return deleted
+
+    # ------------------------------------------------------------------ global scope
+
+    def ensure_on_host(self, net: Network, host: str) -> None:
+        """Global scope: the driver creates the network on `host` before its
+        first endpoint there (idempotent on the driver side)."""
+        ctx = self.ctx
+        key = ctx.repo.keys.network_hosts(net.id)
+        if ctx.repo.c.hget(key, host) == "ready":
+            return
+        # Recorded before the call, so a delete after a crash reaches this host too.
+        ctx.repo.c.hsetnx(key, host, "pending")
+        ctx.driver(host).create_network(net, ctx.address_space(net.scope))
+        ctx.repo.c.hset(key, host, "ready")

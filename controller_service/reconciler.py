@@ -1,0 +1,217 @@
+"""Finishes or rolls back operations whose controller died midway.
+
+Every controller process keeps a liveness key `controller:instance:<id>`
+(renewed by its own thread, expiring `instance_ttl` after a kill -9). Records
+in a transitional state name their owner; an intent whose owner is gone (or
+that its owner handed over by clearing `owner`) is taken over:
+
+  creating -> rolled back (driver state, addresses found by owner, record)
+  joining  -> rolled back (driver Leave; endpoint back to ready)
+  leaving  -> finished      deleting -> finished
+
+One replica at a time does this: it holds the lease `controller:reconciler`,
+renewed while it runs, so replicas do not fight. The lease holder also turns
+host heartbeats into HOST_UP / HOST_DOWN events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from controller_service.context import Context, describe
+from controller_service.endpoints import Endpoints
+from controller_service.events import EventType
+from controller_service.joins import Joins
+from controller_service.models import Endpoint, EndpointState, HostState, Sandbox, State
+from controller_service.networks import Networks
+from controller_service.repository import Record, in_transition
+from controller_service.sandboxes import Sandboxes
+from services.errors import CnmError
+
+log = logging.getLogger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+# An intent older than this is taken over even if its owner still looks alive
+# (an owner that lost Redis mid-operation could not hand it over).
+_ABANDONED_AFTER = 120.0
+# Kinds in the order they are handled: endpoints before the sandboxes and
+# networks they pin.
+_ORDER = {"ep": 0, "sb": 1, "net": 2}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        ctx: Context,
+        networks: Networks,
+        endpoints: Endpoints,
+        joins: Joins,
+        sandboxes: Sandboxes,
+    ) -> None:
+        self.ctx = ctx
+        self.networks = networks
+        self.endpoints = endpoints
+        self.joins = joins
+        self.sandboxes = sandboxes
+        store = ctx.repo.store
+        self.instance_key = store.key("controller", "instance", ctx.instance)
+        self.lease_key = store.key("controller", "reconciler")
+        self.host_state_key = store.key("controller", "hoststate")
+        self._instance_prefix = store.key("controller", "instance", "")
+        self._renew = store.script(_RENEW)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        # member -> monotonic time before which a failed intent is not retried
+        self._backoff: dict[str, tuple[float, float]] = {}
+
+    # ------------------------------------------------------------------ threads
+
+    def start(self) -> None:
+        try:
+            self.heartbeat()
+        except CnmError as e:  # Redis down at start: the liveness thread retries
+            log.warning("liveness heartbeat failed: %s", e)
+        for name, target in (("liveness", self._liveness_loop), ("reconciler", self._loop)):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stops the threads. The liveness key is left to expire: requests still
+        finishing during the server's grace period remain ours until then."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        try:
+            if self.holds_lease():
+                self.ctx.repo.c.delete(self.lease_key)
+        except CnmError as e:
+            log.debug("could not release the reconciler lease: %s", e)
+
+    def heartbeat(self) -> None:
+        ttl_ms = int(self.ctx.cfg.instance_ttl * 1000)
+        self.ctx.repo.c.set(self.instance_key, f"{socket.gethostname()}:{os.getpid()}", px=ttl_ms)
+
+    def _liveness_loop(self) -> None:
+        period = max(0.1, self.ctx.cfg.instance_ttl / 4)
+        while not self._stop.wait(period):
+            try:
+                self.heartbeat()
+            except CnmError as e:
+                log.warning("liveness heartbeat failed: %s", e)
+
+    def _loop(self) -> None:
+        interval = self.ctx.cfg.reconcile_interval
+        while not self._stop.wait(interval):
+            try:
+                if self.acquire_lease():
+                    self.track_hosts()
+                    self.run_once()
+            except CnmError as e:
+                log.warning("reconciler pass failed: %s", e)
+            except Exception:  # noqa: BLE001 - the loop must survive any one bug
+                log.exception("reconciler pass crashed")
+
+    # ------------------------------------------------------------------ lease
+
+    def acquire_lease(self) -> bool:
+        ttl_ms = int(max(3 * self.ctx.cfg.reconcile_interval, self.ctx.cfg.instance_ttl) * 1000)
+        return bool(self._renew(keys=[self.lease_key], args=[self.ctx.instance, ttl_ms]))
+
+    def holds_lease(self) -> bool:
+        return self.ctx.repo.c.get(self.lease_key) == self.ctx.instance
+
+    def owner_alive(self, owner: str) -> bool:
+        if not owner:
+            return False
+        if owner == self.ctx.instance:
+            return True
+        return bool(self.ctx.repo.c.exists(self._instance_prefix + owner))
+
+    # ------------------------------------------------------------------ intents
+
+    def run_once(self) -> int:
+        """One pass over every open intent; returns how many were settled."""
+        settled = 0
+        intents = sorted(self.ctx.repo.intents(), key=lambda ki: _ORDER.get(ki[0], 9))
+        for kind, obj_id in intents:
+            if self._stop.is_set():
+                break
+            member = f"{kind}:{obj_id}"
+            not_before, _delay = self._backoff.get(member, (0.0, 0.0))
+            if time.monotonic() < not_before:
+                continue
+            record = self.ctx.repo.record(kind, obj_id)
+            if record is None or not in_transition(record):
+                self.ctx.repo.c.zrem(self.ctx.repo.keys.intents, member)
+                continue
+            stale = self.ctx.now() - record.op_since > _ABANDONED_AFTER
+            if self.owner_alive(record.owner) and not stale:
+                continue
+            try:
+                self._take_over(record)
+                settled += 1
+                self._backoff.pop(member, None)
+            except CnmError as e:
+                delay = min(30.0, max(self.ctx.cfg.reconcile_interval, _delay * 2))
+                self._backoff[member] = (time.monotonic() + delay, delay)
+                log.warning("reconciler: %s not settled yet (%s); retry in %.0fs", member, e, delay)
+        return settled
+
+    def _take_over(self, record: Record) -> None:
+        claimed = self.ctx.transition(record, owner=self.ctx.instance)
+        log.info(
+            "reconciler: taking over %s (%s, owner %s)",
+            describe(claimed),
+            claimed.state.value,
+            record.owner or "none",
+        )
+        if isinstance(claimed, Endpoint):
+            actions = {
+                EndpointState.CREATING: self.endpoints.rollback_create,
+                EndpointState.JOINING: self.joins.rollback_join,
+                EndpointState.LEAVING: self.joins.finish_leave,
+                EndpointState.DELETING: lambda ep: self.endpoints.finish_delete(ep, thorough=True),
+            }
+            actions[claimed.state](claimed)
+        elif isinstance(claimed, Sandbox):
+            if claimed.state is State.CREATING:
+                self.sandboxes.rollback_create(claimed)
+            else:
+                self.sandboxes.finish_delete(claimed)
+        elif claimed.state is State.CREATING:
+            self.networks.rollback_create(claimed)
+        else:
+            self.networks.finish_delete(claimed, thorough=True)
+
+    # ------------------------------------------------------------------ hosts
+
+    def track_hosts(self) -> None:
+        """HOST_UP / HOST_DOWN when a host's state differs from the last one seen."""
+        client = self.ctx.repo.c
+        known = client.hgetall(self.host_state_key)
+        for host in self.ctx.hosts.all():
+            state = host.state.value
+            if known.get(host.id) == state:
+                continue
+            up = host.state is HostState.READY
+            pipe = client.pipeline(transaction=True)
+            pipe.hset(self.host_state_key, host.id, state)
+            self.ctx.repo.events.append(
+                pipe,
+                EventType.HOST_UP if up else EventType.HOST_DOWN,
+                host.id,
+                host.id,
+                {"address": host.address, "state": state},
+            )
+            pipe.execute()
+            log.info("host %s is %s", host.id, state)

@@ -1,0 +1,74 @@
+"""The join rules (libnetwork's), as pure checks raising FAILED_PRECONDITION."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controller_service.models import Endpoint, EndpointState, Network, Sandbox, Scope, State
+from services.errors import FailedPrecondition
+
+_JOINED = (EndpointState.JOINING, EndpointState.JOINED, EndpointState.LEAVING)
+
+
+def check_network_ready(net: Network) -> None:
+    if net.state is not State.READY:
+        raise FailedPrecondition(
+            f"network {net.name!r} is being {'created' if net.state is State.CREATING else 'deleted'}",
+            reason="NETWORK_NOT_READY",
+        )
+
+
+def check_sandbox_ready(sb: Sandbox) -> None:
+    if sb.state is not State.READY:
+        raise FailedPrecondition(
+            f"sandbox {sb.name!r} is being {'created' if sb.state is State.CREATING else 'deleted'}",
+            reason="SANDBOX_NOT_READY",
+        )
+
+
+def check_same_host(net: Network, sb: Sandbox) -> None:
+    """A local-scope network exists on its host only."""
+    if net.scope is Scope.LOCAL and net.host != sb.host:
+        raise FailedPrecondition(
+            f"network {net.name!r} is local to host {net.host!r} but sandbox {sb.name!r} "
+            f"is on host {sb.host!r}",
+            reason="HOST_MISMATCH",
+        )
+
+
+def check_not_on_network(
+    net: Network, sb: Sandbox, sandbox_networks: Mapping[str, str], ep_id: str = ""
+) -> None:
+    """A sandbox joins a network at most once."""
+    other = sandbox_networks.get(net.id)
+    if other and other != ep_id:
+        raise FailedPrecondition(
+            f"sandbox {sb.name!r} is already on network {net.name!r} (endpoint {other[:12]})",
+            reason="SANDBOX_ALREADY_ON_NETWORK",
+        )
+
+
+def check_join(
+    net: Network, ep: Endpoint, sb: Sandbox, sandbox_networks: Mapping[str, str]
+) -> None:
+    """Whether `ep` may join `sb` now (the idempotent same-pair case is the caller's)."""
+    if ep.state in _JOINED and ep.sandbox_id != sb.id:
+        raise FailedPrecondition(
+            f"endpoint {ep.name!r} is already joined to sandbox {ep.sandbox_id[:12]}",
+            reason="ENDPOINT_ALREADY_JOINED",
+        )
+    if ep.state is not EndpointState.READY:
+        raise FailedPrecondition(
+            f"endpoint {ep.name!r} is {ep.state.value}; retry when it settles",
+            reason="ENDPOINT_BUSY",
+        )
+    check_network_ready(net)
+    check_sandbox_ready(sb)
+    check_not_on_network(net, sb, sandbox_networks, ep.id)
+    check_same_host(net, sb)
+    if ep.host and ep.host != sb.host:
+        raise FailedPrecondition(
+            f"endpoint {ep.name!r} lives on host {ep.host!r} but sandbox {sb.name!r} "
+            f"is on host {sb.host!r}",
+            reason="HOST_MISMATCH",
+        )

@@ -1,0 +1,205 @@
+"""cnm.controller.v1.Controller over gRPC: proto -> model, one controller
+call, model -> proto. Errors are domain errors, mapped by the interceptor."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.controller.v1 import controller_pb2_grpc
+from cnm.events.v1 import events_pb2
+
+from controller_service import convert, deadline
+from controller_service.controller import Controller
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _within_deadline(method: F) -> F:
+    """Calls made while serving this request respect its caller's deadline."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        with deadline.serving(context.time_remaining()):
+            return method(self, request, context)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ControllerServicer(controller_pb2_grpc.ControllerServicer):
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+
+    # ------------------------------------------------------------------ networks
+
+    @_within_deadline
+    def CreateNetwork(self, request: pb.CreateNetworkRequest, context: Any) -> pb.Network:
+        net = self.c.create_network(convert.network_spec_from(request), request.request_id)
+        return convert.network_to(net)
+
+    @_within_deadline
+    def GetNetwork(self, request: pb.GetNetworkRequest, context: Any) -> pb.Network:
+        net, subnets, endpoint_ids = self.c.get_network(request.id_or_name)
+        return convert.network_to(net, subnets=subnets, endpoint_ids=endpoint_ids)
+
+    @_within_deadline
+    def ListNetworks(
+        self, request: pb.ListNetworksRequest, context: Any
+    ) -> pb.ListNetworksResponse:
+        page = self.c.list_networks(
+            convert.filter_from(request.filter), request.page_size, request.page_token
+        )
+        return pb.ListNetworksResponse(
+            networks=[
+                convert.network_to(n, endpoint_ids=self.c.network_endpoint_ids(n))
+                for n in page.items
+            ],
+            next_page_token=page.next_token,
+        )
+
+    @_within_deadline
+    def DeleteNetwork(
+        self, request: pb.DeleteNetworkRequest, context: Any
+    ) -> pb.DeleteNetworkResponse:
+        self.c.delete_network(request.id_or_name)
+        return pb.DeleteNetworkResponse()
+
+    @_within_deadline
+    def PruneNetworks(
+        self, request: pb.PruneNetworksRequest, context: Any
+    ) -> pb.PruneNetworksResponse:
+        return pb.PruneNetworksResponse(deleted_ids=self.c.prune_networks())
+
+    # ------------------------------------------------------------------ endpoints
+
+    @_within_deadline
+    def CreateEndpoint(self, request: pb.CreateEndpointRequest, context: Any) -> pb.Endpoint:
+        ep = self.c.create_endpoint(
+            request.network, convert.endpoint_spec_from(request.spec), request.request_id
+        )
+        return convert.endpoint_to(ep)
+
+    @_within_deadline
+    def GetEndpoint(self, request: pb.GetEndpointRequest, context: Any) -> pb.Endpoint:
+        return convert.endpoint_to(self.c.get_endpoint(request.id))
+
+    @_within_deadline
+    def ListEndpoints(
+        self, request: pb.ListEndpointsRequest, context: Any
+    ) -> pb.ListEndpointsResponse:
+        page = self.c.list_endpoints(
+            request.network, request.sandbox, request.page_size, request.page_token
+        )
+        return pb.ListEndpointsResponse(
+            endpoints=[convert.endpoint_to(e) for e in page.items],
+            next_page_token=page.next_token,
+        )
+
+    @_within_deadline
+    def DeleteEndpoint(
+        self, request: pb.DeleteEndpointRequest, context: Any
+    ) -> pb.DeleteEndpointResponse:
+        self.c.delete_endpoint(request.id)
+        return pb.DeleteEndpointResponse()
+
+    # ------------------------------------------------------------------ sandboxes
+
+    @_within_deadline
+    def CreateSandbox(self, request: pb.CreateSandboxRequest, context: Any) -> pb.Sandbox:
+        sb = self.c.create_sandbox(convert.sandbox_spec_from(request), request.request_id)
+        return convert.sandbox_to(sb)
+
+    @_within_deadline
+    def GetSandbox(self, request: pb.GetSandboxRequest, context: Any) -> pb.Sandbox:
+        sb, endpoints = self.c.get_sandbox(request.id_or_name)
+        return convert.sandbox_to(sb, endpoints)
+
+    @_within_deadline
+    def ListSandboxes(
+        self, request: pb.ListSandboxesRequest, context: Any
+    ) -> pb.ListSandboxesResponse:
+        page = self.c.list_sandboxes(request.host, request.page_size, request.page_token)
+        return pb.ListSandboxesResponse(
+            sandboxes=[convert.sandbox_to(s, self.c.sandbox_endpoints(s)) for s in page.items],
+            next_page_token=page.next_token,
+        )
+
+    @_within_deadline
+    def DeleteSandbox(
+        self, request: pb.DeleteSandboxRequest, context: Any
+    ) -> pb.DeleteSandboxResponse:
+        self.c.delete_sandbox(request.id_or_name)
+        return pb.DeleteSandboxResponse()
+
+    # ------------------------------------------------------------------ join / leave
+
+    @_within_deadline
+    def Join(self, request: pb.JoinRequest, context: Any) -> pb.Endpoint:
+        ep = self.c.join(request.endpoint_id, request.sandbox, dict(request.options))
+        return convert.endpoint_to(ep)
+
+    @_within_deadline
+    def Leave(self, request: pb.LeaveRequest, context: Any) -> pb.Endpoint:
+        return convert.endpoint_to(self.c.leave(request.endpoint_id, request.sandbox))
+
+    @_within_deadline
+    def Connect(self, request: pb.ConnectRequest, context: Any) -> pb.Endpoint:
+        ep = self.c.connect(
+            request.network,
+            request.sandbox,
+            convert.endpoint_spec_from(request.spec),
+            request.request_id,
+        )
+        return convert.endpoint_to(ep)
+
+    @_within_deadline
+    def Disconnect(self, request: pb.DisconnectRequest, context: Any) -> pb.DisconnectResponse:
+        self.c.disconnect(request.network, request.sandbox)
+        return pb.DisconnectResponse()
+
+    # ------------------------------------------------------------------ hosts, drivers, pools
+
+    @_within_deadline
+    def ListHosts(self, request: pb.ListHostsRequest, context: Any) -> pb.ListHostsResponse:
+        page = self.c.list_hosts(request.page_size, request.page_token)
+        return pb.ListHostsResponse(
+            hosts=[convert.host_to(h) for h in page.items], next_page_token=page.next_token
+        )
+
+    @_within_deadline
+    def GetHost(self, request: pb.GetHostRequest, context: Any) -> pb.Host:
+        return convert.host_to(self.c.get_host(request.id))
+
+    @_within_deadline
+    def ListDrivers(self, request: pb.ListDriversRequest, context: Any) -> pb.ListDriversResponse:
+        page = self.c.list_drivers(request.page_size, request.page_token)
+        return pb.ListDriversResponse(
+            drivers=[convert.driver_info_to(d) for d in page.items],
+            next_page_token=page.next_token,
+        )
+
+    @_within_deadline
+    def ListPools(self, request: pb.ListPoolsRequest, context: Any) -> pb.ListPoolsResponse:
+        page = self.c.list_pools(request.page_size, request.page_token)
+        return pb.ListPoolsResponse(
+            pools=[convert.pool_usage_to(p) for p in page.items], next_page_token=page.next_token
+        )
+
+    # ------------------------------------------------------------------ events, gc
+
+    def Watch(self, request: pb.WatchRequest, context: Any) -> Iterator[events_pb2.Event]:
+        for event in self.c.watch(request.since_revision, context.is_active):
+            yield convert.event_to(event)
+
+    @_within_deadline
+    def GarbageCollect(
+        self, request: pb.GarbageCollectRequest, context: Any
+    ) -> pb.GarbageCollectResponse:
+        result = self.c.garbage_collect(list(request.valid_sandbox_ids))
+        return pb.GarbageCollectResponse(
+            removed_sandbox_ids=result.removed_sandbox_ids,
+            removed_endpoint_ids=result.removed_endpoint_ids,
+        )

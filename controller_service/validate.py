@@ -1,0 +1,282 @@
+"""Validation of create requests, done once before anything is allocated.
+
+Every function raises InvalidArgument naming the field and the bad value, or
+returns the spec normalised (defaults filled, addresses in canonical form).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+
+from controller_service.models import (
+    DnsConfig,
+    EndpointSpec,
+    ExposedPort,
+    ExtraHost,
+    IpamConfig,
+    NetworkSpec,
+    PortBinding,
+    SandboxSpec,
+)
+from services.errors import InvalidArgument, NotFound
+from services.ids import validate_name
+
+DEFAULT_DRIVER = "bridge"
+# Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
+IPAM_DEFAULT = "default"
+IPAM_NULL = "null"
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+_DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
+_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+_DNS_OPTION = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
+
+
+def _bad(field: str, value: object, why: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid {field} {value!r}: {why}", reason="INVALID_" + _reason(field))
+
+
+def _reason(field: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", field.upper()).strip("_")
+
+
+def _keys(field: str, mapping: Mapping[str, str]) -> dict[str, str]:
+    for key in mapping:
+        if not key or key != key.strip():
+            raise _bad(f"{field} key", key, "keys must be non-empty without surrounding spaces")
+    return dict(mapping)
+
+
+def is_hostname(text: str) -> bool:
+    """RFC 1123 host name: dot-separated labels of letters, digits and '-'."""
+    if not text or len(text) > 253:
+        return False
+    return all(_LABEL.match(label) for label in text.rstrip(".").split("."))
+
+
+# ------------------------------------------------------------------ networks
+
+
+def network_spec(spec: NetworkSpec) -> NetworkSpec:
+    validate_name("network", spec.name)
+    driver = spec.driver or DEFAULT_DRIVER
+    if not _DRIVER.match(driver):
+        raise _bad("driver name", driver, "expected letters, digits and _.:/-")
+    ipam_driver = spec.ipam.driver or IPAM_DEFAULT
+    if ipam_driver not in (IPAM_DEFAULT, IPAM_NULL):
+        raise NotFound(f"no such IPAM driver {ipam_driver!r}", reason="IPAM_DRIVER_NOT_FOUND")
+    if ipam_driver == IPAM_NULL and spec.ipam.configs:
+        raise InvalidArgument("IPAM driver 'null' takes no subnets", reason="INVALID_IPAM")
+    configs = tuple(ipam_config(c) for c in spec.ipam.configs)
+    _no_overlaps(configs)
+    if not spec.enable_ipv6:
+        for c in configs:
+            if c.subnet and ipaddress.ip_network(c.subnet).version == 6:
+                raise InvalidArgument(
+                    f"IPv6 subnet {c.subnet} given but enable_ipv6 is false",
+                    reason="INVALID_IPAM",
+                )
+    return dataclasses.replace(
+        spec,
+        driver=driver,
+        ipam=dataclasses.replace(
+            spec.ipam,
+            driver=ipam_driver,
+            options=_keys("ipam option", spec.ipam.options),
+            configs=configs,
+        ),
+        options=_keys("option", spec.options),
+        labels=_keys("label", spec.labels),
+    )
+
+
+def ipam_config(cfg: IpamConfig) -> IpamConfig:
+    if not cfg.subnet:
+        if cfg.ip_range or cfg.gateway or cfg.aux_addresses:
+            raise InvalidArgument(
+                "ip_range, gateway and aux_addresses need a subnet", reason="INVALID_IPAM"
+            )
+        return cfg
+    subnet = _network("subnet", cfg.subnet)
+    ip_range = ""
+    if cfg.ip_range:
+        rng = _network("ip_range", cfg.ip_range)
+        if rng.version != subnet.version or not rng.subnet_of(subnet):  # type: ignore[arg-type]
+            raise _bad("ip_range", cfg.ip_range, f"not inside subnet {subnet}")
+        ip_range = str(rng)
+    gateway = ""
+    if cfg.gateway:
+        gateway = str(_host_in("gateway", cfg.gateway, subnet))
+    aux: dict[str, str] = {}
+    for name, addr in cfg.aux_addresses.items():
+        if not name:
+            raise _bad("aux address name", name, "must not be empty")
+        aux[name] = str(_host_in(f"aux address {name!r}", addr, subnet))
+    return IpamConfig(subnet=str(subnet), ip_range=ip_range, gateway=gateway, aux_addresses=aux)
+
+
+def _network(field: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        raise _bad(field, text, str(e)) from None
+
+
+def _host_in(
+    field: str, text: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = address(field, text)
+    if addr.version != subnet.version or addr not in subnet:
+        raise _bad(field, text, f"not inside subnet {subnet}")
+    if addr == subnet.network_address and subnet.num_addresses > 2:
+        raise _bad(field, text, "is the subnet's network address")
+    if subnet.version == 4 and subnet.num_addresses > 2 and addr == subnet.broadcast_address:
+        raise _bad(field, text, "is the subnet's broadcast address")
+    return addr
+
+
+def _no_overlaps(configs: Iterable[IpamConfig]) -> None:
+    seen: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for c in configs:
+        if not c.subnet:
+            continue
+        net = ipaddress.ip_network(c.subnet)
+        for other in seen:
+            if net.version == other.version and net.overlaps(other):  # type: ignore[arg-type]
+                raise _bad("subnet", c.subnet, f"overlaps subnet {other} of the same network")
+        seen.append(net)
+
+
+def address(field: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address without prefix length."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _bad(field, text, "not an IP address (give it without a prefix length)") from None
+
+
+# ------------------------------------------------------------------ endpoints
+
+
+def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
+    if spec.name:
+        validate_name("endpoint", spec.name)
+    ipv4 = ipv6 = ""
+    if spec.ipv4_address:
+        a = address("ipv4_address", spec.ipv4_address)
+        if a.version != 4:
+            raise _bad("ipv4_address", spec.ipv4_address, "not an IPv4 address")
+        ipv4 = str(a)
+    if spec.ipv6_address:
+        a = address("ipv6_address", spec.ipv6_address)
+        if a.version != 6:
+            raise _bad("ipv6_address", spec.ipv6_address, "not an IPv6 address")
+        ipv6 = str(a)
+    mac = spec.mac_address.lower()
+    if mac:
+        if not _MAC.match(mac):
+            raise _bad(
+                "mac_address", spec.mac_address, "expected six hex octets like 02:42:ac:11:00:02"
+            )
+        if int(mac[:2], 16) & 1:
+            raise _bad("mac_address", spec.mac_address, "is a multicast address")
+    for alias in spec.aliases:
+        if not _ALIAS.match(alias):
+            raise _bad(
+                "alias", alias, "expected letters, digits and _.- (starting with a letter or digit)"
+            )
+    return dataclasses.replace(
+        spec,
+        ipv4_address=ipv4,
+        ipv6_address=ipv6,
+        mac_address=mac,
+        aliases=tuple(dict.fromkeys(spec.aliases)),
+        port_bindings=tuple(port_binding(b) for b in spec.port_bindings),
+        exposed_ports=tuple(exposed_port(p) for p in spec.exposed_ports),
+        options=_keys("endpoint option", spec.options),
+    )
+
+
+def _port(field: str, value: int, *, allow_zero: bool) -> None:
+    if not (0 if allow_zero else 1) <= value <= 65535:
+        raise _bad(field, value, "expected a port number 1-65535" + (" or 0" if allow_zero else ""))
+
+
+def _protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise _bad("protocol", protocol, "expected tcp, udp or sctp")
+    return protocol
+
+
+def port_binding(b: PortBinding) -> PortBinding:
+    _protocol(b.protocol)
+    _port("container_port", b.container_port, allow_zero=False)
+    _port("host_port", b.host_port, allow_zero=True)
+    if b.container_port_end:
+        _port("container_port_end", b.container_port_end, allow_zero=False)
+        if b.container_port_end < b.container_port:
+            raise _bad("container_port_end", b.container_port_end, "below container_port")
+    if b.host_port_end:
+        _port("host_port_end", b.host_port_end, allow_zero=False)
+        if b.host_port_end < b.host_port or not b.host_port:
+            raise _bad("host_port_end", b.host_port_end, "needs a host_port at or below it")
+    container_span = (b.container_port_end or b.container_port) - b.container_port
+    host_span = (b.host_port_end or b.host_port) - b.host_port
+    if container_span and b.host_port and host_span != container_span:
+        raise _bad(
+            "host port range",
+            f"{b.host_port}-{b.host_port_end or b.host_port}",
+            f"must be as long as container range {b.container_port}-{b.container_port_end}",
+        )
+    host_ip = str(address("host_ip", b.host_ip)) if b.host_ip else ""
+    return dataclasses.replace(b, host_ip=host_ip, container_ip="")
+
+
+def exposed_port(p: ExposedPort) -> ExposedPort:
+    _protocol(p.protocol)
+    _port("exposed port", p.port, allow_zero=False)
+    return p
+
+
+# ------------------------------------------------------------------ sandboxes
+
+
+def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
+    if spec.name:
+        validate_name("sandbox", spec.name)
+    if spec.hostname and not is_hostname(spec.hostname):
+        raise _bad("hostname", spec.hostname, "not an RFC 1123 host name")
+    if spec.domainname and not is_hostname(spec.domainname):
+        raise _bad("domainname", spec.domainname, "not an RFC 1123 domain name")
+    if spec.external_key and not spec.external_key.startswith("/"):
+        raise _bad("external_key", spec.external_key, "expected an absolute namespace path")
+    if len(spec.container_id) > 256 or any(c.isspace() for c in spec.container_id):
+        raise _bad("container_id", spec.container_id, "at most 256 characters, no spaces")
+    return dataclasses.replace(
+        spec,
+        dns=dns_config(spec.dns),
+        extra_hosts=tuple(extra_host(h) for h in spec.extra_hosts),
+        labels=_keys("label", spec.labels),
+    )
+
+
+def dns_config(dns: DnsConfig) -> DnsConfig:
+    servers = tuple(str(address("DNS server", s)) for s in dns.servers)
+    for domain in dns.search:
+        if not is_hostname(domain):
+            raise _bad("DNS search domain", domain, "not an RFC 1123 domain name")
+    for option in dns.options:
+        if not _DNS_OPTION.match(option):
+            raise _bad("DNS option", option, "expected something like ndots:2")
+    return DnsConfig(servers=servers, search=tuple(dns.search), options=tuple(dns.options))
+
+
+def extra_host(h: ExtraHost) -> ExtraHost:
+    if not is_hostname(h.hostname):
+        raise _bad("extra host name", h.hostname, "not an RFC 1123 host name")
+    return ExtraHost(hostname=h.hostname, address=str(address("extra host address", h.address)))
