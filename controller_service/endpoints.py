@@ -19,7 +19,6 @@ from controller_service.models import (
     PoolAllocation,
     Sandbox,
     Scope,
-    State,
 )
 from controller_service.networks import Networks
 from controller_service.repository import Tx
