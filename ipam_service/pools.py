@@ -46,7 +46,7 @@ from .allocator import (
 )
 from .bitseq import BitSequence
 from .bitseq_redis import RedisBitSequence
-from .spaces import find_overlap, first_free_subnet, predefined_bases
+from .spaces import find_overlap, first_free_subnet, predefined_bases, validate_space
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,8 @@ class Pools:
     def list_pools(self, space: str, size: int, token: str) -> tuple[list[PoolInfo], str]:
         """A page of pools (of one space when `space`), in pool-id order, with usage."""
         limit = page_size(size, 100, 1000)
+        if space:
+            validate_space(space)
         key = self.space_key(space) if space else self.all_key
         start = "-"
         if token:

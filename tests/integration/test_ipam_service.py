@@ -6,6 +6,7 @@ flushed before every test by the `redis_url` fixture).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,13 +21,14 @@ from harness.stack import BIN, short_tmp, start_ipam, wait_serving
 T = 5  # seconds: deadline of every call
 
 
-@pytest.fixture(scope="module")
-def ipam_address(redis_server: str) -> Iterator[str]:
-    run_dir = short_tmp("ipam")
-    address = f"unix://{run_dir}/ipam.sock"
-    with open(run_dir / "ipam.log", "wb") as log:
+@contextlib.contextmanager
+def ipam_process(redis_url: str, name: str = "ipam") -> Iterator[str]:
+    """A real cnm-ipam on a unix socket for a whole module; stopped by its PID after."""
+    run_dir = short_tmp(name)
+    address = f"unix://{run_dir}/{name}.sock"
+    with open(run_dir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(
-            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_server],
+            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -42,6 +44,12 @@ def ipam_address(redis_server: str) -> Iterator[str]:
             proc.kill()
             proc.wait()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ipam_address(redis_server: str) -> Iterator[str]:
+    with ipam_process(redis_server) as address:
+        yield address
 
 
 @pytest.fixture
