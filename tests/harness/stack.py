@@ -74,9 +74,13 @@ def start_driver(
     ]
     if advertise_addr:
         argv += ["--advertise-addr", advertise_addr]
+    if netns_name:
+        # nsenter --net, not `ip netns exec`: the latter gives its child a private
+        # (slave) mount namespace, so the sandbox namespaces the driver bind-mounts
+        # under /run/netns would be invisible to the test and would vanish with it.
+        argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
     proc = spawn(
         argv + (extra or []),
-        netns_name=netns_name,
         env={"CNM_NETNS_PREFIX": netns_prefix, **(env or {})},
     )
     wait_serving(address, proc=proc)

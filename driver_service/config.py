@@ -1,0 +1,76 @@
+"""Configuration of the driver service (`cnm-driver`, section `[driver]`).
+
+The CommonConfig keys plus what a host needs: its id, the address other hosts
+reach it on, where sandbox files live, the prefix of the namespaces it makes
+(cnm's mark on them), and the heartbeat that keeps its `host:<id>` record READY.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import socket
+
+from services.address import parse_address
+from services.config import CommonConfig, ConfigError
+
+DEFAULT_STATE_DIR = "/var/lib/cnm/driver"
+DEFAULT_NETNS_PREFIX = "cnm-"
+
+_HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Namespace names are `<prefix><12 hex>`: keep the prefix a safe file-name part.
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverConfig(CommonConfig):
+    # Defaults to this machine's hostname.
+    host_id: str = ""
+    # The underlay address other hosts reach this one on (overlay VTEPs); optional.
+    advertise_addr: str = ""
+    # Sandbox hosts/resolv.conf files live under <state_dir>/sandboxes/<id>/.
+    state_dir: str = DEFAULT_STATE_DIR
+    # Namespaces this service creates are named <netns_prefix><short id>; the
+    # prefix is how reconciliation and --cleanup recognise cnm's namespaces.
+    netns_prefix: str = DEFAULT_NETNS_PREFIX
+    heartbeat_interval: float = 2.0
+    host_ttl: float = 10.0
+
+
+def finish(cfg: DriverConfig) -> DriverConfig:
+    """Fill defaults that depend on the machine and check the driver-only keys.
+
+    Raises ConfigError (one line, exit code 2) for anything unusable; in
+    particular a TCP listener without mutual TLS is refused: this process can
+    reshape the host's network, so it never listens on TCP in the clear.
+    """
+    host_id = cfg.host_id or socket.gethostname()
+    if not _HOST_ID.fullmatch(host_id):
+        raise ConfigError(
+            f"host_id {host_id!r}: use 1-63 characters of [A-Za-z0-9_.-], "
+            "starting with a letter or digit"
+        )
+    if not _PREFIX.fullmatch(cfg.netns_prefix):
+        raise ConfigError(f"netns_prefix {cfg.netns_prefix!r}: use up to 64 of [A-Za-z0-9_.-]")
+    if cfg.advertise_addr:
+        try:
+            ipaddress.ip_address(cfg.advertise_addr)
+        except ValueError:
+            raise ConfigError(
+                f"advertise_addr {cfg.advertise_addr!r}: expected an IPv4 or IPv6 address"
+            ) from None
+    if not cfg.state_dir.startswith("/"):
+        raise ConfigError(f"state_dir {cfg.state_dir!r}: must be an absolute path")
+    if cfg.heartbeat_interval <= 0:
+        raise ConfigError("heartbeat_interval must be > 0 seconds")
+    if cfg.host_ttl <= cfg.heartbeat_interval:
+        raise ConfigError("host_ttl must be longer than heartbeat_interval")
+    if cfg.listen:
+        addr = parse_address(cfg.listen)
+        if addr.kind == "tcp" and not cfg.tls_cert:
+            raise ConfigError(
+                f"refusing to listen on TCP {addr} without mutual TLS: "
+                "give tls_cert, tls_key and tls_ca, or listen on a unix socket"
+            )
+    return dataclasses.replace(cfg, host_id=host_id)

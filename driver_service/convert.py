@@ -1,0 +1,203 @@
+"""cnm.driver.v1 messages <-> the driver service's domain values. The only place they meet.
+
+Conversion does not validate (that is `specs.py`, in the domain), except that
+enum values with no domain meaning (PROTOCOL_UNSPECIFIED, unknown numbers)
+become InvalidArgument naming the field.
+"""
+
+from __future__ import annotations
+
+from cnm.driver.v1 import driver_pb2 as pb
+from cnm.types.v1 import types_pb2 as tpb
+
+from driver_service.models import (
+    SCOPE_GLOBAL,
+    SCOPE_LOCAL,
+    Capability,
+    DnsConfig,
+    EndpointRecord,
+    EndpointSpec,
+    ExposedPort,
+    ExtraHost,
+    IpamData,
+    JoinResult,
+    NetworkSpec,
+    PortBinding,
+    SandboxRecord,
+    SandboxSpec,
+    SandboxView,
+    StaticRoute,
+)
+from services.errors import InvalidArgument
+
+_PROTOCOLS = {tpb.PROTOCOL_TCP: "tcp", tpb.PROTOCOL_UDP: "udp", tpb.PROTOCOL_SCTP: "sctp"}
+_PROTOCOL_ENUM = {v: k for k, v in _PROTOCOLS.items()}
+_SCOPES = {SCOPE_LOCAL: tpb.SCOPE_LOCAL, SCOPE_GLOBAL: tpb.SCOPE_GLOBAL}
+
+
+def _protocol(value: int, what: str) -> str:
+    try:
+        return _PROTOCOLS[value]
+    except KeyError:
+        raise InvalidArgument(
+            f"{what}: protocol must be PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_SCTP"
+        ) from None
+
+
+# --- requests -> domain ------------------------------------------------------------------------
+
+
+def _ipam(d: pb.IpamData) -> IpamData:
+    return IpamData(
+        pool=d.pool,
+        gateway=d.gateway,
+        address_space=d.address_space,
+        aux_addresses=dict(d.aux_addresses),
+    )
+
+
+def network_spec(req: pb.CreateNetworkRequest) -> NetworkSpec:
+    return NetworkSpec(
+        network_id=req.network_id,
+        name=req.name,
+        driver=req.driver,
+        options=dict(req.options),
+        ipv4=tuple(_ipam(d) for d in req.ipv4_data),
+        ipv6=tuple(_ipam(d) for d in req.ipv6_data),
+        internal=req.internal,
+        enable_ipv6=req.enable_ipv6,
+    )
+
+
+def port_binding(p: tpb.PortBinding) -> PortBinding:
+    return PortBinding(
+        protocol=_protocol(p.protocol, f"port binding {p.container_port}"),
+        host_ip=p.host_ip,
+        host_port=p.host_port,
+        host_port_end=p.host_port_end,
+        container_port=p.container_port,
+        container_port_end=p.container_port_end,
+        container_ip=p.container_ip,
+    )
+
+
+def endpoint_spec(req: pb.CreateEndpointRequest) -> EndpointSpec:
+    return EndpointSpec(
+        network_id=req.network_id,
+        endpoint_id=req.endpoint_id,
+        address=req.interface.address,
+        address_ipv6=req.interface.address_ipv6,
+        mac=req.interface.mac_address,
+        options=dict(req.options),
+        port_bindings=tuple(port_binding(p) for p in req.port_bindings),
+        exposed_ports=tuple(
+            ExposedPort(protocol=_protocol(e.protocol, f"exposed port {e.port}"), port=e.port)
+            for e in req.exposed_ports
+        ),
+        name=req.name,
+        aliases=tuple(req.aliases),
+    )
+
+
+def sandbox_spec(req: pb.CreateSandboxRequest) -> SandboxSpec:
+    return SandboxSpec(
+        sandbox_id=req.sandbox_id,
+        name=req.name,
+        hostname=req.hostname,
+        domainname=req.domainname,
+        dns=DnsConfig(
+            servers=tuple(req.dns.servers),
+            search=tuple(req.dns.search),
+            options=tuple(req.dns.options),
+        ),
+        extra_hosts=tuple(
+            ExtraHost(hostname=h.hostname, address=h.address) for h in req.extra_hosts
+        ),
+        external_key=req.external_key,
+    )
+
+
+# --- domain -> responses -----------------------------------------------------------------------
+
+
+def capabilities(caps: list[Capability]) -> pb.GetCapabilitiesResponse:
+    return pb.GetCapabilitiesResponse(
+        capabilities=[
+            tpb.DriverCapability(
+                name=c.name, scope=_SCOPES.get(c.scope, tpb.SCOPE_UNSPECIFIED), error=c.error
+            )
+            for c in caps
+        ]
+    )
+
+
+def _port_binding_pb(p: PortBinding) -> tpb.PortBinding:
+    return tpb.PortBinding(
+        protocol=_PROTOCOL_ENUM.get(p.protocol, tpb.PROTOCOL_UNSPECIFIED),
+        host_ip=p.host_ip,
+        host_port=p.host_port,
+        host_port_end=p.host_port_end,
+        container_port=p.container_port,
+        container_port_end=p.container_port_end,
+        container_ip=p.container_ip,
+    )
+
+
+def _static_route_pb(r: StaticRoute) -> tpb.StaticRoute:
+    return tpb.StaticRoute(
+        destination=r.destination,
+        route_type=tpb.ROUTE_TYPE_NEXTHOP if r.next_hop else tpb.ROUTE_TYPE_CONNECTED,
+        next_hop=r.next_hop,
+    )
+
+
+def create_endpoint_response(rec: EndpointRecord) -> pb.CreateEndpointResponse:
+    return pb.CreateEndpointResponse(
+        interface=pb.EndpointInterface(
+            address=rec.spec.address, address_ipv6=rec.spec.address_ipv6, mac_address=rec.mac
+        )
+    )
+
+
+def oper_info_response(
+    value: dict[str, str], ports: tuple[PortBinding, ...]
+) -> pb.EndpointOperInfoResponse:
+    return pb.EndpointOperInfoResponse(
+        value=value, port_bindings=[_port_binding_pb(p) for p in ports]
+    )
+
+
+def join_response(res: JoinResult) -> pb.JoinResponse:
+    return pb.JoinResponse(
+        interface_name=res.interface_name,
+        gateway=res.gateway,
+        gateway_ipv6=res.gateway_ipv6,
+        static_routes=[_static_route_pb(r) for r in res.static_routes],
+        port_bindings=[_port_binding_pb(p) for p in res.port_bindings],
+        mac_address=res.mac,
+    )
+
+
+def sandbox(rec: SandboxRecord) -> pb.Sandbox:
+    return pb.Sandbox(
+        sandbox_id=rec.id,
+        key=rec.key,
+        hosts_path=rec.hosts_path,
+        resolv_conf_path=rec.resolv_conf_path,
+    )
+
+
+def sandbox_view(view: SandboxView) -> pb.GetSandboxResponse:
+    return pb.GetSandboxResponse(
+        sandbox=sandbox(view.sandbox),
+        interfaces=[
+            tpb.InterfaceStatus(
+                name=i.name, mac_address=i.mac, mtu=i.mtu, addresses=list(i.addresses), up=i.up
+            )
+            for i in view.interfaces
+        ],
+        routes=[
+            tpb.RouteStatus(destination=r.destination, gateway=r.gateway, interface=r.interface)
+            for r in view.routes
+        ],
+    )

@@ -1,0 +1,352 @@
+"""The `bridge` driver: a Linux bridge per network, a veth per endpoint.
+
+CreateNetwork: the bridge (name from `com.docker.network.bridge.name` or
+"br-" + 12 characters of the network id), its MTU (option, else the MTU of
+the host's default-route interface, else 1500), its IPv4/IPv6 gateway
+addresses, forwarding on, and the network's firewall entries (masquerade,
+isolation from other bridges, ICC, internal).
+
+Join: one RTM_NEWLINK makes the veth with its peer born inside the sandbox
+(named eth0, eth1, ... by the manager), the MAC derived from the IPv4 address
+as libnetwork does (172.17.0.2 → 02:42:ac:11:00:02) unless given, the
+addresses, and the default route when the manager gave it to this endpoint.
+
+Leave: the veth is detached and renamed at once and deleted in the
+background (`osl.delete_link_async`), the port leaves the firewall's sets, and
+conntrack entries of the endpoint's addresses are flushed.
+
+Every link made here carries the alias `cnm:net:<id>` / `cnm:ep:<id>`: that,
+not the name, is how reconciliation and --cleanup recognise cnm's links.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+
+from driver_service import osl
+from driver_service.conntrack import ConntrackFlusher
+from driver_service.constants import (
+    ALIAS_ENDPOINT,
+    ALIAS_NETWORK,
+    ALIAS_PREFIX,
+    DRIVER_BRIDGE,
+    HOST_VETH_PREFIX,
+    OPER_BRIDGE,
+    OPER_HOST_IFNAME,
+    OPER_MAC_ADDRESS,
+    OPER_SANDBOX_IFNAME,
+)
+from driver_service.drivers.bridge import fw, options
+from driver_service.drivers.bridge.options import BridgeConfig
+from driver_service.models import (
+    SCOPE_LOCAL,
+    Attachment,
+    EndpointRecord,
+    EndpointSpec,
+    NetworkRecord,
+    NetworkSpec,
+    SandboxRecord,
+)
+from driver_service.testhooks import AFTER_VETH, crash_point
+from services.errors import AlreadyExists, CnmError, InvalidArgument, MultiError, NotFound
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MTU = 1500
+
+
+def network_alias(network_id: str) -> str:
+    return f"{ALIAS_PREFIX}{ALIAS_NETWORK}:{network_id}"
+
+
+def endpoint_alias(endpoint_id: str) -> str:
+    return f"{ALIAS_PREFIX}{ALIAS_ENDPOINT}:{endpoint_id}"
+
+
+def mac_from_ipv4(address: str) -> str:
+    """libnetwork's generated MAC: 02:42 followed by the four bytes of the IPv4 address."""
+    ip = ipaddress.IPv4Interface(address).ip
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def host_default_mtu() -> int:
+    """MTU of the interface carrying this namespace's IPv4 default route; 1500 without one."""
+    try:
+        for route in osl.list_routes():
+            if route.dst.prefixlen == 0 and route.dst.version == 4 and route.ifname:
+                return osl.get_link(route.ifname).mtu
+    except CnmError as e:
+        log.warning("cannot read the default route's MTU (%s); using %d", e, DEFAULT_MTU)
+    return DEFAULT_MTU
+
+
+def _bare(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip) if cidr else ""
+
+
+class BridgeDriver:
+    name = DRIVER_BRIDGE
+    scope = SCOPE_LOCAL
+    makes_interface = True
+
+    def __init__(self, firewall: fw.BridgeFirewall, conntrack: ConntrackFlusher) -> None:
+        self.firewall = firewall
+        self.conntrack = conntrack
+
+    # --- networks -------------------------------------------------------------------------
+
+    def plan_network(self, spec: NetworkSpec, others: Sequence[NetworkRecord]) -> Mapping[str, str]:
+        opts = options.parse(spec.network_id, spec.options)
+        if not spec.ipv4 and not spec.ipv6:
+            raise InvalidArgument(
+                f"bridge network {spec.network_id!r} needs at least one IPAM pool",
+                reason="INVALID_IPAM",
+            )
+        for data in (*spec.ipv4, *spec.ipv6):
+            if not data.gateway:
+                raise InvalidArgument(
+                    f"pool {data.pool} of bridge network {spec.network_id!r} has no gateway",
+                    reason="INVALID_IPAM",
+                )
+        for other in others:
+            if other.spec.driver == DRIVER_BRIDGE and other.data.get("bridge") == opts.bridge_name:
+                raise AlreadyExists(
+                    f"bridge {opts.bridge_name!r} is already used by network {other.id!r}",
+                    reason="BRIDGE_IN_USE",
+                    metadata={"bridge": opts.bridge_name},
+                )
+        try:
+            link = osl.get_link(opts.bridge_name)
+        except NotFound:
+            link = None
+        if link is not None and link.alias != network_alias(spec.network_id):
+            raise AlreadyExists(
+                f"a link named {opts.bridge_name!r} already exists on this host "
+                "and was not made by cnm for this network",
+                reason="LINK_EXISTS",
+                metadata={"bridge": opts.bridge_name},
+            )
+        mtu = opts.mtu if opts.mtu is not None else host_default_mtu()
+        return opts.to_data(mtu)
+
+    def _config(self, net: NetworkRecord) -> BridgeConfig:
+        return BridgeConfig.from_data(net.data)
+
+    def _rules(self, net: NetworkRecord) -> fw.NetworkRules:
+        cfg = self._config(net)
+        return fw.NetworkRules(
+            network_id=net.id,
+            bridge=cfg.bridge_name,
+            subnets=tuple(d.pool for d in (*net.spec.ipv4, *net.spec.ipv6)),
+            icc=cfg.enable_icc,
+            masquerade=cfg.enable_ip_masquerade,
+            internal=net.spec.internal,
+        )
+
+    def create_network(self, net: NetworkRecord) -> None:
+        cfg = self._config(net)
+        gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
+        existed = osl.link_exists(cfg.bridge_name)
+        osl.create_bridge(
+            cfg.bridge_name,
+            mtu=cfg.mtu,
+            addresses=gateways,
+            alias=network_alias(net.id),
+            exist_ok=True,
+        )
+        try:
+            if not net.spec.internal:
+                self._forwarding(ipv6=bool(net.spec.ipv6))
+            self.firewall.add_network(self._rules(net))
+        except BaseException:
+            if not existed:
+                try:
+                    osl.delete_link(cfg.bridge_name)
+                except CnmError as e:
+                    log.warning("rollback: cannot delete bridge %s: %s", cfg.bridge_name, e)
+            raise
+
+    @staticmethod
+    def _forwarding(ipv6: bool) -> None:
+        osl.set_sysctl("net.ipv4.ip_forward", 1)
+        if ipv6:
+            osl.set_sysctl("net.ipv6.conf.all.forwarding", 1)
+
+    def delete_network(self, net: NetworkRecord) -> None:
+        cfg = self._config(net)
+        errors: list[Exception] = []
+        try:
+            self.firewall.remove_network(net.id)
+        except CnmError as e:
+            errors.append(e)
+        try:
+            link = osl.get_link(cfg.bridge_name)
+        except NotFound:
+            link = None
+        try:
+            if link is not None and link.alias == network_alias(net.id):
+                osl.delete_link(cfg.bridge_name)
+        except CnmError as e:
+            errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else MultiError(errors)
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    def plan_endpoint(self, net: NetworkRecord, spec: EndpointSpec) -> str:
+        if not spec.address and not spec.address_ipv6:
+            raise InvalidArgument(
+                f"endpoint {spec.endpoint_id!r} on bridge network {net.id!r} has no address",
+                reason="INVALID_ADDRESS",
+            )
+        for addr, pools, version in (
+            (spec.address, net.spec.ipv4, 4),
+            (spec.address_ipv6, net.spec.ipv6, 6),
+        ):
+            if not addr:
+                continue
+            iface = ipaddress.ip_interface(addr)
+            pool = self._pool_of(iface, pools)
+            if pool is None:
+                raise InvalidArgument(
+                    f"address {addr} of endpoint {spec.endpoint_id!r} is not inside an "
+                    f"IPv{version} subnet of network {net.id!r}",
+                    reason="ADDRESS_OUTSIDE_POOL",
+                )
+            if pool.gateway and ipaddress.ip_interface(pool.gateway).ip == iface.ip:
+                raise InvalidArgument(
+                    f"address {addr} of endpoint {spec.endpoint_id!r} is the network's gateway",
+                    reason="ADDRESS_IS_GATEWAY",
+                )
+        if spec.mac:
+            return spec.mac
+        return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
+
+    @staticmethod
+    def _pool_of(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, pools):  # noqa: ANN205
+        for data in pools:
+            pool = ipaddress.ip_network(data.pool)
+            if iface.ip in pool:
+                return data
+        return None
+
+    def gateways(self, net: NetworkRecord, ep: EndpointRecord) -> tuple[str, str]:
+        if net.spec.internal:
+            return ("", "")
+        out = []
+        for addr, pools in (
+            (ep.spec.address, net.spec.ipv4),
+            (ep.spec.address_ipv6, net.spec.ipv6),
+        ):
+            data = self._pool_of(ipaddress.ip_interface(addr), pools) if addr else None
+            out.append(_bare(data.gateway) if data is not None else "")
+        return (out[0], out[1])
+
+    def host_ifname(self, ep: EndpointSpec) -> str:
+        return f"{HOST_VETH_PREFIX}{ep.endpoint_id[:11]}"
+
+    def join(
+        self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
+    ) -> Attachment:
+        cfg = self._config(net)
+        routes = []
+        if att.default_route:
+            if att.gateway:
+                routes.append(osl.Route("0.0.0.0/0", gateway=att.gateway))
+            if att.gateway_ipv6:
+                routes.append(osl.Route("::/0", gateway=att.gateway_ipv6))
+        addresses = [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
+        osl.create_veth(
+            att.host_ifname,
+            att.ifname,
+            peer_netns=sandbox.key,
+            bridge=cfg.bridge_name,
+            mtu=cfg.mtu,
+            peer_mac=ep.mac or None,
+            addresses=addresses,
+            routes=routes,
+            alias=endpoint_alias(ep.id),
+        )
+        crash_point(AFTER_VETH)
+        try:
+            self.firewall.attach_port(net.id, att.host_ifname)
+        except BaseException:
+            self._remove_veth(att, sandbox)
+            raise
+        return att
+
+    def _remove_veth(self, att: Attachment, sandbox: SandboxRecord | None) -> None:
+        peer_ns = sandbox.key if sandbox is not None and osl.is_netns(sandbox.key) else None
+        osl.delete_link_async(
+            att.host_ifname,
+            peer_name=att.ifname if peer_ns else None,
+            peer_netns=peer_ns,
+        )
+
+    def leave(
+        self,
+        net: NetworkRecord,
+        ep: EndpointRecord,
+        att: Attachment,
+        sandbox: SandboxRecord | None,
+    ) -> None:
+        errors: list[Exception] = []
+        try:
+            self.firewall.detach_port(net.id, att.host_ifname)
+        except CnmError as e:
+            errors.append(e)
+        try:
+            self._remove_veth(att, sandbox)
+        except CnmError as e:
+            errors.append(e)
+        self.conntrack.flush([_bare(ep.spec.address), _bare(ep.spec.address_ipv6)])
+        if errors:
+            raise errors[0] if len(errors) == 1 else MultiError(errors)
+
+    def oper_info(self, net: NetworkRecord, ep: EndpointRecord) -> Mapping[str, str]:
+        info = {OPER_MAC_ADDRESS: ep.mac, OPER_BRIDGE: self._config(net).bridge_name}
+        if ep.attachment is not None:
+            info[OPER_HOST_IFNAME] = ep.attachment.host_ifname
+            info[OPER_SANDBOX_IFNAME] = ep.attachment.ifname
+        return info
+
+    def restore(self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]) -> None:
+        """Recreate missing bridges, then make the firewall match the records."""
+        for net in nets:
+            cfg = self._config(net)
+            if not osl.link_exists(cfg.bridge_name):
+                log.warning(
+                    "bridge %s of network %s is missing: recreating it",
+                    cfg.bridge_name,
+                    net.id[:12],
+                )
+            gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
+            osl.create_bridge(
+                cfg.bridge_name,
+                mtu=cfg.mtu,
+                addresses=gateways,
+                alias=network_alias(net.id),
+                exist_ok=True,
+            )
+            if not net.spec.internal:
+                self._forwarding(ipv6=bool(net.spec.ipv6))
+        ports = [
+            (ep.network_id, ep.attachment.host_ifname)
+            for ep in eps
+            if ep.attachment is not None and ep.attachment.host_ifname
+        ]
+        self.firewall.load([self._rules(n) for n in nets], ports)
+
+    def owned_link_names(
+        self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]
+    ) -> set[str]:
+        """Names of the host-side links the records account for."""
+        names = {self._config(n).bridge_name for n in nets if n.spec.driver == DRIVER_BRIDGE}
+        names |= {
+            ep.attachment.host_ifname
+            for ep in eps
+            if ep.attachment is not None and ep.attachment.host_ifname
+        }
+        return names

@@ -1,0 +1,58 @@
+"""What the bridge driver needs from the firewall, and the adapter to `driver_service.firewall`.
+
+The bridge driver speaks only this small interface (`BridgeFirewall`), so the
+firewall's own API can evolve without touching the driver, and so the
+driver's calls are easy to follow: a network's rules are added at
+CreateNetwork and removed at DeleteNetwork, a bridge port joins the
+network's sets at Join and leaves them at Leave, and after a restart `load`
+makes the kernel match the records in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class NetworkRules:
+    network_id: str
+    bridge: str
+    # The network's IPv4/IPv6 subnets, CIDR.
+    subnets: tuple[str, ...]
+    icc: bool
+    masquerade: bool
+    internal: bool
+
+
+class BridgeFirewall(Protocol):
+    def add_network(self, rules: NetworkRules) -> None:
+        """Masquerade, isolation, ICC and internal entries of one network. Idempotent."""
+        ...
+
+    def remove_network(self, network_id: str) -> None:
+        """Remove a network's entries; the last one removes cnm's tables. Idempotent."""
+        ...
+
+    def attach_port(self, network_id: str, ifname: str) -> None:
+        """A bridge port (host end of a veth) of the network. Idempotent."""
+        ...
+
+    def detach_port(self, network_id: str, ifname: str) -> None:
+        """Idempotent: a port that is not there is success."""
+        ...
+
+    def load(self, networks: Sequence[NetworkRules], ports: Sequence[tuple[str, str]]) -> None:
+        """Make the kernel hold exactly these networks and (network id, port) pairs."""
+        ...
+
+    def start(self) -> None:
+        """Start watching for rules removed behind cnm's back (self-healing)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def cleanup(self) -> None:
+        """Remove every nftables table cnm owns in this namespace."""
+        ...

@@ -1,0 +1,480 @@
+"""The driver service's domain: networks, endpoints, joins and sandboxes on this host.
+
+Every call follows the same shape: validate everything (nothing touched yet),
+take the object's locks, record the intent in the store, make the kernel
+change through the driver (which undoes its own partial work on failure),
+record the result. A crash at any point leaves an intent that `reconcile.py`
+finishes or undoes at the next start; a repeated call converges to the same
+state (Create* of an identical object succeeds, Delete*/Leave of a missing
+one succeeds).
+
+The manager is libnetwork's controller-side sandbox logic for one host: it
+chooses the interface name inside the sandbox (eth0, eth1, ...), gives the
+default route to the first endpoint that offers a gateway (exactly one per
+sandbox, handed over when that endpoint leaves) and keeps every affected
+sandbox's hosts/resolv.conf current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+from collections.abc import Mapping
+
+from driver_service import osl, specs
+from driver_service.constants import SANDBOX_IFNAME_PREFIX
+from driver_service.drivers.base import Driver
+from driver_service.locks import Locks
+from driver_service.models import (
+    CREATING,
+    DELETING,
+    JOINED,
+    JOINING,
+    LEAVING,
+    READY,
+    Attachment,
+    Capability,
+    EndpointRecord,
+    EndpointSpec,
+    JoinResult,
+    NetworkRecord,
+    NetworkSpec,
+    PortBinding,
+    SandboxRecord,
+    SandboxSpec,
+    SandboxView,
+)
+from driver_service.registry import Registry
+from driver_service.sandbox import Sandboxes
+from driver_service.state import State
+from services.errors import (
+    AlreadyExists,
+    CnmError,
+    FailedPrecondition,
+    MultiError,
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _no_network(network_id: str) -> NotFound:
+    return NotFound(
+        f"no such network {network_id!r} on this host",
+        reason="NETWORK_NOT_FOUND",
+        metadata={"network_id": network_id},
+    )
+
+
+def _no_endpoint(endpoint_id: str, network_id: str) -> NotFound:
+    return NotFound(
+        f"no such endpoint {endpoint_id!r} on network {network_id!r}",
+        reason="ENDPOINT_NOT_FOUND",
+        metadata={"endpoint_id": endpoint_id, "network_id": network_id},
+    )
+
+
+def _no_sandbox(sandbox_id: str) -> NotFound:
+    return NotFound(
+        f"no such sandbox {sandbox_id!r} on this host",
+        reason="SANDBOX_NOT_FOUND",
+        metadata={"sandbox_id": sandbox_id},
+    )
+
+
+class Manager:
+    def __init__(self, state: State, registry: Registry, sandboxes: Sandboxes) -> None:
+        self.state = state
+        self.registry = registry
+        self.sandboxes = sandboxes
+        self.locks = Locks()
+
+    def driver_of(self, net: NetworkRecord) -> Driver:
+        return self.registry.get(net.spec.driver)
+
+    # --- capabilities ---------------------------------------------------------------------
+
+    def capabilities(self, driver: str = "") -> list[Capability]:
+        return self.registry.capabilities(driver)
+
+    # --- networks -------------------------------------------------------------------------
+
+    def create_network(self, spec: NetworkSpec) -> NetworkRecord:
+        spec = specs.network_spec(spec)
+        driver = self.registry.get(spec.driver)
+        with self.locks.network(spec.network_id):
+            existing = self.state.network(spec.network_id)
+            if existing is not None:
+                if existing.state == READY:
+                    if existing.spec == spec:
+                        return existing
+                    raise AlreadyExists(
+                        f"network {spec.network_id!r} already exists on this host "
+                        "with different parameters",
+                        reason="NETWORK_EXISTS",
+                        metadata={"network_id": spec.network_id},
+                    )
+                # An earlier attempt stopped half-way: undo it, then start afresh.
+                self._remove_network(existing)
+            others = [n for n in self.state.networks() if n.id != spec.network_id]
+            data = driver.plan_network(spec, others)
+            rec = NetworkRecord(spec=spec, state=CREATING, data=dict(data))
+            self.state.put_network(rec)
+            try:
+                driver.create_network(rec)
+            except BaseException:
+                self._forget_network_quietly(rec.id)
+                raise
+            rec = dataclasses.replace(rec, state=READY)
+            self.state.put_network(rec)
+            log.info("network %s (%s) created", rec.id[:12], spec.driver)
+            return rec
+
+    def _forget_network_quietly(self, network_id: str) -> None:
+        try:
+            self.state.drop_network(network_id)
+        except CnmError as e:
+            log.error("network %s: could not drop its record after a failure: %s", network_id, e)
+
+    def delete_network(self, network_id: str) -> None:
+        specs.object_id("network", network_id)
+        with self.locks.network(network_id):
+            rec = self.state.network(network_id)
+            if rec is None:
+                return
+            joined = [
+                e.id[:12] for e in self.state.endpoints_of_network(network_id) if e.attachment
+            ]
+            if joined:
+                raise FailedPrecondition(
+                    f"network {network_id!r} has endpoints joined on this host: "
+                    f"{', '.join(sorted(joined))}",
+                    reason="NETWORK_IN_USE",
+                    metadata={"network_id": network_id},
+                )
+            self._remove_network(rec)
+            log.info("network %s deleted", network_id[:12])
+
+    def _remove_network(self, rec: NetworkRecord) -> None:
+        """Intent, kernel teardown, then the records (the network's and its endpoints')."""
+        if rec.state != DELETING:
+            rec = dataclasses.replace(rec, state=DELETING)
+            self.state.put_network(rec)
+        self.driver_of(rec).delete_network(rec)
+        for ep in self.state.endpoints_of_network(rec.id):
+            self.state.drop_endpoint(ep.id)
+        self.state.drop_network(rec.id)
+
+    def _ready_network(self, network_id: str) -> NetworkRecord:
+        rec = self.state.network(network_id)
+        if rec is None or rec.state != READY:
+            raise _no_network(network_id)
+        return rec
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    def create_endpoint(self, spec: EndpointSpec) -> EndpointRecord:
+        spec = specs.endpoint_spec(spec)
+        net = self._ready_network(spec.network_id)
+        driver = self.driver_of(net)
+        with self.locks.endpoint(spec.endpoint_id):
+            existing = self.state.endpoint(spec.endpoint_id)
+            if existing is not None:
+                if existing.spec == spec:
+                    return existing
+                raise AlreadyExists(
+                    f"endpoint {spec.endpoint_id!r} already exists with different parameters",
+                    reason="ENDPOINT_EXISTS",
+                    metadata={"endpoint_id": spec.endpoint_id},
+                )
+            mac = driver.plan_endpoint(net, spec)
+            with self.locks.network(net.id):
+                self._ready_network(net.id)
+                self._check_addresses_free(spec)
+                rec = EndpointRecord(spec=spec, mac=mac)
+                self.state.put_endpoint(rec)
+            return rec
+
+    def _check_addresses_free(self, spec: EndpointSpec) -> None:
+        mine = {a for a in (spec.address, spec.address_ipv6) if a}
+        mine_ips = {ipaddress.ip_interface(a).ip for a in mine}
+        for other in self.state.endpoints_of_network(spec.network_id):
+            theirs = {
+                ipaddress.ip_interface(a).ip
+                for a in (other.spec.address, other.spec.address_ipv6)
+                if a
+            }
+            clash = mine_ips & theirs
+            if clash:
+                raise AlreadyExists(
+                    f"address {sorted(map(str, clash))[0]} is already used by endpoint "
+                    f"{other.id[:12]} on network {spec.network_id[:12]}",
+                    reason="ADDRESS_IN_USE",
+                )
+
+    def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
+        specs.object_id("network", network_id)
+        specs.object_id("endpoint", endpoint_id)
+        rec = self.state.endpoint(endpoint_id)
+        if rec is None:
+            return
+        if rec.network_id != network_id:
+            raise _no_endpoint(endpoint_id, network_id)
+        if rec.attachment is not None:
+            self.leave(network_id, endpoint_id, rec.attachment.sandbox_id)
+        with self.locks.endpoint(endpoint_id):
+            rec = self.state.endpoint(endpoint_id)
+            if rec is not None and rec.attachment is None:
+                self.state.drop_endpoint(endpoint_id)
+
+    def _endpoint(self, network_id: str, endpoint_id: str) -> EndpointRecord:
+        rec = self.state.endpoint(endpoint_id)
+        if rec is None or rec.network_id != network_id:
+            raise _no_endpoint(endpoint_id, network_id)
+        return rec
+
+    def endpoint_oper_info(
+        self, network_id: str, endpoint_id: str
+    ) -> tuple[Mapping[str, str], tuple[PortBinding, ...]]:
+        specs.object_id("network", network_id)
+        specs.object_id("endpoint", endpoint_id)
+        ep = self._endpoint(network_id, endpoint_id)
+        net = self._ready_network(network_id)
+        ports = ep.attachment.port_bindings if ep.attachment else ()
+        return self.driver_of(net).oper_info(net, ep), ports
+
+    # --- join / leave ---------------------------------------------------------------------
+
+    def join(self, network_id: str, endpoint_id: str, sandbox_id: str) -> JoinResult:
+        specs.object_id("network", network_id)
+        specs.object_id("endpoint", endpoint_id)
+        specs.object_id("sandbox", sandbox_id)
+        with self.locks.sandbox(sandbox_id), self.locks.endpoint(endpoint_id):
+            sb = self.state.sandbox(sandbox_id)
+            if sb is None or sb.state != READY:
+                raise _no_sandbox(sandbox_id)
+            ep = self._endpoint(network_id, endpoint_id)
+            net = self._ready_network(network_id)
+            driver = self.driver_of(net)
+            att = ep.attachment
+            if att is not None:
+                if att.sandbox_id != sandbox_id:
+                    raise FailedPrecondition(
+                        f"endpoint {endpoint_id!r} is already joined to sandbox {att.sandbox_id!r}",
+                        reason="ENDPOINT_JOINED",
+                    )
+                if att.state == JOINED:
+                    return self._result(ep, att)
+                # A join or leave stopped half-way: finish undoing it, then join afresh.
+                ep = self._detach(net, ep, att, sb)
+            if not self.sandboxes.alive(sb):
+                raise NotFound(
+                    f"the network namespace of sandbox {sandbox_id!r} ({sb.key}) is gone",
+                    reason="NETNS_NOT_FOUND",
+                    metadata={"sandbox_id": sandbox_id},
+                )
+            att = self._plan_attachment(driver, net, ep, sb)
+            with self.locks.network(network_id):
+                self._ready_network(network_id)
+                self.state.put_endpoint(dataclasses.replace(ep, attachment=att))
+            try:
+                att = driver.join(net, ep, sb, att)
+            except BaseException:
+                self._forget_attachment_quietly(ep)
+                raise
+            att = dataclasses.replace(att, state=JOINED)
+            ep = dataclasses.replace(ep, attachment=att)
+            self.state.put_endpoint(ep)
+        self._refresh_network(network_id, sandbox_id)
+        return self._result(ep, att)
+
+    def _plan_attachment(
+        self, driver: Driver, net: NetworkRecord, ep: EndpointRecord, sb: SandboxRecord
+    ) -> Attachment:
+        others = [e for e in self.state.endpoints_in_sandbox(sb.id) if e.id != ep.id]
+        atts = [e.attachment for e in others if e.attachment is not None]
+        ifname = ""
+        if driver.makes_interface:
+            used = {a.ifname for a in atts}
+            n = 0
+            while f"{SANDBOX_IFNAME_PREFIX}{n}" in used:
+                n += 1
+            ifname = f"{SANDBOX_IFNAME_PREFIX}{n}"
+        gw4, gw6 = driver.gateways(net, ep)
+        has_default = any(a.default_route for a in atts)
+        return Attachment(
+            sandbox_id=sb.id,
+            state=JOINING,
+            ifname=ifname,
+            host_ifname=driver.host_ifname(ep.spec),
+            gateway=gw4,
+            gateway_ipv6=gw6,
+            default_route=bool(gw4 or gw6) and not has_default,
+            seq=max((a.seq for a in atts), default=0) + 1,
+        )
+
+    def _forget_attachment_quietly(self, ep: EndpointRecord) -> None:
+        try:
+            self.state.put_endpoint(dataclasses.replace(ep, attachment=None))
+        except CnmError as e:
+            log.error("endpoint %s: could not clear its join record: %s", ep.id[:12], e)
+
+    def _result(self, ep: EndpointRecord, att: Attachment) -> JoinResult:
+        return JoinResult(
+            interface_name=att.ifname,
+            gateway=att.gateway if att.default_route else "",
+            gateway_ipv6=att.gateway_ipv6 if att.default_route else "",
+            static_routes=att.static_routes,
+            port_bindings=att.port_bindings,
+            mac=ep.mac,
+        )
+
+    def leave(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:
+        specs.object_id("network", network_id)
+        specs.object_id("endpoint", endpoint_id)
+        specs.object_id("sandbox", sandbox_id)
+        with self.locks.sandbox(sandbox_id), self.locks.endpoint(endpoint_id):
+            ep = self.state.endpoint(endpoint_id)
+            if ep is None or ep.attachment is None:
+                return
+            if ep.network_id != network_id:
+                raise _no_endpoint(endpoint_id, network_id)
+            att = ep.attachment
+            if att.sandbox_id != sandbox_id:
+                raise FailedPrecondition(
+                    f"endpoint {endpoint_id!r} is joined to sandbox {att.sandbox_id!r}, "
+                    f"not {sandbox_id!r}",
+                    reason="ENDPOINT_JOINED_ELSEWHERE",
+                )
+            net = self.state.network(network_id)
+            sb = self.state.sandbox(sandbox_id)
+            if net is not None:
+                self._detach(net, ep, att, sb)
+            else:
+                self.state.put_endpoint(dataclasses.replace(ep, attachment=None))
+            if att.default_route and sb is not None:
+                self._hand_over_default_route(sb)
+        self._refresh_network(network_id, sandbox_id)
+
+    def _detach(
+        self,
+        net: NetworkRecord,
+        ep: EndpointRecord,
+        att: Attachment,
+        sb: SandboxRecord | None,
+    ) -> EndpointRecord:
+        """Leave intent, driver teardown, record cleared. Returns the updated record."""
+        if att.state != LEAVING:
+            self.state.put_endpoint(
+                dataclasses.replace(ep, attachment=dataclasses.replace(att, state=LEAVING))
+            )
+        self.driver_of(net).leave(net, ep, att, sb)
+        ep = dataclasses.replace(ep, attachment=None)
+        self.state.put_endpoint(ep)
+        return ep
+
+    def _hand_over_default_route(self, sb: SandboxRecord) -> None:
+        """Give the default route to the next endpoint (join order) that offers a gateway."""
+        joined = [
+            e
+            for e in self.state.endpoints_in_sandbox(sb.id)
+            if e.attachment is not None and e.attachment.state == JOINED
+        ]
+        if any(e.attachment.default_route for e in joined):  # type: ignore[union-attr]
+            return
+        for ep in joined:
+            att = ep.attachment
+            assert att is not None
+            if not (att.gateway or att.gateway_ipv6) or not att.ifname:
+                continue
+            try:
+                for gw in (att.gateway, att.gateway_ipv6):
+                    if gw:
+                        osl.set_default_route(gw, ifname=att.ifname, netns=sb.key)
+            except NotFound:
+                log.info("sandbox %s is gone; no default route to hand over", sb.id[:12])
+                return
+            except CnmError as e:
+                log.error("sandbox %s: could not move the default route: %s", sb.id[:12], e)
+                return
+            new = dataclasses.replace(ep, attachment=dataclasses.replace(att, default_route=True))
+            self.state.put_endpoint(new)
+            log.info("sandbox %s: default route now via %s", sb.id[:12], att.ifname)
+            return
+
+    def _refresh_network(self, network_id: str, sandbox_id: str) -> None:
+        """Rewrite the files of `sandbox_id` and of every sandbox on the network."""
+        affected = {sandbox_id}
+        for ep in self.state.endpoints_of_network(network_id):
+            if ep.attachment is not None:
+                affected.add(ep.attachment.sandbox_id)
+        self.sandboxes.refresh(affected)
+
+    # --- sandboxes ------------------------------------------------------------------------
+
+    def create_sandbox(self, spec: SandboxSpec) -> SandboxRecord:
+        spec = specs.sandbox_spec(spec)
+        if spec.external_key:
+            osl.check_netns_path(spec.external_key)
+        with self.locks.sandbox(spec.sandbox_id):
+            existing = self.state.sandbox(spec.sandbox_id)
+            if existing is not None:
+                if existing.state == READY:
+                    if existing.spec == spec:
+                        return existing
+                    raise AlreadyExists(
+                        f"sandbox {spec.sandbox_id!r} already exists with different parameters",
+                        reason="SANDBOX_EXISTS",
+                        metadata={"sandbox_id": spec.sandbox_id},
+                    )
+                self._remove_sandbox(existing)
+            rec = self.sandboxes.plan(spec)
+            self.state.put_sandbox(rec)
+            try:
+                self.sandboxes.build(rec)
+            except BaseException:
+                try:
+                    self.state.drop_sandbox(rec.id)
+                except CnmError as e:
+                    log.error("sandbox %s: could not drop its record: %s", rec.id[:12], e)
+                raise
+            rec = self.sandboxes.ready(rec)
+            self.state.put_sandbox(rec)
+            log.info("sandbox %s created (%s)", rec.id[:12], rec.key)
+            return rec
+
+    def delete_sandbox(self, sandbox_id: str) -> None:
+        specs.object_id("sandbox", sandbox_id)
+        with self.locks.sandbox(sandbox_id):
+            rec = self.state.sandbox(sandbox_id)
+            if rec is None:
+                return
+            self._remove_sandbox(rec)
+            log.info("sandbox %s deleted", sandbox_id[:12])
+
+    def _remove_sandbox(self, rec: SandboxRecord) -> None:
+        """Leave every endpoint (best effort, all errors reported), then namespace and files."""
+        if rec.state != DELETING:
+            rec = dataclasses.replace(rec, state=DELETING)
+            self.state.put_sandbox(rec)
+        errors: list[Exception] = []
+        for ep in self.state.endpoints_in_sandbox(rec.id):
+            try:
+                self.leave(ep.network_id, ep.id, rec.id)
+            except CnmError as e:
+                errors.append(e)
+        try:
+            self.sandboxes.destroy(rec)
+        except CnmError as e:
+            errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else MultiError(errors)
+        self.state.drop_sandbox(rec.id)
+
+    def get_sandbox(self, sandbox_id: str) -> SandboxView:
+        specs.object_id("sandbox", sandbox_id)
+        rec = self.state.sandbox(sandbox_id)
+        if rec is None or rec.state == CREATING:
+            raise _no_sandbox(sandbox_id)
+        return self.sandboxes.view(rec)

@@ -1,0 +1,310 @@
+"""The driver service's domain values: requests as typed values, and records.
+
+Frozen dataclasses, free of grpc and protobuf (conversion lives in
+`convert.py`). Addresses are kept as normalised strings ("172.18.0.2/16") so
+that a record round-trips through JSON unchanged; `validate_*` functions in
+`specs.py` produce them from raw input.
+
+Records carry a `state` so that the store holds intent before a kernel change
+and completion after it (see `state.py` and `reconcile.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Record states: written before the kernel change ("creating", "joining",
+# "leaving", "deleting") and after it ("ready", "joined").
+CREATING = "creating"
+READY = "ready"
+DELETING = "deleting"
+JOINING = "joining"
+JOINED = "joined"
+LEAVING = "leaving"
+
+SCOPE_LOCAL = "local"
+SCOPE_GLOBAL = "global"
+
+
+@dataclass(frozen=True)
+class IpamData:
+    """One IPAM pool of a network (libnetwork's IPAMData)."""
+
+    pool: str
+    # CIDR form with the pool's prefix length, e.g. "172.18.0.1/16"; "" for none.
+    gateway: str = ""
+    address_space: str = ""
+    aux_addresses: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    network_id: str
+    name: str
+    driver: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    ipv4: tuple[IpamData, ...] = ()
+    ipv6: tuple[IpamData, ...] = ()
+    internal: bool = False
+    enable_ipv6: bool = False
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    spec: NetworkSpec
+    state: str
+    # What the driver decided before touching the kernel (e.g. the bridge
+    # name, the MTU): reconciliation needs it to find and remove the objects.
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.spec.network_id
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    protocol: str = "tcp"
+    host_ip: str = ""
+    host_port: int = 0
+    host_port_end: int = 0
+    container_port: int = 0
+    container_port_end: int = 0
+    container_ip: str = ""
+
+
+@dataclass(frozen=True)
+class ExposedPort:
+    protocol: str
+    port: int
+
+
+@dataclass(frozen=True)
+class StaticRoute:
+    destination: str
+    # "" for a connected route
+    next_hop: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    network_id: str
+    endpoint_id: str
+    # CIDR form; "" when absent
+    address: str = ""
+    address_ipv6: str = ""
+    # "" asks the driver to choose
+    mac: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+    port_bindings: tuple[PortBinding, ...] = ()
+    exposed_ports: tuple[ExposedPort, ...] = ()
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An endpoint joined (or being joined) to a sandbox."""
+
+    sandbox_id: str
+    state: str
+    # The interface inside the sandbox ("eth0"); "" for drivers that make none.
+    ifname: str = ""
+    # The host end of the veth; "" when there is none.
+    host_ifname: str = ""
+    # Gateways this endpoint offers (no prefix); "" for none.
+    gateway: str = ""
+    gateway_ipv6: str = ""
+    # True when this endpoint carries the sandbox's default route(s).
+    default_route: bool = False
+    # Join order within the sandbox: decides the primary endpoint and who
+    # takes over the default route when the current one leaves.
+    seq: int = 0
+    static_routes: tuple[StaticRoute, ...] = ()
+    port_bindings: tuple[PortBinding, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    spec: EndpointSpec
+    # The MAC in use (given, or chosen by the driver); "" when there is none.
+    mac: str = ""
+    attachment: Attachment | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.endpoint_id
+
+    @property
+    def network_id(self) -> str:
+        return self.spec.network_id
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    servers: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExtraHost:
+    hostname: str
+    address: str
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    sandbox_id: str
+    name: str = ""
+    hostname: str = ""
+    domainname: str = ""
+    dns: DnsConfig = DnsConfig()
+    extra_hosts: tuple[ExtraHost, ...] = ()
+    # A namespace file the runtime owns; "" when cnm creates the namespace.
+    external_key: str = ""
+
+
+@dataclass(frozen=True)
+class SandboxRecord:
+    spec: SandboxSpec
+    state: str
+    # The namespace path (libnetwork's sandbox key).
+    key: str
+    # Name under /run/netns when cnm created it; "" for an adopted namespace.
+    netns_name: str
+    hosts_path: str
+    resolv_conf_path: str
+
+    @property
+    def id(self) -> str:
+        return self.spec.sandbox_id
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    """What a driver reports for a Join (libnetwork's JoinInfo)."""
+
+    interface_name: str = ""
+    gateway: str = ""
+    gateway_ipv6: str = ""
+    static_routes: tuple[StaticRoute, ...] = ()
+    port_bindings: tuple[PortBinding, ...] = ()
+    mac: str = ""
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    scope: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class InterfaceView:
+    name: str
+    mac: str
+    mtu: int
+    addresses: tuple[str, ...]
+    up: bool
+
+
+@dataclass(frozen=True)
+class RouteView:
+    destination: str
+    gateway: str
+    interface: str
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    sandbox: SandboxRecord
+    interfaces: tuple[InterfaceView, ...] = ()
+    routes: tuple[RouteView, ...] = ()
+
+
+# --- JSON round trip of records ---------------------------------------------------------------
+
+
+def to_json_obj(value: Any) -> Any:
+    """A record as plain JSON data (dicts, lists, strings, numbers)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json_obj(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_json_obj(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_json_obj(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], nested: Mapping[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        raw = data[f.name]
+        conv = nested.get(f.name)
+        kwargs[f.name] = conv(raw) if conv is not None and raw is not None else raw
+    return cls(**kwargs)
+
+
+def _tuple_of(conv: Any) -> Any:
+    return lambda items: tuple(conv(i) for i in items)
+
+
+def _ipam(d: Mapping[str, Any]) -> IpamData:
+    return _build(IpamData, d, {"aux_addresses": dict})
+
+
+def network_from_json(d: Mapping[str, Any]) -> NetworkRecord:
+    spec = _build(
+        NetworkSpec,
+        d["spec"],
+        {"options": dict, "ipv4": _tuple_of(_ipam), "ipv6": _tuple_of(_ipam)},
+    )
+    return NetworkRecord(spec=spec, state=d["state"], data=dict(d.get("data", {})))
+
+
+def _ports(items: list[Any]) -> tuple[PortBinding, ...]:
+    return tuple(_build(PortBinding, i, {}) for i in items)
+
+
+def _routes(items: list[Any]) -> tuple[StaticRoute, ...]:
+    return tuple(_build(StaticRoute, i, {}) for i in items)
+
+
+def endpoint_from_json(d: Mapping[str, Any]) -> EndpointRecord:
+    spec = _build(
+        EndpointSpec,
+        d["spec"],
+        {
+            "options": dict,
+            "port_bindings": _ports,
+            "exposed_ports": _tuple_of(lambda i: _build(ExposedPort, i, {})),
+            "aliases": tuple,
+        },
+    )
+    att = d.get("attachment")
+    attachment = (
+        _build(Attachment, att, {"static_routes": _routes, "port_bindings": _ports})
+        if att
+        else None
+    )
+    return EndpointRecord(spec=spec, mac=d.get("mac", ""), attachment=attachment)
+
+
+def sandbox_from_json(d: Mapping[str, Any]) -> SandboxRecord:
+    spec = _build(
+        SandboxSpec,
+        d["spec"],
+        {
+            "dns": lambda x: _build(
+                DnsConfig, x, {"servers": tuple, "search": tuple, "options": tuple}
+            ),
+            "extra_hosts": _tuple_of(lambda i: _build(ExtraHost, i, {})),
+        },
+    )
+    return _build(SandboxRecord, {**d, "spec": spec}, {})

@@ -1,0 +1,243 @@
+"""Sandboxes: a network namespace per container, and its hosts/resolv.conf files.
+
+A sandbox is either a namespace cnm creates, bind-mounted at
+/run/netns/<netns_prefix><short id> (so `ip netns exec` works and it outlives
+this process), or a namespace the runtime brings (an external key such as
+/proc/PID/ns/net, checked to be a network namespace and never deleted here).
+
+The files live under <state_dir>/sandboxes/<id>/ and are re-rendered from the
+records whenever the sandbox's networks change: the manager calls `refresh`
+with every sandbox a Join or Leave affects (all sandboxes on that network on
+this host). Rendering reads the records at that moment under one lock, so the
+last writer always writes the newest view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import shutil
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from driver_service import osl
+from driver_service.constants import DRIVER_HOST
+from driver_service.models import (
+    CREATING,
+    DELETING,
+    JOINED,
+    READY,
+    EndpointRecord,
+    InterfaceView,
+    RouteView,
+    SandboxRecord,
+    SandboxSpec,
+    SandboxView,
+)
+from driver_service.sandbox_files import (
+    HOST_HOSTS,
+    HOST_RESOLV_CONF,
+    HostEntry,
+    own_names,
+    read_text,
+    render_hosts,
+    render_resolv_conf,
+    write_atomic,
+)
+from driver_service.state import State
+from services.errors import AlreadyExists, NotFound
+
+log = logging.getLogger(__name__)
+
+SHORT_ID = 12
+
+
+def _bare(cidr: str) -> str:
+    return str(ipaddress.ip_interface(cidr).ip)
+
+
+class Sandboxes:
+    def __init__(self, state: State, *, state_dir: str, netns_prefix: str) -> None:
+        self.state = state
+        self.dir = Path(state_dir) / "sandboxes"
+        self.netns_prefix = netns_prefix
+        self._files_lock = threading.Lock()
+        # Overridable for tests of the rendering; the host's own files otherwise.
+        self.host_resolv_conf = HOST_RESOLV_CONF
+        self.host_hosts = HOST_HOSTS
+
+    def netns_name(self, sandbox_id: str) -> str:
+        return f"{self.netns_prefix}{sandbox_id[:SHORT_ID]}"
+
+    def plan(self, spec: SandboxSpec) -> SandboxRecord:
+        """The record of a new sandbox (state CREATING): names and paths, no kernel step."""
+        name = "" if spec.external_key else self.netns_name(spec.sandbox_id)
+        key = spec.external_key or osl.netns_path(name) or ""
+        home = self.dir / spec.sandbox_id
+        return SandboxRecord(
+            spec=spec,
+            state=CREATING,
+            key=key,
+            netns_name=name,
+            hosts_path=str(home / "hosts"),
+            resolv_conf_path=str(home / "resolv.conf"),
+        )
+
+    def build(self, rec: SandboxRecord) -> None:
+        """Create the namespace (unless adopted) and write the files; undone on failure."""
+        created = False
+        try:
+            if rec.netns_name:
+                try:
+                    osl.create_namespace(rec.netns_name)
+                except AlreadyExists as e:
+                    raise AlreadyExists(
+                        f"sandbox {rec.id}: network namespace {rec.netns_name!r} is "
+                        "already in use (another sandbox with the same short id?)",
+                        reason="NETNS_EXISTS",
+                        metadata={"netns": rec.netns_name},
+                    ) from e
+                created = True
+            self.write_files(rec)
+        except BaseException:
+            self.destroy(rec, namespace=created)
+            raise
+
+    def destroy(self, rec: SandboxRecord, *, namespace: bool = True) -> None:
+        """Remove the namespace cnm created (idempotent) and the sandbox's files."""
+        try:
+            if namespace and rec.netns_name:
+                osl.delete_namespace(rec.netns_name)
+        finally:
+            shutil.rmtree(Path(rec.hosts_path).parent, ignore_errors=True)
+
+    def alive(self, rec: SandboxRecord) -> bool:
+        return bool(rec.key) and osl.is_netns(rec.key)
+
+    # --- files ----------------------------------------------------------------------------
+
+    def refresh(self, sandbox_ids: Iterable[str]) -> None:
+        """Rewrite the files of these sandboxes from the current records."""
+        with self._files_lock:
+            for sid in sorted(set(sandbox_ids)):
+                rec = self.state.sandbox(sid)
+                if rec is None or rec.state == DELETING:
+                    continue
+                try:
+                    self._write_unlocked(rec)
+                except OSError as e:
+                    log.error("sandbox %s: cannot write its files: %s", sid, e)
+
+    def write_files(self, rec: SandboxRecord) -> None:
+        with self._files_lock:
+            self._write_unlocked(rec)
+
+    def _write_unlocked(self, rec: SandboxRecord) -> None:
+        hosts, resolv = self.render(rec)
+        write_atomic(Path(rec.hosts_path), hosts)
+        write_atomic(Path(rec.resolv_conf_path), resolv)
+
+    def render(self, rec: SandboxRecord) -> tuple[str, str]:
+        """(hosts, resolv.conf) of a sandbox, from the records."""
+        spec = rec.spec
+        joined = [
+            e
+            for e in self.state.endpoints_in_sandbox(rec.id)
+            if e.attachment is not None and e.attachment.state == JOINED
+        ]
+        host_mode = any(self._driver_of(e) == DRIVER_HOST for e in joined)
+        hostname = spec.hostname or spec.name or rec.id[:SHORT_ID]
+        names = own_names(hostname, spec.domainname)
+
+        own: list[HostEntry] = []
+        primary = next((e for e in joined if e.spec.address or e.spec.address_ipv6), None)
+        if primary is not None:
+            own += [
+                HostEntry(_bare(a), names)
+                for a in (primary.spec.address, primary.spec.address_ipv6)
+                if a
+            ]
+
+        peers: list[HostEntry] = []
+        seen: set[HostEntry] = set()
+        for ep in joined:
+            for entry in self._peer_entries(rec.id, ep):
+                if entry not in seen:
+                    seen.add(entry)
+                    peers.append(entry)
+
+        base = read_text(self.host_hosts) if host_mode else None
+        hosts = render_hosts(own, peers, spec.extra_hosts, base=base)
+        ipv6 = any(e.spec.address_ipv6 for e in joined)
+        resolv = render_resolv_conf(
+            read_text(self.host_resolv_conf), spec.dns, ipv6=ipv6, host_namespace=host_mode
+        )
+        return hosts, resolv
+
+    def _driver_of(self, ep: EndpointRecord) -> str:
+        net = self.state.network(ep.network_id)
+        return net.spec.driver if net else ""
+
+    def _peer_entries(self, sandbox_id: str, ep: EndpointRecord) -> list[HostEntry]:
+        """`IP\\tname name.network aliases...` for every other sandbox on ep's network."""
+        net = self.state.network(ep.network_id)
+        if net is None:
+            return []
+        netname = net.spec.name or net.id[:SHORT_ID]
+        out = []
+        peers = sorted(
+            self.state.endpoints_of_network(net.id),
+            key=lambda e: (e.spec.address, e.spec.address_ipv6, e.id),
+        )
+        for peer in peers:
+            att = peer.attachment
+            if att is None or att.state != JOINED or att.sandbox_id == sandbox_id:
+                continue
+            name = peer.spec.name
+            if not name:
+                sb = self.state.sandbox(att.sandbox_id)
+                name = (sb.spec.name if sb else "") or peer.id[:SHORT_ID]
+            names = (name, f"{name}.{netname}", *peer.spec.aliases)
+            out += [
+                HostEntry(_bare(a), names) for a in (peer.spec.address, peer.spec.address_ipv6) if a
+            ]
+        return out
+
+    # --- kernel view ----------------------------------------------------------------------
+
+    def view(self, rec: SandboxRecord) -> SandboxView:
+        """The sandbox with its interfaces, addresses and routes as the kernel reports them.
+
+        A namespace that no longer exists has nothing to report: empty lists.
+        """
+        try:
+            snap = osl.snapshot(netns=rec.key)
+        except NotFound:
+            return SandboxView(sandbox=rec)
+        addrs: dict[str, list[str]] = {}
+        for a in snap.addresses:
+            addrs.setdefault(a.ifname, []).append(str(a.address))
+        interfaces = tuple(
+            InterfaceView(
+                name=link.name,
+                mac=link.mac or "",
+                mtu=link.mtu,
+                addresses=tuple(addrs.get(link.name, ())),
+                up=link.up,
+            )
+            for link in snap.links
+        )
+        routes = tuple(
+            RouteView(
+                destination=str(r.dst),
+                gateway=str(r.gateway) if r.gateway else "",
+                interface=r.ifname or "",
+            )
+            for r in snap.routes
+        )
+        return SandboxView(sandbox=rec, interfaces=interfaces, routes=routes)
+
+    def ready(self, rec: SandboxRecord) -> SandboxRecord:
+        return dataclasses.replace(rec, state=READY)

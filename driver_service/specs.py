@@ -1,0 +1,185 @@
+"""Validation of every request value before anything touches the kernel or the store.
+
+Each function takes a spec built by `convert.py` from a request and returns it
+normalised (addresses in canonical CIDR text, MACs lower case), or raises
+InvalidArgument naming the bad value. Driver-specific options are checked by
+the driver itself (`Driver.plan_network`), also before any kernel step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+
+from driver_service.models import (
+    DnsConfig,
+    EndpointSpec,
+    ExposedPort,
+    ExtraHost,
+    IpamData,
+    NetworkSpec,
+    PortBinding,
+    SandboxSpec,
+    StaticRoute,
+)
+from driver_service.osl import validate
+from services.errors import InvalidArgument
+from services.ids import validate_name
+
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+# A DNS name as it may appear in /etc/hosts or resolv.conf: labels of
+# letters, digits, '-' and '_' joined by dots. Nothing that could break a
+# line (whitespace, '#', newline) gets through.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_RESOLV_OPTION = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def object_id(kind: str, value: str) -> str:
+    """A full libnetwork id: 64 lower-case hex characters."""
+    if not isinstance(value, str) or not _FULL_ID.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid {kind} id {value!r}: expected 64 hex characters", reason="INVALID_ID"
+        )
+    return value
+
+
+def dns_name(what: str, value: str) -> str:
+    if len(value) > 253 or not _DNS_NAME.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid {what} {value!r}: use DNS labels of letters, digits, '-' and '_'"
+        )
+    return value
+
+
+def _interface(value: str, version: int, what: str) -> str:
+    iface = validate.ip_interface(value, what)
+    if iface.version != version:
+        raise InvalidArgument(f"invalid {what} {value!r}: not an IPv{version} address")
+    return str(iface)
+
+
+def _ipam(data: IpamData, version: int) -> IpamData:
+    pool = validate.ip_network(data.pool, f"IPv{version} pool")
+    if pool.version != version:
+        raise InvalidArgument(f"invalid IPv{version} pool {data.pool!r}: wrong address family")
+    gateway = ""
+    if data.gateway:
+        gw = validate.ip_interface(data.gateway, f"gateway of pool {pool}")
+        if gw.version != version or gw.ip not in pool:
+            raise InvalidArgument(f"gateway {data.gateway!r} is not inside pool {pool}")
+        # The gateway carries the pool's prefix: it becomes the bridge's subnet route.
+        gateway = f"{gw.ip}/{pool.prefixlen}"
+    aux = {}
+    for name, addr in data.aux_addresses.items():
+        ip = validate.ip_interface(addr if "/" in addr else f"{addr}/{pool.prefixlen}", name)
+        if ip.ip not in pool:
+            raise InvalidArgument(f"aux address {name}={addr!r} is not inside pool {pool}")
+        aux[name] = str(ip)
+    return IpamData(
+        pool=str(pool), gateway=gateway, address_space=data.address_space, aux_addresses=aux
+    )
+
+
+def network_spec(spec: NetworkSpec) -> NetworkSpec:
+    object_id("network", spec.network_id)
+    if spec.name:
+        validate_name("network", spec.name)
+    if not spec.driver:
+        raise InvalidArgument("no driver given for network", reason="INVALID_DRIVER")
+    ipv4 = tuple(_ipam(d, 4) for d in spec.ipv4)
+    ipv6 = tuple(_ipam(d, 6) for d in spec.ipv6)
+    return dataclasses.replace(spec, ipv4=ipv4, ipv6=ipv6, options=dict(spec.options))
+
+
+def _port_binding(pb: PortBinding) -> PortBinding:
+    proto = pb.protocol.lower()
+    if proto not in PROTOCOLS:
+        raise InvalidArgument(f"invalid port binding protocol {pb.protocol!r}")
+    if pb.host_ip:
+        validate.ip_address(pb.host_ip, "port binding host address")
+    if not 1 <= pb.container_port <= 65535:
+        raise InvalidArgument(f"invalid container port {pb.container_port}: must be 1..65535")
+    for value, what in (
+        (pb.host_port, "host port"),
+        (pb.host_port_end, "host port range end"),
+        (pb.container_port_end, "container port range end"),
+    ):
+        if not 0 <= value <= 65535:
+            raise InvalidArgument(f"invalid {what} {value}: must be 0..65535")
+    if pb.host_port_end and pb.host_port_end < pb.host_port:
+        raise InvalidArgument(f"invalid host port range {pb.host_port}-{pb.host_port_end}")
+    if pb.container_port_end and pb.container_port_end < pb.container_port:
+        raise InvalidArgument(
+            f"invalid container port range {pb.container_port}-{pb.container_port_end}"
+        )
+    return dataclasses.replace(pb, protocol=proto)
+
+
+def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
+    object_id("network", spec.network_id)
+    object_id("endpoint", spec.endpoint_id)
+    if spec.name:
+        validate_name("endpoint", spec.name)
+    aliases = tuple(dns_name("alias", a) for a in spec.aliases)
+    exposed = []
+    for ep in spec.exposed_ports:
+        if ep.protocol.lower() not in PROTOCOLS or not 1 <= ep.port <= 65535:
+            raise InvalidArgument(f"invalid exposed port {ep.port}/{ep.protocol}")
+        exposed.append(ExposedPort(protocol=ep.protocol.lower(), port=ep.port))
+    return dataclasses.replace(
+        spec,
+        address=_interface(spec.address, 4, "endpoint address") if spec.address else "",
+        address_ipv6=_interface(spec.address_ipv6, 6, "endpoint IPv6 address")
+        if spec.address_ipv6
+        else "",
+        mac=validate.mac(spec.mac) if spec.mac else "",
+        options=dict(spec.options),
+        port_bindings=tuple(_port_binding(p) for p in spec.port_bindings),
+        exposed_ports=tuple(exposed),
+        aliases=aliases,
+    )
+
+
+def _dns(dns: DnsConfig) -> DnsConfig:
+    servers = tuple(str(validate.ip_address(s, "DNS server")) for s in dns.servers)
+    search = tuple(dns_name("DNS search domain", s) for s in dns.search)
+    for opt in dns.options:
+        if not _RESOLV_OPTION.fullmatch(opt):
+            raise InvalidArgument(f"invalid resolv.conf option {opt!r}")
+    return DnsConfig(servers=servers, search=search, options=tuple(dns.options))
+
+
+def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
+    object_id("sandbox", spec.sandbox_id)
+    if spec.name:
+        validate_name("sandbox", spec.name)
+    if spec.hostname:
+        dns_name("hostname", spec.hostname)
+    if spec.domainname:
+        dns_name("domain name", spec.domainname)
+    extra = tuple(
+        ExtraHost(
+            hostname=dns_name("extra host name", h.hostname),
+            address=str(validate.ip_address(h.address, f"address of extra host {h.hostname!r}")),
+        )
+        for h in spec.extra_hosts
+    )
+    return dataclasses.replace(spec, dns=_dns(spec.dns), extra_hosts=extra)
+
+
+def static_route(route: StaticRoute) -> StaticRoute:
+    dst = validate.ip_network(route.destination, "static route destination")
+    hop = ""
+    if route.next_hop:
+        gw = validate.ip_address(route.next_hop, "static route next hop")
+        if gw.version != dst.version:
+            raise InvalidArgument(f"next hop {gw} is not of the same family as {dst}")
+        hop = str(gw)
+    return StaticRoute(destination=str(dst), next_hop=hop)
+
+
+def same_family(a: str, b: str) -> bool:
+    return ipaddress.ip_interface(a).version == ipaddress.ip_interface(b).version

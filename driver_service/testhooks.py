@@ -1,0 +1,23 @@
+"""Crash points for tests: `CNM_TEST_CRASH_AT=<name>` makes the process die there.
+
+Only when the variable is set (tests set it on a driver service they start);
+the process exits with 137 like a SIGKILL, without unwinding anything, so a
+test can check that a restart finishes or undoes the half-done work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "CNM_TEST_CRASH_AT"
+AFTER_VETH = "after_veth"
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        log.warning("test hook %s=%s: exiting now", CRASH_ENV, name)
+        logging.shutdown()
+        os._exit(137)
