@@ -116,7 +116,7 @@ def test_bridge_has_its_gateways_stp_off_and_a_fixed_mac(netns_host, bridge):
         f"/sys/class/net/{bridge}/bridge/stp_state",
         check=False,
     )
-    assert stp.stdout.strip() in ("0", "")
+    assert stp.stdout.strip() == "0"
 
 
 def test_create_bridge_twice_raises_unless_exist_ok(netns_host, bridge):
@@ -454,3 +454,23 @@ def test_calling_from_inside_an_event_loop_is_refused_clearly(netns_host):
 
     with pytest.raises(RuntimeError, match="thread"):
         asyncio.run(call())
+
+
+def test_ipv6_gateway_works_where_ipv6_is_disabled_by_default(netns_host, make_sandbox):
+    """Some hosts create interfaces with disable_ipv6=1: osl turns it on per interface."""
+    osl.set_sysctl("net.ipv6.conf.default.disable_ipv6", 1, netns=netns_host)
+    sb = make_sandbox()
+    osl.set_sysctl("net.ipv6.conf.default.disable_ipv6", 1, netns=sb)
+
+    osl.create_bridge("br-v6", netns=netns_host, addresses=["fd78::1/64"])
+    osl.create_veth(
+        "veth-v6",
+        "eth0",
+        peer_netns=sb,
+        netns=netns_host,
+        bridge="br-v6",
+        addresses=["fd78::2/64"],
+    )
+
+    assert osl.get_sysctl("net/ipv6/conf/br-v6/disable_ipv6", netns=netns_host) == "0"
+    assert hn.ping(sb, "fd78::1")
