@@ -20,13 +20,19 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000
 
 
+_TOKEN_TAG = "after:"
+
+
 def encode_token(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode()
+    return base64.urlsafe_b64encode((_TOKEN_TAG + key).encode()).decode()
 
 
 def decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        text = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+        if not text.startswith(_TOKEN_TAG):
+            raise ValueError(token)
+        return text[len(_TOKEN_TAG) :]
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidArgument(
             f"invalid page_token {token!r}: pass back a next_page_token unchanged",
