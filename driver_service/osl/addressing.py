@@ -58,6 +58,8 @@ def add_address_on(
     }
     if iface.version == 6:
         kwargs["flags"] = IFA_F_NODAD
+    elif iface.network.prefixlen < 31:
+        kwargs["broadcast"] = str(iface.network.broadcast_address)
     action = f"add address {iface} to {ifname!r}"
     try:
         ipr.addr("replace", **kwargs)

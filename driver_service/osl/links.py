@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from services.errors import AlreadyExists, Exhausted, NotFound
+from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 
 from . import validate
 from .addressing import add_address_on, add_route_on, check_route, find_index, link_index
@@ -74,7 +74,7 @@ def _set_alias(ipr: IPRoute, index: int, alias: str | None) -> None:
 
 def _check_alias(alias: str | None) -> None:
     if alias is not None and (not isinstance(alias, str) or len(alias) > 255 or "\0" in alias):
-        raise validate.InvalidArgument(f"invalid interface alias {alias!r}")
+        raise InvalidArgument(f"invalid interface alias {alias!r}")
 
 
 def create_bridge(
@@ -93,8 +93,9 @@ def create_bridge(
     the lowest port MAC and change it as ports come and go). IPv6 addresses
     are added without DAD, so they are usable as soon as the bridge has a
     port. With `exist_ok`, an existing bridge of that name is brought to the
-    requested state (up, MTU, addresses) instead of raising AlreadyExists;
-    an existing link of another kind still raises it. On failure a bridge
+    requested state instead of raising AlreadyExists (up, MTU, alias, the
+    given addresses added; other addresses are left alone); an existing link
+    of another kind still raises it. On failure a bridge
     this call created is removed again.
     """
     name = validate.ifname(name, "bridge name")
@@ -182,7 +183,7 @@ def create_veth(
         check_route(route)
     _check_alias(alias)
     if netns_path(netns) == netns_path(peer_netns) and host_name == peer_name:
-        raise validate.InvalidArgument(f"veth ends must have different names: {host_name!r}")
+        raise InvalidArgument(f"veth ends must have different names: {host_name!r}")
 
     action = f"create veth {host_name!r} (peer {peer_name!r}{_where(peer_netns)})"
     # Resources (fds, handles) are released after the rollback steps have run.

@@ -107,6 +107,8 @@ def test_bridge_has_its_gateways_stp_off_and_a_fixed_mac(netns_host, bridge):
         if a.scope == "global"
     }
     assert addrs == {f"{GW4}/24", f"{GW6}/64"}
+    shown = hn.run("ip", "-n", netns_host, "-4", "addr", "show", bridge).stdout
+    assert f"inet {GW4}/24 brd 10.77.0.255" in shown
     stp = hn.run(
         "ip",
         "netns",
