@@ -2,7 +2,9 @@
 
 A namespace is named by a `NetnsRef`:
 
-- `None`: the namespace of this process (the driver service's host namespace);
+- `None`: the namespace of the calling thread, which in cnm is always the
+  process's own (the driver service's host namespace; background work such as
+  `delete_link_async` resolves None on its own thread, so the two must agree);
 - `"name"`: a named namespace, bind-mounted at `/run/netns/name` (what
   `ip netns add` makes and `ip netns exec` uses);
 - `"/abs/path"`: any file that is a network namespace, e.g. a runtime's

@@ -476,3 +476,36 @@ def test_ipv6_gateway_works_where_ipv6_is_disabled_by_default(netns_host, make_s
 
     assert osl.get_sysctl("net/ipv6/conf/br-v6/disable_ipv6", netns=netns_host) == "0"
     assert hn.ping(sb, "fd78::1")
+
+
+def test_driver_living_in_the_host_namespace_uses_netns_none(netns_host, make_sandbox):
+    """In production the driver runs inside the host namespace and passes netns=None.
+
+    Simulated by running the calls on a thread that has entered the test's host
+    namespace (osl's own disposable-thread helper), so nothing touches this
+    machine's root namespace.
+    """
+    from driver_service.osl.nsenter import open_netns, run_on_thread
+
+    sb = make_sandbox()
+
+    def as_driver() -> list[str]:
+        osl.create_bridge("br-none", addresses=[f"{GW4}/24"])
+        osl.create_veth(
+            "veth-none",
+            "eth0",
+            peer_netns=sb,
+            bridge="br-none",
+            addresses=["10.77.0.2/24"],
+            routes=[Route("0.0.0.0/0", GW4)],
+        )
+        names = [li.name for li in osl.list_links()]
+        assert osl.delete_link("veth-none") is True
+        return names
+
+    with open_netns(netns_host) as fd:
+        names = run_on_thread(as_driver, setns_fd=fd)
+
+    assert names == ["lo", "br-none", "veth-none"]
+    assert osl.link_exists("br-none", netns=netns_host)
+    assert [li.name for li in osl.list_links(netns=sb)] == ["lo"]
