@@ -124,23 +124,19 @@ class Endpoints:
             ep = ctx.transition(ep, ipv4_address=v4, ipv6_address=v6)
             changes: dict[str, Any] = {"state": EndpointState.READY}
             if host:
+                driver = ctx.driver(host)
                 if net.scope is Scope.GLOBAL:
                     self.networks.ensure_on_host(net, host)
-                changes["mac_address"] = ctx.driver(host).create_endpoint(ep)
-                undo.step(
-                    "driver DeleteEndpoint",
-                    ctx.driver_any_state(host).delete_endpoint,
-                    net.id,
-                    ep.id,
-                )
-            crash_point("endpoint_after_driver")
-            if sandbox is not None:
-                result = ctx.driver(host).join(net.id, ep.id, sandbox.id, join_options or {})
-                undo.step(
-                    "driver Leave", ctx.driver_any_state(host).leave, net.id, ep.id, sandbox.id
-                )
-                crash_point("after_join")
-                changes.update(joined_fields(result), state=EndpointState.JOINED)
+                # Undo registered before the call: a timed-out call may still have
+                # happened, and the driver's deletes are idempotent.
+                undo.step("driver DeleteEndpoint", driver.delete_endpoint, net.id, ep.id)
+                changes["mac_address"] = driver.create_endpoint(ep)
+                crash_point("endpoint_after_driver")
+                if sandbox is not None:
+                    undo.step("driver Leave", driver.leave, net.id, ep.id, sandbox.id)
+                    result = driver.join(net.id, ep.id, sandbox.id, join_options or {})
+                    crash_point("after_join")
+                    changes.update(joined_fields(result), state=EndpointState.JOINED)
             ep = ctx.transition(
                 ep,
                 lambda tx, new: self._created_events(tx, new),
@@ -240,6 +236,13 @@ class Endpoints:
         )
 
     def _forget_or_orphan(self, ep: Endpoint, undo: Undo) -> None:
+        if not undo.failures:
+            current = self.ctx.repo.endpoint(ep.id) or ep
+            try:
+                # A timed-out allocation may have happened all the same.
+                self._release_addresses(current, thorough=True)
+            except CnmError as e:
+                undo.failures.append(e)
         if undo.failures:
             self.ctx.orphan(ep)
         else:

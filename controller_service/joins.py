@@ -68,11 +68,11 @@ class Joins:
             if needs_driver_endpoint:
                 if net.scope is Scope.GLOBAL:
                     self.networks.ensure_on_host(net, sb.host)
-                mac = driver.create_endpoint(ep)
                 undo.step("driver DeleteEndpoint", driver.delete_endpoint, net.id, ep.id)
+                mac = driver.create_endpoint(ep)
                 ep = ctx.transition(ep, mac_address=mac)
-            result = driver.join(net.id, ep.id, sb.id, options)
             undo.step("driver Leave", driver.leave, net.id, ep.id, sb.id)
+            result = driver.join(net.id, ep.id, sb.id, options)
             crash_point("after_join")
             ep = ctx.transition(
                 ep,

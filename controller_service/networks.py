@@ -84,8 +84,8 @@ class Networks:
             crash_point("network_after_ipam")
             net = ctx.transition(net, pools=pools)
             if host:
-                self.ensure_on_host(net, host)
                 undo.step("driver DeleteNetwork", ctx.driver_any_state(host).delete_network, net.id)
+                self.ensure_on_host(net, host)
             net = ctx.transition(
                 net,
                 lambda tx, n: tx.event(EventType.NETWORK_CREATED, n.id, n.name, _event_attrs(n)),
@@ -114,6 +114,13 @@ class Networks:
 
     def _forget_or_orphan(self, net: Network, undo: Undo) -> None:
         # Earlier rollback steps failed: keep the intent for the reconciler.
+        if not undo.failures:
+            try:
+                # A timed-out RequestPool may have happened all the same.
+                for pool_id in self.ctx.ipam.pools_owned_by(net.id):
+                    self.ctx.ipam.release_pool(pool_id)
+            except CnmError as e:
+                undo.failures.append(e)
         if undo.failures:
             self.ctx.orphan(net)
             return

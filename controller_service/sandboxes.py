@@ -66,8 +66,8 @@ class Sandboxes:
             sb = self._write_intent(sb)
             undo.step("forget sandbox", self._forget_or_orphan, sb, undo)
             driver = ctx.drivers.for_host(host)
-            paths = driver.create_sandbox(sb)
             undo.step("driver DeleteSandbox", driver.delete_sandbox, sb.id)
+            paths = driver.create_sandbox(sb)
             crash_point("sandbox_after_driver")
             sb = ctx.transition(
                 sb,
