@@ -1,7 +1,8 @@
 """cnmd, the all-in-one launcher: real redis-server, real cnm-ipam / cnm-controller /
 cnm-driver processes, in a temporary run dir and data dir.
 
-cnmd runs inside a fresh network namespace (the `netns_host` fixture) with the
+cnmd runs inside a fresh network namespace (the `netns_host` fixture, entered
+with nsenter --net) with the
 driver's CNM_NETNS_PREFIX set to this run's tag, so whatever the driver does
 to the kernel at start-up stays out of this machine's root namespace.
 """
@@ -92,10 +93,15 @@ def cnmd_env(netns_prefix: str) -> dict[str, str]:
     return {"CNM_NETNS_PREFIX": netns_prefix, "CNM_LOG_FORMAT": "json"}
 
 
+def in_netns(netns_name: str | None, argv: list[str]) -> list[str]:
+    # nsenter --net, not `ip netns exec`: the latter gives its child a private
+    # mount namespace, so namespaces the driver bind-mounts under /run/netns
+    # would be invisible here and vanish with it.
+    return ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv] if netns_name else argv
+
+
 def cnmd(*args: str, env: dict[str, str] | None = None, netns_name: str | None = None):
-    argv = [str(BIN / "cnmd"), *args]
-    if netns_name:
-        argv = ["ip", "netns", "exec", netns_name, *argv]
+    argv = in_netns(netns_name, [str(BIN / "cnmd"), *args])
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
     )
@@ -104,8 +110,7 @@ def cnmd(*args: str, env: dict[str, str] | None = None, netns_name: str | None =
 def start_cnmd(spawn, dirs: Dirs, netns_name: str, env: dict[str, str], *extra: str):
     """cnmd in the foreground (a child of this test), once every component is SERVING."""
     proc = spawn(
-        [str(BIN / "cnmd"), *dirs.args(), "--host-id", HOST_ID, *extra],
-        netns_name=netns_name,
+        in_netns(netns_name, [str(BIN / "cnmd"), *dirs.args(), "--host-id", HOST_ID, *extra]),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -141,7 +146,7 @@ def grpcurl_list(sock: Path) -> list[str]:
 
 
 @needs_all_services
-def test_cnmd_brings_up_redis_and_three_services(spawn, dirs, netns_host, cnmd_env) -> None:
+def test_cnmd_brings_up_redis_and_three_services(dirs, netns_host, cnmd_env, spawn) -> None:
     start_cnmd(spawn, dirs, netns_host, cnmd_env)
 
     res = cnmd("status", "--run-dir", str(dirs.run))
@@ -187,7 +192,7 @@ def test_cnmd_brings_up_redis_and_three_services(spawn, dirs, netns_host, cnmd_e
 
 
 @needs_all_services
-def test_sigterm_ends_every_process_within_5s(spawn, dirs, netns_host, cnmd_env) -> None:
+def test_sigterm_ends_every_process_within_5s(dirs, netns_host, cnmd_env, spawn) -> None:
     proc = start_cnmd(spawn, dirs, netns_host, cnmd_env)
     pids = dirs.pids()
     assert set(pids) == {"redis", *SERVICES} and all(alive(p) for p in pids.values())
@@ -195,8 +200,11 @@ def test_sigterm_ends_every_process_within_5s(spawn, dirs, netns_host, cnmd_env)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
-    wait_for(lambda: not any(alive(p) for p in pids.values()), 5 - (time.monotonic() - started),
-             "children gone")  # fmt: skip
+    wait_for(
+        lambda: not any(alive(p) for p in pids.values()),
+        5 - (time.monotonic() - started),
+        "children gone",
+    )
     elapsed = time.monotonic() - started
     assert elapsed < 5, elapsed
     # No socket, pid file or state file is left in the run dir.
@@ -204,7 +212,7 @@ def test_sigterm_ends_every_process_within_5s(spawn, dirs, netns_host, cnmd_env)
 
 
 @needs_all_services
-def test_a_killed_child_is_restarted(spawn, dirs, netns_host, cnmd_env) -> None:
+def test_a_killed_child_is_restarted(dirs, netns_host, cnmd_env, spawn) -> None:
     start_cnmd(spawn, dirs, netns_host, cnmd_env)
     for name in ("controller", "redis"):
         old = dirs.pids()[name]
@@ -220,7 +228,7 @@ def test_a_killed_child_is_restarted(spawn, dirs, netns_host, cnmd_env) -> None:
 
 
 @needs_all_services
-def test_redis_restart_keeps_data_in_the_append_only_file(spawn, dirs, netns_host, cnmd_env):
+def test_redis_restart_keeps_data_in_the_append_only_file(dirs, netns_host, cnmd_env, spawn):
     start_cnmd(spawn, dirs, netns_host, cnmd_env)
     sock = str(dirs.run / "redis.sock")
     client = redis.Redis(unix_socket_path=sock, decode_responses=True)
@@ -323,12 +331,19 @@ def test_bad_configuration_is_one_line_and_exit_2(dirs, args, toml, env, message
     assert not dirs.run.exists() and not dirs.data.exists()
 
 
-def test_bad_service_configuration_stops_cnmd_with_exit_2(spawn, dirs, netns_host, cnmd_env):
+def test_bad_service_configuration_stops_cnmd_with_exit_2(dirs, netns_host, cnmd_env):
     # cnm-ipam refuses its [ipam] section: restarting cannot help, so cnmd gives up.
     cfg = dirs.run.parent / "cnm.toml"
     cfg.write_text("[ipam]\nno_such_key = 1\n")
-    res = cnmd("--config", str(cfg), *dirs.args(), "--host-id", HOST_ID,
-               env=cnmd_env, netns_name=netns_host)  # fmt: skip
+    res = cnmd(
+        "--config",
+        str(cfg),
+        *dirs.args(),
+        "--host-id",
+        HOST_ID,
+        env=cnmd_env,
+        netns_name=netns_host,
+    )
     assert res.returncode == 2, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert (
@@ -344,8 +359,9 @@ def test_bad_service_configuration_stops_cnmd_with_exit_2(spawn, dirs, netns_hos
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
-def test_service_with_unreachable_redis_is_not_serving(spawn, dirs, netns_host, netns_prefix,
-                                                       service) -> None:  # fmt: skip
+def test_service_with_unreachable_redis_is_not_serving(
+    dirs, netns_host, netns_prefix, spawn, service
+) -> None:
     if _main_missing(service):
         pytest.skip(f"{service}_service.main not written yet")
     from services.healthcheck import probe_grpc
@@ -360,15 +376,17 @@ def test_service_with_unreachable_redis_is_not_serving(spawn, dirs, netns_host, 
         "driver": ["--host-id", HOST_ID, "--state-dir", str(dirs.data / "driver")],
     }[service]
     proc = spawn(
-        argv,
-        netns_name=netns_host,
+        in_netns(netns_host, argv),
         env={"CNM_NETNS_PREFIX": netns_prefix, "CNM_LOG_FORMAT": "text"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: probe_grpc(address, timeout=0.5) != "UNREACHABLE" or proc.poll() is not None,
-             15, "service answers")  # fmt: skip
+    wait_for(
+        lambda: probe_grpc(address, timeout=0.5) != "UNREACHABLE" or proc.poll() is not None,
+        15,
+        "service answers",
+    )
     assert proc.poll() is None
     # It stays NOT_SERVING (and alive) while Redis is away.
     for _ in range(3):
