@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server nftables libnftables1 iproute2 iputils-ping conntrack
-              python3 python3-venv python3-dev procps kmod)
+              python3 python3-venv python3-dev procps kmod util-linux)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -107,8 +107,9 @@ def status(run_dir: Path) -> int:
         pid = "external" if comp.get("external") else f"pid {comp.get('pid') or '-'}"
         rows.append((comp["name"], comp["address"], health, pid, comp.get("restarts", 0)))
     print(f"cnmd pid {state.get('pid')}, run dir {run_dir}")
+    width = max((len(r[1]) for r in rows), default=0)
     for name, address, health, pid, restarts in rows:
-        print(f"{name:<11} {health:<12} {address:<40} {pid:<10} restarts {restarts}")
+        print(f"{name:<11} {health:<12} {address:<{width}}  {pid:<10} restarts {restarts}")
     ok = rows and len(rows) == 1 + len(SERVICES) and all(r[2] == healthcheck.SERVING for r in rows)
     return 0 if ok else STATUS_NOT_SERVING
 
