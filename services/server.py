@@ -9,6 +9,7 @@ SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -101,6 +102,7 @@ class Server:
             finally:
                 os.umask(old_umask)
         else:
+            _check_port_free(addr.target)
             try:
                 if tls:
                     creds = grpc.ssl_server_credentials(
@@ -169,6 +171,26 @@ class Server:
         if on_stop:
             on_stop()
         self.stop()
+
+
+def _check_port_free(target: str) -> None:
+    """ConfigError when HOST:PORT is taken: caught here, before gRPC core would
+    log its own multi-part error line next to ours."""
+    host, _, port = target.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return  # unresolvable: gRPC reports it
+    for family, kind, proto, _name, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"cannot listen on {target}: address in use") from None
 
 
 def _socket_in_use(path: Path) -> bool:
