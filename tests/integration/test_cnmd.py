@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -192,13 +193,14 @@ def test_cnmd_brings_up_redis_and_three_services(dirs, netns_host, cnmd_env, spa
 
 
 @needs_all_services
-def test_sigterm_ends_every_process_within_5s(dirs, netns_host, cnmd_env, spawn) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_signal_ends_every_process_within_5s(dirs, netns_host, cnmd_env, spawn, sig) -> None:
     proc = start_cnmd(spawn, dirs, netns_host, cnmd_env)
     pids = dirs.pids()
     assert set(pids) == {"redis", *SERVICES} and all(alive(p) for p in pids.values())
 
     started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(5) == 0
     wait_for(
         lambda: not any(alive(p) for p in pids.values()),
@@ -353,6 +355,32 @@ def test_bad_service_configuration_stops_cnmd_with_exit_2(dirs, netns_host, cnmd
     assert "Traceback" not in res.stderr
     # Nothing it started is left: no pid file, no sockets.
     assert sorted(p.name for p in dirs.run.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [
+        ("unix:///nonexistent-cnm-dir/ipam.sock", "directory /nonexistent-cnm-dir does not exist"),
+        ("127.0.0.1:{port}", "address in use"),
+        ("unix://relative.sock", "must be absolute"),
+    ],
+    ids=["socket-dir-missing", "tcp-port-in-use", "relative-socket-path"],
+)
+def test_service_bad_listen_address_is_one_line_and_exit_2(dirs, listen, message) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = listen.format(port=taken.getsockname()[1])
+        res = subprocess.run(
+            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", "unix:///nonexistent"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnm-ipam: error: "), res.stderr
+    assert message in lines[0]
 
 
 # --- a service whose Redis is unreachable -------------------------------------------------------
