@@ -3,9 +3,13 @@ service in a namespace "host": the full lifecycle with real pings."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import grpc
 import pytest
 from cnm.controller.v1 import controller_pb2 as pb
+from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
 from controller_env import T, World, addresses_in, ping_all, remove_run_dir, sandbox_netns
 from harness import stack
@@ -76,3 +80,131 @@ def test_full_lifecycle_network_sandboxes_connect_ping_disconnect_delete(world):
     c.DeleteNetwork(pb.DeleteNetworkRequest(id_or_name=net.id), timeout=T)
     assert c.ListNetworks(pb.ListNetworksRequest(), timeout=T).networks == []
     assert c.GetNetwork  # noqa: B018
+
+
+def _net(c, name: str, subnet: str = "", **kw) -> pb.Network:
+    configs = [types_pb2.IpamConfig(subnet=subnet)] if subnet else []
+    return c.CreateNetwork(
+        pb.CreateNetworkRequest(name=name, ipam=pb.IpamSpec(configs=configs), **kw), timeout=T
+    )
+
+
+def test_get_and_list_by_id_name_prefix_filters_pages_and_prune(world):
+    c = world.stub()
+    a = _net(c, "alpha", "10.78.1.0/24", labels={"env": "prod"})
+    b = _net(c, "beta", labels={"env": "dev"})  # a predefined pool
+    assert b.ipam.configs[0].subnet and b.ipam.configs[0].gateway
+    for text in (a.id, "alpha", a.id[:6]):
+        assert c.GetNetwork(pb.GetNetworkRequest(id_or_name=text), timeout=T).id == a.id
+
+    def names(**flt):
+        req = pb.ListNetworksRequest(filter=pb.NetworkFilter(**flt))
+        return [n.name for n in c.ListNetworks(req, timeout=T).networks]
+
+    assert names() == ["alpha", "beta"]
+    assert names(labels=["env=dev"]) == ["beta"]
+    assert names(labels=["env"], names=["alp"]) == ["alpha"]
+    assert names(ids=[a.id[:8], b.id[:8]], drivers=["bridge"]) == ["alpha", "beta"]
+    assert names(scopes=[types_pb2.SCOPE_GLOBAL]) == []
+    first = c.ListNetworks(pb.ListNetworksRequest(page_size=1), timeout=T)
+    second = c.ListNetworks(
+        pb.ListNetworksRequest(page_size=1, page_token=first.next_page_token), timeout=T
+    )
+    assert [n.name for n in (*first.networks, *second.networks)] == ["alpha", "beta"]
+    assert second.next_page_token == ""
+
+    sb = c.CreateSandbox(pb.CreateSandboxRequest(name="keep"), timeout=T)
+    ep = c.Connect(pb.ConnectRequest(network="alpha", sandbox="keep"), timeout=T)
+    assert c.GetEndpoint(pb.GetEndpointRequest(id=ep.id[:10]), timeout=T).id == ep.id
+    assert c.GetSandbox(pb.GetSandboxRequest(id_or_name=sb.id[:10]), timeout=T).name == "keep"
+    by_net = c.ListEndpoints(pb.ListEndpointsRequest(network="alpha"), timeout=T).endpoints
+    by_sb = c.ListEndpoints(pb.ListEndpointsRequest(sandbox="keep"), timeout=T).endpoints
+    assert [e.id for e in by_net] == [e.id for e in by_sb] == [ep.id]
+
+    pruned = c.PruneNetworks(pb.PruneNetworksRequest(), timeout=T)
+    assert list(pruned.deleted_ids) == [b.id]
+    assert names() == ["alpha"]
+
+
+def test_request_id_makes_creates_idempotent(world):
+    c = world.stub()
+    first = _net(c, "once", request_id="req-net-1")
+    again = _net(c, "other-name-ignored", request_id="req-net-1")
+    assert again.id == first.id and again.name == "once"
+    sb1 = c.CreateSandbox(pb.CreateSandboxRequest(name="s1", request_id="req-sb-1"), timeout=T)
+    sb2 = c.CreateSandbox(pb.CreateSandboxRequest(name="s1", request_id="req-sb-1"), timeout=T)
+    assert sb1.id == sb2.id
+    e1 = c.Connect(pb.ConnectRequest(network="once", sandbox="s1", request_id="req-c"), timeout=T)
+    e2 = c.Connect(pb.ConnectRequest(network="once", sandbox="s1", request_id="req-c"), timeout=T)
+    assert e1.id == e2.id and e1.ipv4_address == e2.ipv4_address
+    assert len(c.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints) == 1
+    with pytest.raises(grpc.RpcError) as e:
+        c.CreateSandbox(pb.CreateSandboxRequest(name="s2", request_id="req-net-1"), timeout=T)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _take(stream, n: int) -> list:
+    """The first `n` events about networks, endpoints and sandboxes (host
+    up/down events come from heartbeats, at their own pace)."""
+    out = []
+    for event in stream:
+        if event.type in (events_pb2.EVENT_TYPE_HOST_UP, events_pb2.EVENT_TYPE_HOST_DOWN):
+            continue
+        out.append(event)
+        if len(out) == n:
+            stream.cancel()
+            break
+    return out
+
+
+def test_watch_delivers_in_order_and_resumes_from_a_revision(world):
+    c = world.stub()
+    live = c.Watch(pb.WatchRequest(since_revision=0), timeout=60)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(_take(live, 6)))
+    reader.start()
+    # Watch(0) only delivers what happens after it started; give it a moment to start.
+    time.sleep(0.5)
+    net = _net(c, "watched", "10.78.9.0/24")
+    sb = c.CreateSandbox(pb.CreateSandboxRequest(name="w1"), timeout=T)
+    ep = c.Connect(pb.ConnectRequest(network="watched", sandbox="w1"), timeout=T)
+    c.Disconnect(pb.DisconnectRequest(network="watched", sandbox="w1"), timeout=T)
+    reader.join(30)
+    types = [events_pb2.EventType.Name(e.type) for e in got]
+    assert types == [
+        "EVENT_TYPE_NETWORK_CREATED",
+        "EVENT_TYPE_SANDBOX_CREATED",
+        "EVENT_TYPE_ENDPOINT_CREATED",
+        "EVENT_TYPE_ENDPOINT_JOINED",
+        "EVENT_TYPE_ENDPOINT_LEFT",
+        "EVENT_TYPE_ENDPOINT_DELETED",
+    ]
+    assert [e.id for e in got] == [net.id, sb.id, ep.id, ep.id, ep.id, ep.id]
+    revisions = [e.revision for e in got]
+    assert revisions == sorted(set(revisions)) and revisions[0] > 0
+    assert got[2].attributes["network"] == net.id and got[3].attributes["sandbox"] == sb.id
+
+    # Resume after the third event: exactly the rest, then what happens next.
+    # (Host events may sit between them; _take skips those.)
+    resumed = c.Watch(pb.WatchRequest(since_revision=revisions[2]), timeout=60)
+    c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="w1"), timeout=T)
+    rest = _take(resumed, 4)
+    assert [e.revision for e in rest[:3]] == revisions[3:]
+    assert events_pb2.EventType.Name(rest[3].type) == "EVENT_TYPE_SANDBOX_DELETED"
+    assert rest[3].revision > revisions[-1]
+
+
+def test_hosts_drivers_and_pools_are_listed(world):
+    c = world.stub()
+    hosts = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
+    assert [h.id for h in hosts] == ["h1"] and hosts[0].state == pb.HOST_STATE_READY
+    assert hosts[0].address == world.drivers["h1"] and hosts[0].last_heartbeat.seconds > 0
+    assert c.GetHost(pb.GetHostRequest(id="h1"), timeout=T).id == "h1"
+    drivers = {d.name: d for d in c.ListDrivers(pb.ListDriversRequest(), timeout=T).drivers}
+    assert drivers["bridge"].scope == types_pb2.SCOPE_LOCAL and list(drivers["bridge"].hosts) == [
+        "h1"
+    ]
+    net = _net(c, "pooled", "10.78.3.0/24")
+    pools = c.ListPools(pb.ListPoolsRequest(), timeout=T).pools
+    mine = [p for p in pools if p.owner == net.id]
+    assert len(mine) == 1 and mine[0].pool == "10.78.3.0/24" and mine[0].used == 1
