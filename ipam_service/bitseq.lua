@@ -26,15 +26,18 @@ local FULL, TWO32, TWO27 = 4294967295, 4294967296, 134217728
 local HEADER_FMT, REC_FMT = '>BBI4I4I4I4I4I4', '>I4I4I4'
 
 local key, op = KEYS[1], ARGV[1]
-local data = redis.call('GET', key)
-if not data then
+-- The value is never read whole: the header, then the few run records the binary search
+-- and the update touch, each with GETRANGE (a few microseconds whatever the size).
+local head = redis.call('GETRANGE', key, 0, HDR - 1)
+if #head < HDR then
   return redis.error_reply('CNM_NOTFOUND bit sequence ' .. key .. ' does not exist')
 end
-local version, flags, lh, ll, ch, cl, uh, ul = struct.unpack(HEADER_FMT, data)
+local version, flags, lh, ll, ch, cl, uh, ul = struct.unpack(HEADER_FMT, head)
 if version ~= 1 then
   return redis.error_reply('CNM_INVALID bit sequence ' .. key .. ' has version ' .. version)
 end
-local nruns = (#data - HDR) / REC
+local nruns = (redis.call('STRLEN', key) - HDR) / REC
+local cache = {}
 
 local function lt(ah, al, bh, bl)
   return ah < bh or (ah == bh and al < bl)
@@ -46,7 +49,13 @@ local function inc(h, l)
 end
 
 local function rec(i)  -- start_hi, start_lo, value of run i (0-based)
-  return struct.unpack(REC_FMT, data, HDR + REC * i + 1)
+  local r = cache[i]
+  if not r then
+    local at = HDR + REC * i
+    r = {struct.unpack(REC_FMT, redis.call('GETRANGE', key, at, at + REC - 1))}
+    cache[i] = r
+  end
+  return r[1], r[2], r[3]
 end
 
 local function block_of(oh, ol)  -- ordinal -> block hi, block lo, bit (0 = MSB)
@@ -64,7 +73,7 @@ local function run_of(bh, bl)  -- last run whose start <= block: binary search
   local lo, hi = 0, nruns - 1
   while lo < hi do
     local mid = math.floor((lo + hi + 1) / 2)
-    local sh, sl = struct.unpack('>I4I4', data, HDR + REC * mid + 1)
+    local sh, sl = rec(mid)
     if lt(bh, bl, sh, sl) then hi = mid - 1 else lo = mid end
   end
   return lo
@@ -154,10 +163,25 @@ local function write(oh, ol, on)
   else
     ul = ul - 1
   end
+  -- Records [i, replace_end) become `parts`. Same count: overwrite them in place. More:
+  -- rewrite from i to the end. Fewer: Redis strings cannot shrink in place, so SET it all.
+  -- Either way only the bytes that change are replicated and appended to the AOF.
   local header = struct.pack(HEADER_FMT, version, flags, lh, ll, ch, cl, uh, ul)
-  data = header .. string.sub(data, HDR + 1, HDR + REC * i) .. table.concat(parts)
-    .. string.sub(data, HDR + REC * replace_end + 1)
-  redis.call('SET', key, data)
+  local from = HDR + REC * i
+  local body = table.concat(parts)
+  if #parts == replace_end - i then
+    redis.call('SETRANGE', key, from, body)
+    redis.call('SETRANGE', key, 0, header)
+  elseif #parts > replace_end - i then
+    local tail = redis.call('GETRANGE', key, HDR + REC * replace_end, -1)
+    redis.call('SETRANGE', key, from, body .. tail)
+    redis.call('SETRANGE', key, 0, header)
+  else
+    local prefix = ''
+    if i > 0 then prefix = redis.call('GETRANGE', key, HDR, from - 1) end
+    local tail = redis.call('GETRANGE', key, HDR + REC * replace_end, -1)
+    redis.call('SET', key, header .. prefix .. body .. tail)
+  end
   return true
 end
 
@@ -192,6 +216,10 @@ if op == 'alloc' then
   if ARGV[4] ~= '' then th, tl = tonumber(ARGV[4]), tonumber(ARGV[5]) end
   local err = check_ordinal(th, tl)
   if err then return err end
+  if lt(th, tl, fh, fl) then
+    return redis.error_reply('CNM_INVALID range [' .. decimal(fh, fl) .. ', ' .. decimal(th, tl)
+      .. '] is empty')
+  end
   local serial = ARGV[6] == '1' or (ARGV[6] == '' and flags % 2 == 1)
   local oh, ol
   if serial and lt(fh, fl, ch, cl) and not lt(th, tl, ch, cl) then
@@ -205,8 +233,9 @@ if op == 'alloc' then
   if serial then
     if oh == lh and ol == ll then ch, cl = 0, 0 else ch, cl = inc(oh, ol) end
   end
-  write(oh, ol, true)
+  -- The owner first: scripts are not rolled back, and only this call can fail (WRONGTYPE).
   if KEYS[2] then redis.call('HSET', KEYS[2], decimal(oh, ol), ARGV[7]) end
+  write(oh, ol, true)
   return {oh, ol}
 end
 
@@ -224,15 +253,16 @@ if op == 'isset' then
   if is_set(oh, ol) then return 1 end
   return 0
 elseif op == 'set' then
-  if not write(oh, ol, true) then
+  if is_set(oh, ol) then
     return redis.error_reply('CNM_EXISTS bit ' .. ARGV[4] .. ' of ' .. key .. ' is already set')
   end
   if KEYS[2] then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
+  write(oh, ol, true)
   return 1
 elseif op == 'unset' then
   if ARGV[5] == '1' and redis.call('HGET', KEYS[2], ARGV[4]) ~= ARGV[6] then return 0 end
-  local released = write(oh, ol, false)
   if KEYS[2] then redis.call('HDEL', KEYS[2], ARGV[4]) end
+  local released = write(oh, ol, false)
   if released then return 1 end
   return 0
 end

@@ -1,9 +1,16 @@
 """A bit sequence stored in one Redis key, changed only by one Lua script call at a time.
 
 Several stateless IPAM replicas share pools: each allocation is one EVALSHA of
-`bitseq.lua`, which reads the key, finds and sets the bit, rewrites the key and
-(optionally) records the owner, all inside Redis's single-threaded script
-execution. No WATCH/retry loop, no lost update, no double allocation.
+`bitseq.lua`, which finds and sets the bit and (optionally) records the owner, all
+inside Redis's single-threaded script execution. No WATCH/retry loop, no lost
+update, no double allocation.
+
+Cost: the script never reads the whole value. It binary-searches the fixed-size run
+records with GETRANGE (O(log runs) small reads) and writes back with SETRANGE when
+the number of runs is unchanged (most allocations: a block changes value). When runs
+are added it rewrites from the change to the end; when runs merge away it must SET
+the whole value, since a Redis string cannot shrink in place. Those writes are what
+Redis replicates and appends to its AOF, so they cost O(bytes after the change).
 
 Key layout (the caller picks the names; give them one hash tag for Redis Cluster):
   <key>         string: `BitSequence.to_bytes()` (format in bitseq.py's docstring)

@@ -105,11 +105,12 @@ def test_missing_sequence_is_not_found(client: redis.Redis, call, error) -> None
         lambda s: s.set(64),
         lambda s: s.allocate(0, 64),
         lambda s: s.allocate(5, 4),
+        lambda s: s.allocate(start=64),
         lambda s: s.is_set(-1),
         lambda s: s.set(2**64),
         lambda s: s.allocate(owner="x"),
     ],
-    ids=["set-past-end", "range-past-end", "reversed-range", "negative", "past-2-64", "no-owners-key"],
+    ids=["set-past-end", "range-past-end", "reversed-range", "start-past-end", "negative", "past-2-64", "no-owners-key"],
 )  # fmt: skip
 def test_bad_arguments_are_invalid_and_change_nothing(client: redis.Redis, call) -> None:
     seq = RedisBitSequence(client, "b")
@@ -118,6 +119,17 @@ def test_bad_arguments_are_invalid_and_change_nothing(client: redis.Redis, call)
     with pytest.raises(InvalidArgument):
         call(seq)
     assert client.get("b") == before
+
+
+def test_owners_key_of_the_wrong_type_leaves_the_bit_free(client: redis.Redis) -> None:
+    seq = RedisBitSequence(client, "b", owners_key="o")
+    seq.create(64)
+    client.set("o", "not a hash")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        seq.allocate(owner="x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        seq.set(3, owner="x")
+    assert seq.info().used == 0
 
 
 def test_create_twice_is_already_exists_unless_exist_ok(client: redis.Redis) -> None:
