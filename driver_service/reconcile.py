@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -56,6 +57,16 @@ def _parse_alias(alias: str | None) -> tuple[str, str] | None:
     if kind not in _LINK_KINDS or not ident:
         return None
     return kind, ident
+
+
+def cnm_namespaces(prefix: str) -> list[str]:
+    """Namespaces under /run/netns named exactly `<prefix><12 hex>`: the ones cnm makes.
+
+    The exact shape matters: other tools (and people debugging) make namespaces
+    whose names merely start with "cnm-"; those are never touched.
+    """
+    shape = re.compile(re.escape(prefix) + f"[0-9a-f]{{{SHORT_ID}}}")
+    return [n for n in osl.list_namespaces(prefix) if shape.fullmatch(n)]
 
 
 def known_sandbox_netns(store: Store, prefix: str, *, exclude_host: str = "") -> set[str]:
@@ -213,7 +224,7 @@ class Reconciler:
         except CnmError as e:
             self.report.errors.append(f"read sandbox records: {e}")
             return
-        for name in osl.list_namespaces(self.netns_prefix):
+        for name in cnm_namespaces(self.netns_prefix):
             if name in known:
                 continue
             log.warning("removing orphan network namespace %s", name)
@@ -273,7 +284,7 @@ def cleanup_host(
             others = known_sandbox_netns(store, netns_prefix, exclude_host=host_id)
         except CnmError as e:
             errors.append(f"read other hosts' sandboxes: {e}")
-    for name in osl.list_namespaces(netns_prefix):
+    for name in cnm_namespaces(netns_prefix):
         if name not in others:
             attempt(f"delete namespace {name}", lambda n=name: osl.delete_namespace(n))
     shutil.rmtree(Path(state_dir) / "sandboxes", ignore_errors=True)

@@ -23,7 +23,11 @@ def wait_serving(address: str, service: str = "", timeout: float = 15.0, proc=No
     target = address if not address.startswith("/") else f"unix://{address}"
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with grpc.insecure_channel(target) as channel:
+    # Reconnect quickly: the socket usually appears a moment after the first try,
+    # and gRPC's default 1 s reconnect backoff would be waited out in full.
+    opts = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
+            ("grpc.max_reconnect_backoff_ms", 200)]  # fmt: skip
+    with grpc.insecure_channel(target, options=opts) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:

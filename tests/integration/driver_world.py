@@ -1,11 +1,13 @@
 """A test host running a real cnm-driver, and helpers to call it (tests of issue 4).
 
-`DriverHost` starts the driver service inside the test's namespace "host"
-(`stack.start_driver`), talks to it over its unix socket with the generated
-stubs, and on `close()` removes everything the driver made: it runs
-`cnm-driver --cleanup` in the host namespace (which also proves that cleanup
-works) and stops the service. Sandbox namespaces live under /run/netns with
-this run's tagged prefix, so the leftover guard would notice any it missed.
+`DriverHost` starts the driver service inside a namespace "host"
+(`stack.start_driver`) and talks to it over its unix socket with the
+generated stubs. Objects made through its helpers are remembered, and
+`reset()` deletes them through the API (sandboxes, then endpoints, then
+networks) and checks that the host's records are empty again, so one driver
+can serve every test of a module (`shared_host`) while each test still
+removes everything it made. `close()` runs `cnm-driver --cleanup` in the host
+namespace and stops the service.
 """
 
 from __future__ import annotations
@@ -16,18 +18,43 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import redis
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
-from harness import netns
+from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp, start_driver
 
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds
+
+
+class Procs:
+    """Processes of a module-scoped host, stopped by PID (like the `spawn` fixture)."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def __call__(self, argv: list[str], *, env: dict[str, str] | None = None, **kw):
+        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @dataclass
@@ -42,6 +69,9 @@ class DriverHost:
     address: str = ""
     channel: grpc.Channel | None = None
     stub: driver_pb2_grpc.DriverStub | None = None
+    made_networks: list[str] = field(default_factory=list)
+    made_endpoints: list[tuple[str, str]] = field(default_factory=list)
+    made_sandboxes: list[str] = field(default_factory=list)
 
     def start(self, env: dict[str, str] | None = None) -> DriverHost:
         self.address = start_driver(
@@ -97,6 +127,62 @@ class DriverHost:
             timeout=30,
         )
 
+    def reset(self) -> None:
+        """Delete what the helpers made, through the API; then the records must be empty."""
+        for sid in reversed(self.made_sandboxes):
+            self.stub.DeleteSandbox(pb.DeleteSandboxRequest(sandbox_id=sid), timeout=T)
+        for nid, eid in reversed(self.made_endpoints):
+            self.stub.DeleteEndpoint(
+                pb.DeleteEndpointRequest(network_id=nid, endpoint_id=eid), timeout=T
+            )
+        for nid in reversed(self.made_networks):
+            self.stub.DeleteNetwork(pb.DeleteNetworkRequest(network_id=nid), timeout=T)
+        self.made_sandboxes.clear()
+        self.made_endpoints.clear()
+        self.made_networks.clear()
+        left = self.records()
+        assert not any(left.values()), f"driver records left behind: {left}"
+        self.wait_quiet()
+
+    def wait_quiet(self, timeout: float = 10.0, quiet: float = 0.25) -> None:
+        """Wait until the driver has had no child process (its background conntrack
+        flushes, queued by Leave before it returned) for `quiet` seconds."""
+        pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        calm_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if kernel_snapshot._children(pid):
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return
+            time.sleep(0.02)
+        raise AssertionError("the driver still runs child processes")
+
+    def reset_or_recover(self) -> None:
+        """`reset()`; if that fails (the test broke something), wipe the host and restart
+        its driver so the next test starts clean, then re-raise."""
+        try:
+            self.reset()
+        except BaseException:
+            for proc in self.spawn.procs:  # type: ignore[attr-defined]
+                self.spawn.stop(proc)  # type: ignore[attr-defined]
+            self.cleanup()
+            self.made_sandboxes.clear()
+            self.made_endpoints.clear()
+            self.made_networks.clear()
+            self.start()
+            raise
+
+    def records(self) -> dict[str, set[str]]:
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        try:
+            return {
+                kind: client.smembers(f"cnm:driver:{self.host_id}:{kind}")
+                for kind in ("networks", "endpoints", "sandboxes")
+            }
+        finally:
+            client.close()
+
     def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
@@ -123,20 +209,24 @@ class DriverHost:
         network_id: str | None = None,
     ) -> str:
         nid = network_id or new_id()
+        self.made_networks.append(nid)
         self.stub.CreateNetwork(
             network_request(nid, subnet, subnet6, options, internal, name, driver), timeout=T
         )
         return nid
 
     def sandbox(self, name: str = "c1", **kw) -> pb.Sandbox:
+        sid = new_id()
+        self.made_sandboxes.append(sid)
         return self.stub.CreateSandbox(
-            pb.CreateSandboxRequest(sandbox_id=new_id(), name=name, hostname=name, **kw), timeout=T
+            pb.CreateSandboxRequest(sandbox_id=sid, name=name, hostname=name, **kw), timeout=T
         )
 
     def endpoint(
         self, nid: str, address: str = "", address6: str = "", name: str = "", **kw
     ) -> str:
         eid = new_id()
+        self.made_endpoints.append((nid, eid))
         self.stub.CreateEndpoint(
             pb.CreateEndpointRequest(
                 network_id=nid,
@@ -224,3 +314,19 @@ def wait_until(fn, timeout: float = 10.0, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return fn()
+
+
+@contextmanager
+def shared_host(redis_url: str, netns_prefix: str, host_id: str = "h1") -> Iterator[DriverHost]:
+    """A driver in its own namespace host, for a whole module (see `DriverHost.reset`)."""
+    name = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    host = DriverHost(Procs(), redis_url, name, netns_prefix, host_id=host_id)
+    try:
+        host.start()
+        yield host
+    finally:
+        try:
+            host.close()
+        finally:
+            netns.delete(name)
