@@ -1,0 +1,204 @@
+"""The firewall's desired state: bridge networks, bridge ports and port mappings.
+
+Every value is parsed and validated when its dataclass is built, so a bad
+interface name, CIDR, address, port or protocol raises `InvalidArgument`
+naming the value before anything reaches the kernel. Strings are accepted
+where a typed value is expected (`"10.1.0.0/24"`, `"tcp"`) and normalised, so
+the dataclasses can be filled straight from proto fields or JSON.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from driver_service.osl import validate
+from services.errors import InvalidArgument
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+NETWORK_ID_MAX = 128
+_NETWORK_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+# (host address, protocol, host port): what identifies a published port.
+MappingKey = tuple[IPAddress, str, int]
+
+
+def network_id(value: object) -> str:
+    """A network id: 1..128 characters of [A-Za-z0-9_.-] (libnetwork uses 64 hex)."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= NETWORK_ID_MAX
+        or not _NETWORK_ID.fullmatch(value)
+    ):
+        raise InvalidArgument(
+            f"invalid network id {value!r}: use 1..{NETWORK_ID_MAX} of [A-Za-z0-9_.-]"
+        )
+    return value
+
+
+def protocol(value: object) -> str:
+    """'tcp', 'udp' or 'sctp' (case-insensitive)."""
+    text = value.lower() if isinstance(value, str) else value
+    if text not in PROTOCOLS:
+        raise InvalidArgument(f"invalid protocol {value!r}: must be one of {', '.join(PROTOCOLS)}")
+    return text
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"invalid {what} {value!r}: must be true or false")
+    return value
+
+
+def _subnet(value: object) -> IPNetwork:
+    net = validate.ip_network(value, "subnet")
+    if net.prefixlen == 0 or net.is_loopback or net.is_multicast or net.is_unspecified:
+        # A /0 would make the masquerade set match every source on the host.
+        raise InvalidArgument(f"invalid subnet {value!r}: not a usable bridge subnet")
+    return net
+
+
+def _container_ip(value: object) -> IPAddress:
+    ip = validate.ip_address(value, "container address")
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
+        raise InvalidArgument(f"invalid container address {value!r}: not a unicast address")
+    return ip
+
+
+def _host_ip(value: object) -> IPAddress:
+    ip = validate.ip_address(value, "host address")
+    if ip.is_multicast:
+        raise InvalidArgument(f"invalid host address {value!r}: multicast")
+    if ip.version == 6 and ip.is_loopback:
+        # IPv6 has no route_localnet: a packet from ::1 can never be NATed out of
+        # the host, so a mapping on [::1] could only ever be silently dead.
+        raise InvalidArgument(
+            f"invalid host address {value!r}: publishing on ::1 is not supported "
+            "(IPv6 cannot route loopback sources; use 127.0.0.1 or ::)"
+        )
+    return ip
+
+
+@dataclass(frozen=True)
+class BridgeNetwork:
+    """What the firewall must know about one bridge network on this host.
+
+    `subnets` are the network's IPv4/IPv6 subnets (sources to masquerade when
+    `masquerade` is on). `icc=False` drops traffic between the network's
+    sandboxes (their bridge ports must be registered with
+    `Firewall.attach_port`). `internal=True` means no forwarding in or out of
+    the bridge and no masquerade; it wins over `masquerade`.
+    """
+
+    network_id: str
+    bridge: str
+    subnets: tuple[IPNetwork, ...] = ()
+    icc: bool = True
+    masquerade: bool = True
+    internal: bool = False
+
+    def __post_init__(self) -> None:
+        subnets = self.subnets
+        if isinstance(subnets, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
+            subnets = (subnets,)
+        if not isinstance(subnets, tuple | list | frozenset | set):
+            raise InvalidArgument(f"invalid subnets {subnets!r}: expected a list of CIDRs")
+        object.__setattr__(self, "network_id", network_id(self.network_id))
+        object.__setattr__(self, "bridge", validate.ifname(self.bridge, "bridge name"))
+        object.__setattr__(
+            self, "subnets", tuple(sorted({_subnet(s) for s in subnets}, key=_net_sort_key))
+        )
+        object.__setattr__(self, "icc", _flag(self.icc, "icc flag"))
+        object.__setattr__(self, "masquerade", _flag(self.masquerade, "masquerade flag"))
+        object.__setattr__(self, "internal", _flag(self.internal, "internal flag"))
+
+    @property
+    def masquerades(self) -> bool:
+        return self.masquerade and not self.internal
+
+    def contains(self, ip: IPAddress) -> bool:
+        return any(ip in net for net in self.subnets)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port: (host_ip, protocol, host_port) -> (container_ip, container_port).
+
+    `host_ip` 0.0.0.0 (IPv4) or :: (IPv6) means every local address of the
+    host; a specific address (including 127.0.0.1) publishes on that address
+    only. Host and container address must be of the same family: publish a
+    dual-stack port as two mappings.
+    """
+
+    protocol: str
+    host_ip: IPAddress
+    host_port: int
+    container_ip: IPAddress
+    container_port: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protocol", protocol(self.protocol))
+        host_ip = _host_ip(self.host_ip)
+        container_ip = _container_ip(self.container_ip)
+        if host_ip.version != container_ip.version:
+            raise InvalidArgument(
+                f"invalid port mapping: host address {host_ip} and container address "
+                f"{container_ip} are of different IP versions"
+            )
+        object.__setattr__(self, "host_ip", host_ip)
+        object.__setattr__(self, "container_ip", container_ip)
+        object.__setattr__(self, "host_port", validate.port(self.host_port, "host port"))
+        object.__setattr__(
+            self, "container_port", validate.port(self.container_port, "container port")
+        )
+
+    @property
+    def key(self) -> MappingKey:
+        return (self.host_ip, self.protocol, self.host_port)
+
+    @property
+    def version(self) -> int:
+        return self.host_ip.version
+
+    @property
+    def all_addresses(self) -> bool:
+        return self.host_ip.is_unspecified
+
+    def host_binding(self) -> str:
+        """'0.0.0.0:8080' / '[::1]:8080', the form libnetwork's messages use."""
+        host = f"[{self.host_ip}]" if self.version == 6 else str(self.host_ip)
+        return f"{host}:{self.host_port}"
+
+    def __str__(self) -> str:
+        target = f"[{self.container_ip}]" if self.version == 6 else str(self.container_ip)
+        return f"{self.host_binding()}/{self.protocol} -> {target}:{self.container_port}"
+
+
+@dataclass(frozen=True)
+class FirewallState:
+    """Everything the firewall keeps in the kernel, as one immutable value.
+
+    `ports` pairs a bridge port (the host end of a sandbox's veth) with its
+    network id. A driver restarting rebuilds this from its store and hands it
+    to `Firewall.load`, which makes the kernel match in one sync.
+    """
+
+    networks: tuple[BridgeNetwork, ...] = ()
+    ports: tuple[tuple[str, str], ...] = ()
+    mappings: tuple[PortMapping, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not self.networks and not self.mappings
+
+
+def _net_sort_key(net: IPNetwork) -> tuple[int, int, int]:
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def mapping_sort_key(m: PortMapping) -> tuple[int, int, str, int]:
+    return (m.version, int(m.host_ip), m.protocol, m.host_port)
