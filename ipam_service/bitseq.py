@@ -169,19 +169,45 @@ class BitSequence:
             raise Exhausted(f"no free bit in [{start}, {end}]")
         return found
 
-    def iter_set(self) -> Iterator[int]:
-        """Yield the set ordinals in order (padding excluded); O(runs + set bits)."""
-        ends = [*self._starts[1:], self._block_count()]
-        for value, start, end in zip(self._values, self._starts, ends, strict=True):
+    def iter_set(self, start: int = 0) -> Iterator[int]:
+        """Yield the set ordinals >= `start` in order (padding excluded); lazy.
+
+        Skips to `start` by binary search, then costs O(runs + set bits) visited.
+        """
+        if start >= self._size:
+            return
+        self._check_ordinal(start)
+        nblocks, first = self._block_count(), start >> 5
+        for i in range(self._run_of(first), len(self._starts)):
+            value = self._values[i]
             if not value:
                 continue
-            bits = [i for i in range(BLOCK_BITS) if value & (1 << (31 - i))]
-            for block in range(start, end):
+            run_end = self._starts[i + 1] if i + 1 < len(self._starts) else nblocks
+            bits = [b for b in range(BLOCK_BITS) if value & (1 << (31 - b))]
+            for block in range(max(self._starts[i], first), run_end):
                 base = block << 5
                 for bit in bits:
-                    if base + bit >= self._size:
+                    ordinal = base + bit
+                    if ordinal >= self._size:
                         return
-                    yield base + bit
+                    if ordinal >= start:
+                        yield ordinal
+
+    def count_set(self, start: int = 0, end: int | None = None) -> int:
+        """Set bits in [start, end] (padding excluded); O(log runs + runs in the range)."""
+        start, end = self._check_range(start, end)
+        first, last = start >> 5, end >> 5
+        nblocks, total = self._block_count(), 0
+        for i in range(self._run_of(first), len(self._starts)):
+            lo = max(self._starts[i], first)
+            if lo > last:
+                break
+            hi = min((self._starts[i + 1] if i + 1 < len(self._starts) else nblocks) - 1, last)
+            total += self._values[i].bit_count() * (hi - lo + 1)
+        # Drop the bits of the first block before `start` and of the last block after `end`.
+        total -= (self._values[self._run_of(first)] & ~(_MASK32 >> (start & 31))).bit_count()
+        total -= (self._values[self._run_of(last)] & (_MASK32 >> ((end & 31) + 1))).bit_count()
+        return total
 
     # --- mutations ----------------------------------------------------------------------
 

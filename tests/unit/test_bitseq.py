@@ -337,6 +337,13 @@ def machine_for(size: int) -> type[RuleBasedStateMachine]:
         def set_bits_match(self) -> None:
             assert list(self.seq.iter_set()) == sorted(self.model.taken)
 
+        @rule(a=ordinals(size), b=ordinals(size))
+        def count_and_iterate_from(self, a: int, b: int) -> None:
+            start, end = min(a, b), max(a, b)
+            taken = self.model.taken
+            assert self.seq.count_set(start, end) == sum(start <= o <= end for o in taken)
+            assert list(self.seq.iter_set(start)) == sorted(o for o in taken if o >= start)
+
     BitSequenceMachine.__name__ = f"BitSequenceMachine_{size}"
     return BitSequenceMachine
 
