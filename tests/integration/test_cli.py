@@ -128,6 +128,8 @@ def test_network_lifecycle_shapes_and_errors(stack):
     assert ok(stack, "network", "ls", "-q", "-f", "label=team=a").split() == [net_id[:12]]
     assert ok(stack, "network", "ls", "-q", "-f", "name=web", "-f", "driver=null").split() == []
     assert ok(stack, "network", "ls", "-q", "-f", f"id={other_id[:6]}").split() == [other_id[:12]]
+    assert len(ok(stack, "network", "ls", "-q", "-f", "scope=local").split()) == 2
+    assert ok(stack, "network", "ls", "-q", "-f", "scope=global") == ""
 
     (obj,) = json.loads(ok(stack, "network", "inspect", "web"))
     assert obj["Id"] == net_id and obj["Name"] == "web" and obj["Driver"] == "bridge"

@@ -96,6 +96,13 @@ class Scripted(controller_pb2_grpc.ControllerServicer):
             id="e" * 64, network_name=request.network, port_bindings=request.spec.port_bindings
         )
 
+    def GetSandbox(self, request, context):
+        self._flaky(request)
+        # A sandbox of another machine: its namespace path does not exist here.
+        return pb.Sandbox(
+            id="5" * 64, name=request.id_or_name, host="far", key="/run/netns/cnm-not-here-x"
+        )
+
     def Watch(self, request, context):
         self.requests.append(request)
         for rev in range(request.since_revision + 1, 6):
@@ -346,3 +353,13 @@ def test_cnmctl_events_stops_after_limit(controller, capsys):
     assert len(lines) == 2
     assert lines[0] == "2023-11-14T22:13:22Z network create id2 (revision=2)"
     assert lines[1].split()[1:4] == ["network", "create", "id3"]
+
+
+def test_cnmctl_exec_refuses_a_sandbox_of_another_machine(controller, capsys):
+    _, address, _ = controller
+    code, out, err = cnmctl(address, "sandbox", "exec", "c1", "--", "true", capsys=capsys)
+    assert code == 1
+    assert err == (
+        "Error: the namespace of sandbox 'c1' (/run/netns/cnm-not-here-x) is not on this "
+        "machine (its host is 'far')\n"
+    )
