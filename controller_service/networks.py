@@ -234,7 +234,7 @@ class Networks:
     def _check_no_endpoints(self, net: Network, ep_ids: set[str]) -> None:
         if not ep_ids:
             return
-        eps = self.ctx.repo.endpoints(sorted(ep_ids))
+        eps = sorted(self.ctx.repo.endpoints(ep_ids), key=lambda e: (e.name, e.id))
         names = ", ".join(f"{e.name} ({e.id[:12]})" for e in eps) or ", ".join(sorted(ep_ids))
         raise FailedPrecondition(
             f"{describe(net)} has active endpoints: {names}",

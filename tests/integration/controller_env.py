@@ -151,3 +151,53 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
 
 def remove_run_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# Keys that change by themselves (heartbeats, liveness, leases, the event log).
+_VOLATILE = ("host:", "controller:", "events")
+
+
+def snapshot(redis_url: str, prefix: str = "cnm") -> dict[str, object]:
+    """Every stored fact except the volatile ones, type-aware, comparable with ==."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    out: dict[str, object] = {}
+    try:
+        for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
+            key = raw.decode()
+            if key[len(prefix) + 1 :].startswith(_VOLATILE):
+                continue
+            kind = client.type(raw).decode()
+            if kind == "string":
+                out[key] = client.get(raw)
+            elif kind == "hash":
+                out[key] = client.hgetall(raw)
+            elif kind == "set":
+                out[key] = client.smembers(raw)
+            elif kind == "zset":
+                out[key] = client.zrange(raw, 0, -1, withscores=True)
+            elif kind == "list":
+                out[key] = client.lrange(raw, 0, -1)
+            else:
+                out[key] = kind
+    finally:
+        client.close()
+    return out
+
+
+def kernel_view(host_netns: list[str], tag: str) -> dict[str, object]:
+    """Links of each host namespace and the tagged namespaces that exist."""
+    from harness.netns import run
+
+    view: dict[str, object] = {
+        "netns": sorted(
+            line.split()[0]
+            for line in run("ip", "netns", "list").stdout.splitlines()
+            if tag in line
+        )
+    }
+    for name in host_netns:
+        links = run("ip", "-n", name, "-o", "link", "show").stdout.splitlines()
+        view[name] = sorted(line.split(": ")[1].split("@")[0] for line in links)
+    return view
