@@ -1,0 +1,108 @@
+"""kill -9 of the controller in the middle of Connect, between the IPAM
+allocation and the driver's Join: a restarted controller's reconciler rolls
+the connection back within seconds, and the address is free again."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+from cnm.types.v1 import types_pb2
+from controller_env import T, World, kernel_view, remove_run_dir, wait_for
+from harness import kernel_snapshot, stack
+
+
+@pytest.fixture
+def world(spawn, redis_url, netns_prefix, netns_host):
+    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmk"))
+    try:
+        w.start_ipam()
+        w.start_driver("h1", netns_host)
+        yield w
+    finally:
+        stub = w.stub("survivor") if "survivor" in w.controllers else None
+        w.cleanup(stub)
+        remove_run_dir(w.run_dir)
+
+
+def _owned(world, pool_id: str, owner: str) -> list[str]:
+    with grpc.insecure_channel(world.ipam) as ch:
+        allocs = ipam_pb2_grpc.IpamStub(ch).ListAllocations(
+            ipam_pb2.ListAllocationsRequest(pool_id=pool_id), timeout=T
+        )
+    return [a.address for a in allocs.allocations if a.owner == owner]
+
+
+def _pool_of(world, network_id: str) -> str:
+    with grpc.insecure_channel(world.ipam) as ch:
+        pools = ipam_pb2_grpc.IpamStub(ch).ListPools(ipam_pb2.ListPoolsRequest(), timeout=T)
+    return next(p.pool_id for p in pools.pools if p.owner == network_id)
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param("after_ipam", id="after-ipam-allocation"),
+        pytest.param("endpoint_after_driver", id="after-driver-create-endpoint"),
+        # Past the join, but before it was recorded: the veth must go too.
+        pytest.param("after_join", id="after-driver-join"),
+    ],
+)
+def test_killed_mid_connect_is_rolled_back_by_the_next_controller(world, point):
+    world.start_controller("doomed", env={"CNM_TEST_CRASH_AT": point})
+    c = world.stub("doomed")
+    subnet = "10.82.0.0/24"
+    net = c.CreateNetwork(
+        pb.CreateNetworkRequest(
+            name="n", ipam=pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet=subnet)])
+        ),
+        timeout=T,
+    )
+    c.CreateSandbox(pb.CreateSandboxRequest(name="victim"), timeout=T)
+    hosts = list(world.host_netns.values())
+    kernel_before = kernel_view(hosts, kernel_snapshot.TEST_TAG)
+
+    with pytest.raises(grpc.RpcError) as err:
+        c.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert world.procs["doomed"].wait(5) == 137
+
+    # The intent and its address are there, owned by a dead controller.
+    import redis
+
+    r = redis.Redis.from_url(world.redis_url, decode_responses=True)
+    intents = r.zrange("cnm:controller:intents", 0, -1)
+    assert len(intents) == 1 and intents[0].startswith("ep:")
+    ep_id = intents[0][3:]
+    pool_id = _pool_of(world, net.id)
+    assert len(_owned(world, pool_id, ep_id)) == 1
+
+    started = time.monotonic()
+    world.start_controller("survivor")
+    s = world.stub("survivor")
+    wait_for(
+        lambda: (
+            not s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
+            and not r.zrange("cnm:controller:intents", 0, -1)
+        ),
+        timeout=15,
+        what="endpoint rolled back",
+    )
+    elapsed = time.monotonic() - started
+    print(f"rolled back {elapsed:.1f}s after the restart began")
+    assert elapsed < 10
+    assert _owned(world, pool_id, ep_id) == []
+    got = s.GetNetwork(pb.GetNetworkRequest(id_or_name="n"), timeout=T)
+    assert got.subnets[0].ips_in_use == 1  # the gateway only
+    assert list(got.endpoint_ids) == []
+    sb = s.GetSandbox(pb.GetSandboxRequest(id_or_name="victim"), timeout=T)
+    assert list(sb.endpoints) == []
+    assert kernel_view(hosts, kernel_snapshot.TEST_TAG) == kernel_before
+
+    # And the sandbox can be connected again.
+    ep = s.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
+    assert ep.state == pb.ENDPOINT_STATE_JOINED
+    r.close()
