@@ -81,6 +81,8 @@ def test_sandbox_on_two_networks_has_eth0_eth1_one_default_route_and_leave_clean
     # The default route moved to the remaining network: still exactly one.
     assert default_routes(sb) == ["default via 10.22.0.1 dev eth1 proto static "]
     assert ping(sb, "10.22.0.3")
+    # Isolation: with its interface on "front" gone, the sandbox cannot reach it through "back".
+    assert not ping(sb, "10.21.0.3", wait=0.3)
     # A new join takes the free name eth0 again.
     again = host.join(front, ep_front, sb.sandbox_id)
     assert again.interface_name == "eth0" and again.gateway == ""

@@ -21,6 +21,7 @@ not the name, is how reconciliation and --cleanup recognise cnm's links.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ from driver_service.models import (
     EndpointSpec,
     NetworkRecord,
     NetworkSpec,
+    PortBinding,
     SandboxRecord,
 )
 from driver_service.testhooks import AFTER_VETH, crash_point
@@ -157,8 +159,7 @@ class BridgeDriver:
             exist_ok=True,
         )
         try:
-            if not net.spec.internal:
-                self._forwarding(ipv6=bool(net.spec.ipv6))
+            # The firewall also turns forwarding on for non-internal networks.
             self.firewall.add_network(self._rules(net))
         except BaseException:
             if not existed:
@@ -167,12 +168,6 @@ class BridgeDriver:
                 except CnmError as e:
                     log.warning("rollback: cannot delete bridge %s: %s", cfg.bridge_name, e)
             raise
-
-    @staticmethod
-    def _forwarding(ipv6: bool) -> None:
-        osl.set_sysctl("net.ipv4.ip_forward", 1)
-        if ipv6:
-            osl.set_sysctl("net.ipv6.conf.all.forwarding", 1)
 
     def delete_network(self, net: NetworkRecord) -> None:
         cfg = self._config(net)
@@ -270,12 +265,75 @@ class BridgeDriver:
             alias=endpoint_alias(ep.id),
         )
         crash_point(AFTER_VETH)
+        published: list[PortBinding] = []
         try:
             self.firewall.attach_port(net.id, att.host_ifname)
+            for binding in self._bindings(net, ep):
+                self.firewall.publish(binding)
+                published.append(binding)
         except BaseException:
-            self._remove_veth(att, sandbox)
+            self._undo_join(net, att, sandbox, published)
             raise
-        return att
+        return dataclasses.replace(att, port_bindings=tuple(published))
+
+    def _bindings(self, net: NetworkRecord, ep: EndpointRecord) -> list[PortBinding]:
+        """The endpoint's fixed host ports, as mappings to its addresses.
+
+        Ports on internal networks are never published. Dynamic host ports
+        (host_port 0) and port ranges need the port allocator of issue 7: they
+        are not published, and so not reported back.
+        """
+        if net.spec.internal:
+            return []
+        cfg = self._config(net)
+        out = []
+        for pb in ep.spec.port_bindings:
+            single = pb.host_port_end in (0, pb.host_port) and pb.container_port_end in (
+                0,
+                pb.container_port,
+            )
+            if not pb.host_port or not single:
+                log.info("endpoint %s: %s not published (dynamic/range)", ep.id[:12], pb)
+                continue
+            if pb.host_ip:
+                targets = [
+                    (pb.host_ip, ep.spec.address if ":" not in pb.host_ip else ep.spec.address_ipv6)
+                ]
+            else:
+                targets = [(cfg.host_binding_ipv4, ep.spec.address), ("::", ep.spec.address_ipv6)]
+            for host_ip, container in targets:
+                if not container:
+                    continue
+                out.append(
+                    dataclasses.replace(
+                        pb,
+                        host_ip=host_ip,
+                        host_port_end=0,
+                        container_port_end=0,
+                        container_ip=_bare(container),
+                    )
+                )
+        return out
+
+    def _undo_join(
+        self,
+        net: NetworkRecord,
+        att: Attachment,
+        sandbox: SandboxRecord | None,
+        published: Sequence[PortBinding],
+    ) -> list[Exception]:
+        """Best effort, every step attempted: returns the errors."""
+        errors: list[Exception] = []
+        steps = [lambda b=b: self.firewall.unpublish(b) for b in published]
+        steps.append(lambda: self.firewall.detach_port(net.id, att.host_ifname))
+        steps.append(lambda: self._remove_veth(att, sandbox))
+        for step in steps:
+            try:
+                step()
+            except CnmError as e:
+                log.warning("undo join of %s: %s", att.host_ifname, e)
+                errors.append(e)
+        return errors
 
     def _remove_veth(self, att: Attachment, sandbox: SandboxRecord | None) -> None:
         peer_ns = sandbox.key if sandbox is not None and osl.is_netns(sandbox.key) else None
@@ -292,15 +350,7 @@ class BridgeDriver:
         att: Attachment,
         sandbox: SandboxRecord | None,
     ) -> None:
-        errors: list[Exception] = []
-        try:
-            self.firewall.detach_port(net.id, att.host_ifname)
-        except CnmError as e:
-            errors.append(e)
-        try:
-            self._remove_veth(att, sandbox)
-        except CnmError as e:
-            errors.append(e)
+        errors = self._undo_join(net, att, sandbox, att.port_bindings)
         self.conntrack.flush([_bare(ep.spec.address), _bare(ep.spec.address_ipv6)])
         if errors:
             raise errors[0] if len(errors) == 1 else MultiError(errors)
@@ -330,14 +380,15 @@ class BridgeDriver:
                 alias=network_alias(net.id),
                 exist_ok=True,
             )
-            if not net.spec.internal:
-                self._forwarding(ipv6=bool(net.spec.ipv6))
         ports = [
             (ep.network_id, ep.attachment.host_ifname)
             for ep in eps
             if ep.attachment is not None and ep.attachment.host_ifname
         ]
-        self.firewall.load([self._rules(n) for n in nets], ports)
+        bindings = [
+            b for ep in eps if ep.attachment is not None for b in ep.attachment.port_bindings
+        ]
+        self.firewall.load([self._rules(n) for n in nets], ports, bindings)
 
     def owned_link_names(
         self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from driver_service.models import PortBinding
+
 
 @dataclass(frozen=True)
 class NetworkRules:
@@ -43,8 +45,23 @@ class BridgeFirewall(Protocol):
         """Idempotent: a port that is not there is success."""
         ...
 
-    def load(self, networks: Sequence[NetworkRules], ports: Sequence[tuple[str, str]]) -> None:
-        """Make the kernel hold exactly these networks and (network id, port) pairs."""
+    def publish(self, binding: PortBinding) -> None:
+        """Publish one fixed host port to `binding.container_ip`. Idempotent;
+        ALREADY_EXISTS when another mapping holds the host binding."""
+        ...
+
+    def unpublish(self, binding: PortBinding) -> None:
+        """Idempotent: a mapping that is not there is success."""
+        ...
+
+    def load(
+        self,
+        networks: Sequence[NetworkRules],
+        ports: Sequence[tuple[str, str]],
+        bindings: Sequence[PortBinding],
+    ) -> None:
+        """Make the kernel hold exactly these networks, (network id, port) pairs and
+        published ports, in one sync."""
         ...
 
     def start(self) -> None:
