@@ -1,0 +1,218 @@
+"""The driver service as a process: capabilities, null and host drivers, host
+registration and heartbeat, sandbox files as peers come and go, the kernel's view
+of a sandbox, adopted namespaces, and the refusal of a TCP listener without mTLS."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+from cnm.driver.v1 import driver_pb2 as pb
+from cnm.driver.v1 import driver_pb2_grpc
+from cnm.types.v1 import types_pb2 as tpb
+from driver_world import T, links, netns_name, ping, shared_host
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import kernel_snapshot, netns
+from harness.stack import BIN, short_tmp
+
+from services.ids import new_id
+
+
+@pytest.fixture(scope="module")
+def world(redis_server, netns_prefix):
+    with shared_host(redis_server, netns_prefix) as h:
+        yield h
+
+
+@pytest.fixture
+def host(world):
+    yield world
+    world.reset_or_recover()
+
+
+def test_capabilities_list_bridge_null_and_host_with_local_scope(host):
+    caps = host.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=T).capabilities
+    assert {(c.name, c.scope, c.error) for c in caps} == {
+        ("bridge", tpb.SCOPE_LOCAL, ""),
+        ("null", tpb.SCOPE_LOCAL, ""),
+        ("host", tpb.SCOPE_LOCAL, ""),
+    }
+    one = host.stub.GetCapabilities(pb.GetCapabilitiesRequest(driver="null"), timeout=T)
+    assert [c.name for c in one.capabilities] == ["null"]
+
+
+def test_host_registers_and_heartbeats(host):
+    client = redis.Redis.from_url(host.redis_url, decode_responses=True)
+    try:
+        assert "h1" in client.smembers("cnm:hosts")
+        first = client.hgetall("cnm:host:h1")
+        assert first["id"] == "h1" and first["address"] == host.address
+        assert float(first["ttl"]) == 10.0
+        assert json.loads(first["drivers"]) == [
+            {"name": "bridge", "scope": "local", "error": ""},
+            {"name": "host", "scope": "local", "error": ""},
+            {"name": "null", "scope": "local", "error": ""},
+        ]
+        assert time.time() - float(first["last_heartbeat"]) <= float(first["ttl"])
+        time.sleep(2.5)
+        assert float(client.hget("cnm:host:h1", "last_heartbeat")) > float(first["last_heartbeat"])
+    finally:
+        client.close()
+
+
+def test_null_driver_sandbox_has_loopback_only(host):
+    nid = host.network(subnet="", driver="null", name="none")
+    sb = host.sandbox("quiet")
+    eid = host.endpoint(nid)
+    res = host.join(nid, eid, sb.sandbox_id)
+    assert res.interface_name == "" and res.gateway == ""
+    assert links(netns_name(sb)) == ["lo"]
+    assert ping(sb, "127.0.0.1")
+    view = host.stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+    assert [i.name for i in view.interfaces] == ["lo"]
+    host.leave(nid, eid, sb.sandbox_id)
+
+
+def test_host_driver_creates_nothing_and_shares_the_hosts_files(host):
+    before = links(host.host_ns)
+    nid = host.network(subnet="", driver="host", name="host")
+    sb = host.sandbox("hostnet")
+    eid = host.endpoint(nid)
+    res = host.join(nid, eid, sb.sandbox_id)
+    assert res.interface_name == ""
+    assert links(host.host_ns) == before and links(netns_name(sb)) == ["lo"]
+    hosts = Path(sb.hosts_path).read_text()
+    assert Path("/etc/hosts").read_text().strip() in hosts
+
+
+def test_hosts_files_follow_peers_as_they_join_and_leave(host):
+    nid = host.network("10.61.0.0/24", name="mesh")
+    a, _ = host.attach(
+        nid,
+        "10.61.0.2/24",
+        "a",
+        extra_hosts=[tpb.ExtraHost(hostname="db.example", address="10.9.9.9")],
+    )
+    sb_b = host.sandbox("b", domainname="corp.example")
+    eid_b = host.endpoint(nid, "10.61.0.3/24", name="b", aliases=["api", "api.v2"])
+    hosts_a = Path(a.hosts_path)
+    assert "10.61.0.3" not in hosts_a.read_text()
+    inode = hosts_a.stat().st_ino
+
+    host.join(nid, eid_b, sb_b.sandbox_id)
+
+    text = hosts_a.read_text()
+    assert "10.61.0.3\tb b.mesh api api.v2" in text
+    assert "10.9.9.9\tdb.example" in text
+    assert "127.0.0.1\tlocalhost" in text and "::1\tlocalhost ip6-localhost ip6-loopback" in text
+    assert hosts_a.stat().st_ino != inode  # replaced by rename, never rewritten in place
+    own_b = Path(sb_b.hosts_path).read_text().splitlines()[1]
+    assert own_b == "10.61.0.3\tb.corp.example b"
+
+    host.leave(nid, eid_b, sb_b.sandbox_id)
+    assert "10.61.0.3" not in hosts_a.read_text()
+
+
+def test_resolv_conf_uses_sandbox_dns_and_drops_ipv6_servers_without_ipv6(host):
+    dns = tpb.DnsConfig(
+        servers=["10.0.0.53", "fd00::53"], search=["corp.example"], options=["ndots:2"]
+    )
+    nid = host.network("10.62.0.0/24", subnet6="fd00:62::/64")
+    v4_only, _ = host.attach(nid, "10.62.0.2/24", "v4", dns=dns)
+    dual, _ = host.attach(nid, "10.62.0.3/24", "dual", address6="fd00:62::3/64", dns=dns)
+    text = Path(v4_only.resolv_conf_path).read_text()
+    assert "nameserver 10.0.0.53" in text and "fd00::53" not in text
+    assert "search corp.example" in text and "options ndots:2" in text
+    assert "nameserver fd00::53" in Path(dual.resolv_conf_path).read_text()
+    plain = host.sandbox("plain")
+    for line in Path(plain.resolv_conf_path).read_text().splitlines():
+        if line.startswith("nameserver"):
+            assert not line.split()[1].startswith(("127.", "::1"))
+
+
+def test_get_sandbox_reports_the_kernel_view(host):
+    nid = host.network("10.63.0.0/24")
+    sb, _ = host.attach(nid, "10.63.0.2/24", "seen")
+    netns.exec_in(netns_name(sb), "ip", "route", "add", "192.0.2.0/24", "via", "10.63.0.1")
+    view = host.stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+    assert view.sandbox == sb
+    assert {i.name for i in view.interfaces} == {"lo", "eth0"}
+    routes = {(r.destination, r.gateway, r.interface) for r in view.routes}
+    assert ("0.0.0.0/0", "10.63.0.1", "eth0") in routes
+    assert ("192.0.2.0/24", "10.63.0.1", "eth0") in routes  # made behind the driver's back
+
+
+def test_adopted_namespace_is_used_and_left_to_its_owner(host):
+    owned = f"cnmtest-{kernel_snapshot.TEST_TAG}-own{new_id()[:6]}"
+    netns.create(owned)
+    try:
+        nid = host.network("10.64.0.0/24")
+        sb = host.stub.CreateSandbox(
+            pb.CreateSandboxRequest(
+                sandbox_id=new_id(), name="adopted", external_key=f"/run/netns/{owned}"
+            ),
+            timeout=T,
+        )
+        assert sb.key == f"/run/netns/{owned}"
+        eid = host.endpoint(nid, "10.64.0.2/24")
+        host.join(nid, eid, sb.sandbox_id)
+        assert "eth0" in links(owned) and netns.ping(owned, "10.64.0.1")
+        host.stub.DeleteSandbox(pb.DeleteSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+        assert links(owned) == ["lo"]
+        assert Path(f"/run/netns/{owned}").exists()
+    finally:
+        netns.delete(owned)
+
+
+def test_tcp_listener_without_mutual_tls_is_refused_in_one_line(redis_url):
+    res = subprocess.run(
+        [
+            str(BIN / "cnm-driver"),
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            redis_url,
+            "--host-id",
+            "h9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "mutual TLS" in res.stderr
+
+
+def test_without_redis_health_is_not_serving_and_calls_are_unavailable(
+    spawn, netns_host, netns_prefix
+):
+    run_dir = short_tmp("cnmnoredis")
+    address = f"unix://{run_dir}/driver.sock"
+    try:
+        spawn(
+            ["nsenter", f"--net=/run/netns/{netns_host}", "--", str(BIN / "cnm-driver"),
+             "--listen", address, "--redis-url", f"unix://{run_dir}/no-redis.sock",
+             "--host-id", "h1", "--state-dir", str(run_dir / "state")],
+            env={"CNM_NETNS_PREFIX": netns_prefix},
+        )  # fmt: skip
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health_pb2.HealthCheckRequest(service="cnm.driver.v1.Driver")
+            grpc.channel_ready_future(channel).result(timeout=15)
+            assert (
+                health.Check(check, timeout=T).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            stub = driver_pb2_grpc.DriverStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.CreateSandbox(pb.CreateSandboxRequest(sandbox_id=new_id()), timeout=T)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "reconciling" in err.value.details()
+    finally:
+        spawn.stop_all()
+        shutil.rmtree(run_dir, ignore_errors=True)
