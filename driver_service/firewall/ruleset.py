@@ -7,6 +7,7 @@ Two tables belong to cnm and nothing else is ever touched:
       bridges         ifname            every cnm bridge
       internal        ifname            bridges of internal networks
       bridge_pairs    ifname . ifname   "br" . "br" for each bridge (same-bridge traffic)
+      bridge_nets_v4/_v6  ifname . addr (interval)  "br" . subnet for each subnet of a bridge
       masq_v4/_v6     addr (interval)   subnets of non-internal networks with masquerade on
     maps, ONE element per published port:
       ports_v4        ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
@@ -57,6 +58,8 @@ S_INTERNAL = "internal"
 S_PAIRS = "bridge_pairs"
 S_MASQ4 = "masq_v4"
 S_MASQ6 = "masq_v6"
+S_NETS4 = "bridge_nets_v4"
+S_NETS6 = "bridge_nets_v6"
 S_ICC_OFF = "icc_off_ports"
 M_PORTS4 = "ports_v4"
 M_PORTS4_ANY = "ports_v4_any"
@@ -72,7 +75,7 @@ C_POSTROUTING = "postrouting"
 
 INET_CHAINS = (C_GUARD, C_FORWARD, C_PORT_DNAT, C_PREROUTING, C_OUTPUT, C_POSTROUTING)
 BRIDGE_CHAINS = (C_FORWARD,)
-INET_SETS = (S_BRIDGES, S_INTERNAL, S_PAIRS, S_MASQ4, S_MASQ6)
+INET_SETS = (S_BRIDGES, S_INTERNAL, S_PAIRS, S_NETS4, S_NETS6, S_MASQ4, S_MASQ6)
 INET_MAPS = (M_PORTS4, M_PORTS4_ANY, M_PORTS6, M_PORTS6_ANY)
 BRIDGE_SETS = (S_ICC_OFF,)
 
@@ -85,6 +88,8 @@ table inet {TABLE} {{
     set {S_BRIDGES} {{ type ifname; }}
     set {S_INTERNAL} {{ type ifname; }}
     set {S_PAIRS} {{ type ifname . ifname; }}
+    set {S_NETS4} {{ type ifname . ipv4_addr; flags interval; }}
+    set {S_NETS6} {{ type ifname . ipv6_addr; flags interval; }}
     set {S_MASQ4} {{ type ipv4_addr; flags interval; }}
     set {S_MASQ6} {{ type ipv6_addr; flags interval; }}
     map {M_PORTS4} {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -155,6 +160,7 @@ def _dnat(family: str, addr_field: Json | None, proto_port: list[Json], mapname:
 
 
 _L4 = [_meta("l4proto"), _payload("th", "dport")]
+_CT_DNAT = _match({"ct": {"key": "status"}}, "dnat", "in")
 _LOCAL_DST = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
 
 # chain -> list of rule expressions, in order. The comments say why each exists.
@@ -176,7 +182,7 @@ INET_RULES: dict[str, list[list[Json]]] = {
         [_match(_meta("iifname"), f"@{S_INTERNAL}"), _DROP],
         [_match(_meta("oifname"), f"@{S_INTERNAL}"), _DROP],
         # Published ports are meant to be reached from anywhere, other bridges included.
-        [_match({"ct": {"key": "status"}}, "dnat", "in"), _ACCEPT],
+        [_CT_DNAT, _ACCEPT],
         # Isolation: bridge to a different bridge (same-bridge was accepted above).
         [
             _match(_meta("iifname"), f"@{S_BRIDGES}"),
@@ -201,8 +207,19 @@ INET_RULES: dict[str, list[list[Json]]] = {
             _match(_meta("oifname"), f"@{S_BRIDGES}"),
             _MASQ,
         ],
-        # Hairpin: a sandbox reaching a published port of its own bridge via a host address.
-        [_match({"ct": {"key": "status"}}, "dnat", "in"), _match(_pair(), f"@{S_PAIRS}"), _MASQ],
+        # Hairpin: a sandbox reaching a published port on its own bridge via a host
+        # address. Keyed on (out bridge, source subnet), not on the in-interface: with
+        # br_netfilter the DNATed packet is re-bridged and postrouting sees no iif.
+        [
+            _CT_DNAT,
+            _match({"concat": [_meta("oifname"), _payload("ip", "saddr")]}, f"@{S_NETS4}"),
+            _MASQ,
+        ],
+        [
+            _CT_DNAT,
+            _match({"concat": [_meta("oifname"), _payload("ip6", "saddr")]}, f"@{S_NETS6}"),
+            _MASQ,
+        ],
         # Anything else entering a bridge keeps its source: the client address is preserved.
         [_match(_meta("oifname"), f"@{S_BRIDGES}"), _RETURN],
         [_match(_payload("ip", "saddr"), f"@{S_MASQ4}"), _MASQ],
@@ -269,10 +286,20 @@ def network_elements(
         (INET, S_BRIDGES): [n.bridge for n in nets],
         (INET, S_INTERNAL): [n.bridge for n in nets if n.internal],
         (INET, S_PAIRS): [{"concat": [n.bridge, n.bridge]} for n in nets],
+        (INET, S_NETS4): [
+            _bridge_net(n.bridge, s) for n in nets for s in n.subnets if s.version == 4
+        ],
+        (INET, S_NETS6): [
+            _bridge_net(n.bridge, s) for n in nets for s in n.subnets if s.version == 6
+        ],
         (INET, S_MASQ4): [_prefix(str(s.network_address), s.prefixlen) for s in _collapse(masq4)],
         (INET, S_MASQ6): [_prefix(str(s.network_address), s.prefixlen) for s in _collapse(masq6)],
         (BRIDGE, S_ICC_OFF): sorted(icc_off_ports),
     }
+
+
+def _bridge_net(bridge: str, net: IPNetwork) -> Json:
+    return {"concat": [bridge, _prefix(str(net.network_address), net.prefixlen)]}
 
 
 def _collapse(nets: list[IPNetwork]) -> list[IPNetwork]:

@@ -24,6 +24,7 @@ Json = dict[str, Any]
 Elements = dict[tuple[str, str], frozenset[Any]]
 
 _INTERVAL_SETS = {(ruleset.INET, ruleset.S_MASQ4), (ruleset.INET, ruleset.S_MASQ6)}
+_BRIDGE_NET_SETS = {(ruleset.INET, ruleset.S_NETS4), (ruleset.INET, ruleset.S_NETS6)}
 
 
 def split_listing(listings: Iterable[list[Json]]) -> tuple[str, Elements]:
@@ -50,6 +51,8 @@ def canonical(key: tuple[str, str], elems: list[Any]) -> frozenset[Any]:
         for e in elems:
             nets.extend(_interval(e))
         return frozenset(ipaddress.collapse_addresses(nets)) if nets else frozenset()
+    if key in _BRIDGE_NET_SETS:
+        return frozenset((e["concat"][0], net) for e in elems for net in _interval(e["concat"][1]))
     return frozenset(json.dumps(e, sort_keys=True) for e in elems)
 
 
