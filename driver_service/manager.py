@@ -116,7 +116,7 @@ class Manager:
                         metadata={"network_id": spec.network_id},
                     )
                 # An earlier attempt stopped half-way: undo it, then start afresh.
-                self._remove_network(existing)
+                self.remove_network(existing)
             others = [n for n in self.state.networks() if n.id != spec.network_id]
             data = driver.plan_network(spec, others)
             rec = NetworkRecord(spec=spec, state=CREATING, data=dict(data))
@@ -153,10 +153,10 @@ class Manager:
                     reason="NETWORK_IN_USE",
                     metadata={"network_id": network_id},
                 )
-            self._remove_network(rec)
+            self.remove_network(rec)
             log.info("network %s deleted", network_id[:12])
 
-    def _remove_network(self, rec: NetworkRecord) -> None:
+    def remove_network(self, rec: NetworkRecord) -> None:
         """Intent, kernel teardown, then the records (the network's and its endpoints')."""
         if rec.state != DELETING:
             rec = dataclasses.replace(rec, state=DELETING)
@@ -267,7 +267,7 @@ class Manager:
                 if att.state == JOINED:
                     return self._result(ep, att)
                 # A join or leave stopped half-way: finish undoing it, then join afresh.
-                ep = self._detach(net, ep, att, sb)
+                ep = self.detach(net, ep, att, sb)
             if not self.sandboxes.alive(sb):
                 raise NotFound(
                     f"the network namespace of sandbox {sandbox_id!r} ({sb.key}) is gone",
@@ -350,14 +350,14 @@ class Manager:
             net = self.state.network(network_id)
             sb = self.state.sandbox(sandbox_id)
             if net is not None:
-                self._detach(net, ep, att, sb)
+                self.detach(net, ep, att, sb)
             else:
                 self.state.put_endpoint(dataclasses.replace(ep, attachment=None))
             if att.default_route and sb is not None:
-                self._hand_over_default_route(sb)
+                self.hand_over_default_route(sb)
         self._refresh_network(network_id, sandbox_id)
 
-    def _detach(
+    def detach(
         self,
         net: NetworkRecord,
         ep: EndpointRecord,
@@ -374,7 +374,7 @@ class Manager:
         self.state.put_endpoint(ep)
         return ep
 
-    def _hand_over_default_route(self, sb: SandboxRecord) -> None:
+    def hand_over_default_route(self, sb: SandboxRecord) -> None:
         """Give the default route to the next endpoint (join order) that offers a gateway."""
         joined = [
             e
@@ -428,7 +428,7 @@ class Manager:
                         reason="SANDBOX_EXISTS",
                         metadata={"sandbox_id": spec.sandbox_id},
                     )
-                self._remove_sandbox(existing)
+                self.remove_sandbox(existing)
             rec = self.sandboxes.plan(spec)
             self.state.put_sandbox(rec)
             try:
@@ -450,10 +450,10 @@ class Manager:
             rec = self.state.sandbox(sandbox_id)
             if rec is None:
                 return
-            self._remove_sandbox(rec)
+            self.remove_sandbox(rec)
             log.info("sandbox %s deleted", sandbox_id[:12])
 
-    def _remove_sandbox(self, rec: SandboxRecord) -> None:
+    def remove_sandbox(self, rec: SandboxRecord) -> None:
         """Leave every endpoint (best effort, all errors reported), then namespace and files."""
         if rec.state != DELETING:
             rec = dataclasses.replace(rec, state=DELETING)

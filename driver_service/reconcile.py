@@ -127,7 +127,7 @@ class Reconciler:
             if sb.state in (CREATING, DELETING):
                 with self.m.locks.sandbox(sb.id):
                     if self._try(
-                        f"settle sandbox {sb.id[:12]}", lambda sb=sb: self.m._remove_sandbox(sb)
+                        f"settle sandbox {sb.id[:12]}", lambda sb=sb: self.m.remove_sandbox(sb)
                     ):
                         if sb.state == CREATING:
                             self.report.undone += 1
@@ -157,12 +157,12 @@ class Reconciler:
                 continue
             if self._try(
                 f"undo join of endpoint {ep.id[:12]}",
-                lambda net=net, ep=ep, att=att, sb=sb: self.m._detach(net, ep, att, sb),
+                lambda net=net, ep=ep, att=att, sb=sb: self.m.detach(net, ep, att, sb),
             ):
                 self.report.undone += 1
                 if att.default_route and sb is not None:
                     self._try(
-                        "hand over default route", lambda sb=sb: self.m._hand_over_default_route(sb)
+                        "hand over default route", lambda sb=sb: self.m.hand_over_default_route(sb)
                     )
 
     def _settle_networks(self) -> None:
@@ -170,7 +170,7 @@ class Reconciler:
             if net.state not in (CREATING, DELETING):
                 continue
             if self._try(
-                f"settle network {net.id[:12]}", lambda net=net: self.m._remove_network(net)
+                f"settle network {net.id[:12]}", lambda net=net: self.m.remove_network(net)
             ):
                 if net.state == CREATING:
                     self.report.undone += 1
