@@ -1,0 +1,147 @@
+"""Sandboxes in-process (Manager + real namespaces + real Redis): the namespace, its
+hosts/resolv.conf files, adopted namespaces, and files following the records.
+
+No link is created here (only the null driver is used), so nothing touches the
+root namespace's interfaces; the namespaces carry this run's tagged prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+from harness import kernel_snapshot, netns
+
+from driver_service.drivers.null import NullDriver
+from driver_service.manager import Manager
+from driver_service.models import (
+    JOINED,
+    Attachment,
+    DnsConfig,
+    EndpointRecord,
+    EndpointSpec,
+    ExtraHost,
+    NetworkRecord,
+    NetworkSpec,
+    SandboxSpec,
+)
+from driver_service.registry import Registry
+from driver_service.sandbox import Sandboxes
+from driver_service.state import State
+from services.errors import InvalidArgument, NotFound
+from services.ids import new_id
+from services.store import Store
+
+
+@pytest.fixture
+def manager(redis_url, netns_prefix, tmp_path):
+    store = Store(redis_url)
+    state = State(store, "h1")
+    sandboxes = Sandboxes(state, state_dir=str(tmp_path), netns_prefix=netns_prefix)
+    resolv = tmp_path / "host-resolv.conf"
+    resolv.write_text("nameserver 127.0.0.53\nnameserver 10.1.1.1\nsearch lan\n")
+    sandboxes.host_resolv_conf = str(resolv)
+    m = Manager(state, Registry([NullDriver()]), sandboxes)
+    yield m
+    for sb in state.sandboxes():
+        m.delete_sandbox(sb.id)
+    store.close()
+
+
+def ns_names(prefix: str) -> list[str]:
+    return [
+        line.split()[0]
+        for line in netns.run("ip", "netns", "list").stdout.splitlines()
+        if line.startswith(prefix)
+    ]
+
+
+def test_sandbox_gets_a_named_namespace_and_its_two_files(manager, netns_prefix):
+    sb = manager.create_sandbox(
+        SandboxSpec(new_id(), name="web", hostname="web", domainname="corp.example",
+                    extra_hosts=(ExtraHost("db", "10.0.0.9"),))
+    )  # fmt: skip
+    name = Path(sb.key).name
+    assert name == f"{netns_prefix}{sb.id[:12]}" and name in ns_names(netns_prefix)
+    assert "state UNKNOWN" in netns.run("ip", "-n", name, "link", "show", "lo").stdout
+    hosts, resolv = Path(sb.hosts_path), Path(sb.resolv_conf_path)
+    assert hosts.parent == Path(manager.sandboxes.dir) / sb.id
+    assert stat.S_IMODE(hosts.stat().st_mode) == 0o644
+    assert "10.0.0.9\tdb" in hosts.read_text() and "127.0.0.1\tlocalhost" in hosts.read_text()
+    lines = resolv.read_text().splitlines()
+    assert "nameserver 10.1.1.1" in lines and "nameserver 127.0.0.53" not in lines
+
+    manager.delete_sandbox(sb.id)
+    assert name not in ns_names(netns_prefix) and not hosts.parent.exists()
+    manager.delete_sandbox(sb.id)  # idempotent
+
+
+def test_adopted_namespace_is_kept_on_delete(manager):
+    owned = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
+    netns.create(owned)
+    try:
+        sb = manager.create_sandbox(SandboxSpec(new_id(), external_key=f"/run/netns/{owned}"))
+        assert sb.key == f"/run/netns/{owned}" and sb.netns_name == ""
+        manager.delete_sandbox(sb.id)
+        assert owned in ns_names("cnmtest-") and not Path(sb.hosts_path).exists()
+    finally:
+        netns.delete(owned)
+
+
+@pytest.mark.parametrize(
+    "key, error",
+    [
+        pytest.param("REGULAR_FILE", InvalidArgument, id="regular-file"),
+        pytest.param("/proc/self/ns/uts", InvalidArgument, id="uts-namespace"),
+        pytest.param("/run/netns/cnm-no-such-namespace", NotFound, id="missing"),
+    ],
+)
+def test_bad_external_key_leaves_no_record_namespace_or_file(
+    manager, tmp_path, netns_prefix, key, error
+):
+    if key == "REGULAR_FILE":
+        key = str(tmp_path / "plain")
+        Path(key).write_text("not a namespace")
+    before = ns_names(netns_prefix)
+    with pytest.raises(error):
+        manager.create_sandbox(SandboxSpec(new_id(), external_key=key))
+    assert manager.state.sandboxes() == [] and ns_names(netns_prefix) == before
+    assert not manager.sandboxes.dir.exists()
+
+
+def test_files_follow_the_records(manager):
+    """hosts is rendered from the records: own line from the first joined endpoint,
+    a line per peer of each network, IPv6 nameservers only with an IPv6 address."""
+    resolv = Path(manager.sandboxes.host_resolv_conf)
+    resolv.write_text("nameserver 10.1.1.1\nnameserver fd00::1\n")
+    me = manager.create_sandbox(SandboxSpec(new_id(), name="me", hostname="me", dns=DnsConfig()))
+    peer = manager.create_sandbox(SandboxSpec(new_id(), name="peer"))
+    nid = new_id()
+    manager.state.put_network(NetworkRecord(NetworkSpec(nid, "blue", "null"), "ready"))
+
+    def joined(sandbox, address, address6="", name=""):
+        ep = EndpointRecord(
+            EndpointSpec(nid, new_id(), address=address, address_ipv6=address6, name=name),
+            attachment=Attachment(sandbox.id, JOINED, seq=1),
+        )
+        manager.state.put_endpoint(ep)
+        return ep
+
+    mine = joined(me, "10.0.0.2/24")
+    theirs = joined(peer, "10.0.0.3/24", "fd00::3/64", name="api")
+    manager.sandboxes.refresh([me.id, peer.id])
+    text = Path(me.hosts_path).read_text()
+    assert text.splitlines()[1] == "10.0.0.2\tme"
+    assert "10.0.0.3\tapi api.blue" in text and "fd00::3\tapi api.blue" in text
+    assert "fd00::1" not in Path(me.resolv_conf_path).read_text()
+    assert "nameserver fd00::1" in Path(peer.resolv_conf_path).read_text()
+
+    manager.state.put_endpoint(dataclasses.replace(theirs, attachment=None))
+    manager.sandboxes.refresh([me.id])
+    assert "api" not in Path(me.hosts_path).read_text()
+    for ep in (mine, theirs):
+        manager.state.drop_endpoint(ep.id)
+    manager.state.drop_network(nid)
