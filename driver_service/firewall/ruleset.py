@@ -38,6 +38,15 @@ and crashes on the array form). A skeleton without rules is inert (empty
 chains with policy accept) so creating it changes no packet's fate. Rules and
 elements then go in as ONE JSON transaction. No user value is ever formatted
 into nft syntax: elements are JSON values built from validated, typed data.
+
+What the bridge driver must do besides calling the firewall: register every
+sandbox's bridge port with `Firewall.attach_port` (ports of ICC-off networks
+are the only per-container elements), and turn hairpin mode on for bridge
+ports (IFLA_BRPORT_MODE, as Docker does without its userland proxy). With
+br_netfilter active, a sandbox connecting to its OWN published port through a
+host address is DNATed and re-bridged out of the port it came in on, which a
+bridge refuses unless that port is in hairpin mode; without br_netfilter the
+packet is routed and hairpin mode is not needed.
 """
 
 from __future__ import annotations
