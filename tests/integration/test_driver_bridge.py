@@ -170,3 +170,28 @@ def test_every_call_is_safe_to_repeat(host):
     with pytest.raises(grpc.RpcError) as err:
         host.stub.CreateNetwork(network_request(req.network_id, "10.28.0.0/24"), timeout=T)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_full_bridge_is_resource_exhausted_and_leaves_nothing(host, tmp_path):
+    nid = host.network("10.29.0.0/22", options={"com.docker.network.bridge.name": "cnmfull0"})
+    # The kernel's limit is 1023 ports per bridge (port numbers 1..1023): fill it.
+    batch = tmp_path / "ports.batch"
+    batch.write_text(
+        "".join(
+            f"link add fp{i} group 77 master cnmfull0 type veth peer name fq{i} group 77\n"
+            for i in range(1023)
+        )
+    )
+    host.host_exec("ip", "-batch", str(batch))
+    try:
+        sb = host.sandbox("late")
+        eid = host.endpoint(nid, "10.29.0.2/22")
+        with pytest.raises(grpc.RpcError) as err:
+            host.join(nid, eid, sb.sandbox_id)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "cnmfull0" in err.value.details() and "full" in err.value.details()
+        assert links(netns_name(sb)) == ["lo"]
+        assert f"veth{eid[:11]}" not in links(host.host_ns)
+    finally:
+        host.host_exec("ip", "link", "delete", "group", "77")
+    assert host.join(nid, eid, sb.sandbox_id).interface_name == "eth0"

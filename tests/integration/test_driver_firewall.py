@@ -173,3 +173,19 @@ def test_fixed_host_port_is_published_on_join_and_released_on_leave(host, ext):
     finally:
         server.kill()
         server.wait()
+
+
+def test_leave_flushes_conntrack_entries_of_the_endpoint_address(host, ext):
+    nid = host.network("10.65.0.0/24")
+    sb, eid = host.attach(nid, "10.65.0.2/24", "chatty")
+    send = (
+        "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('%s', 5353))"
+    )
+    netns.exec_in(netns_name(sb), sys.executable, "-c", send % OUTSIDE)
+
+    def flows() -> str:
+        return host.host_exec("conntrack", "-L", "-s", "10.65.0.2", check=False).stdout
+
+    assert wait_until(lambda: "dport=5353" in flows(), timeout=5)
+    host.leave(nid, eid, sb.sandbox_id)
+    assert wait_until(lambda: "dport=5353" not in flows(), timeout=5)
