@@ -359,34 +359,34 @@ class Firewall:
             self._verified_gen = before + 1
 
     def _sync(self, state: _State) -> None:
-        """Skeleton (inert, idempotent) then rules + every element in one transaction."""
+        """Skeleton (inert, idempotent) then rules + every element in one transaction,
+        then remember the kernel's rendering of the structure as the reference."""
         self._structure = None
-        before = self._gen.read()
-        commits: int | None = 0
         try:
-            self._backend.apply_script(ruleset.SKELETON)
-            self._backend.apply(state.full_commands())
-            commits = 2
+            clean = self._apply_full(state, ruleset.SKELETON)
         except NftError as e:
             # A declaration was changed behind our back (e.g. a chain's hook): start afresh.
             log.warning("cnm's nftables tables are damaged (%s); re-creating them", e)
-            self._backend.apply_script(ruleset.RECREATE_SKELETON)
-            self._backend.apply(state.full_commands())
-            commits = None  # unknown how many of the first attempt's commits landed
-        after = self._gen.read()
+            clean = self._apply_full(state, ruleset.RECREATE_SKELETON)
+        if not clean:
+            return  # someone else committed meanwhile: the next ensure() syncs again
+        gen = self._gen.read()
         listing = [
             self._backend.list_json(f, ruleset.TABLE) for f in (ruleset.INET, ruleset.BRIDGE)
         ]
-        if None in listing or self._gen.read() != after:
-            return  # someone raced us; the next ensure() syncs again
+        if None in listing or self._gen.read() != gen:
+            return
         structure, elements = verify.split_listing(listing)
-        self._structure = structure
-        if (
-            commits is not None
-            and after == before + commits
-            and elements == state.expected_elements()
-        ):
-            self._verified_gen = after
+        if elements == state.expected_elements():
+            self._structure = structure
+            self._verified_gen = gen
+
+    def _apply_full(self, state: _State, skeleton: str) -> bool:
+        """Two transactions; True when no one else committed in between."""
+        before = self._gen.read()
+        self._backend.apply_script(skeleton)
+        self._backend.apply(state.full_commands())
+        return self._gen.read() == before + 2
 
     def _delete_tables(self) -> None:
         self._backend.apply_script(ruleset.DELETE_TABLES)
