@@ -9,6 +9,9 @@ lines. The real stack is exercised in tests/integration/test_cli.py.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
 
@@ -31,7 +34,7 @@ from clients.errors import (
 )
 from clients.portspec import parse_port_spec
 from services import errors
-from services.server import Server, ServiceSpec
+from services.server import Server, ServiceSpec, TlsFiles
 
 SERVICE = "cnm.controller.v1.Controller"
 
@@ -363,3 +366,72 @@ def test_cnmctl_exec_refuses_a_sandbox_of_another_machine(controller, capsys):
         "Error: the namespace of sandbox 'c1' (/run/netns/cnm-not-here-x) is not on this "
         "machine (its host is 'far')\n"
     )
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def _openssl(*argv: str, cwd) -> None:
+    subprocess.run(["openssl", *argv], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=cnm-test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem", cwd=tmp_path,
+    )  # fmt: skip
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        _openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=tmp_path,
+        )  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", f"{name}.pem",
+            cwd=tmp_path,
+        )  # fmt: skip
+    return tmp_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_speaks_mutual_tls_over_tcp(tls_files):
+    d = tls_files
+    address = f"127.0.0.1:{_free_port()}"
+    servicer = Scripted()
+    server = Server(
+        [
+            ServiceSpec(
+                SERVICE,
+                lambda s, g: controller_pb2_grpc.add_ControllerServicer_to_server(s, g),
+                servicer,
+            )
+        ],
+        address,
+        tls=TlsFiles(cert=str(d / "server.pem"), key=str(d / "server.key"), ca=str(d / "ca.pem")),
+    )
+    server.start()
+    try:
+        with Client(
+            address,
+            timeout=5,
+            tls_ca=str(d / "ca.pem"),
+            tls_cert=str(d / "client.pem"),
+            tls_key=str(d / "client.key"),
+        ) as client:
+            assert client.get_network("n3").name == "n3"
+        # Without a client certificate the server refuses the handshake.
+        anonymous = Client(address, timeout=5, retries=0, tls_ca=str(d / "ca.pem"))
+        with anonymous, pytest.raises(UnavailableError):
+            anonymous.get_network("n3")
+    finally:
+        server.stop(0)
