@@ -2,8 +2,8 @@
 
 Deleting a veth costs ~20 ms of kernel time (unregistering a device waits for
 RCU grace periods). `delete_link_async` does the part a caller can observe
-synchronously, in about a millisecond, and leaves the expensive part to a
-background thread:
+synchronously (~4 ms for both ends of a veth, measured: two sockets and six
+small netlink requests), and leaves the expensive part to a background thread:
 
 1. now: each end that still exists is set down, detached from its bridge,
    put in the link group `TOMBSTONE_GROUP` and renamed `cnmgc<ifindex>`. From
