@@ -129,6 +129,8 @@ class DriverApp:
             self.hostreg.stop()
         if self.firewall is not None:
             self.firewall.close()
+        if self.manager is not None:
+            self.manager.sandboxes.flush(5.0)
         # Let queued link deletions and conntrack flushes finish before exiting.
         osl.wait_for_background_deletes(5.0)
         self.conntrack.wait_idle(5.0)

@@ -111,7 +111,8 @@ class Reconciler:
         self._settle_networks()
         self._restore()
         self._remove_orphans()
-        self.m.sandboxes.refresh(s.id for s in self.state.sandboxes() if s.state == READY)
+        ready = [s.id for s in self.state.sandboxes() if s.state == READY]
+        self.m.sandboxes.refresh(ready, now=ready)
         r = self.report
         log.info(
             "reconciled: %d undone, %d finished, %d orphans removed, %d errors",

@@ -15,8 +15,8 @@ last writer always writes the newest view.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Iterable
@@ -55,7 +55,8 @@ SHORT_ID = 12
 
 
 def _bare(cidr: str) -> str:
-    return str(ipaddress.ip_interface(cidr).ip)
+    """The address of a normalised CIDR ("10.0.0.2/24" -> "10.0.0.2")."""
+    return cidr.split("/", 1)[0]
 
 
 class Sandboxes:
@@ -63,7 +64,13 @@ class Sandboxes:
         self.state = state
         self.dir = Path(state_dir) / "sandboxes"
         self.netns_prefix = netns_prefix
+        # Serialises every file write; `_written` caches what each path holds.
         self._files_lock = threading.Lock()
+        self._written: dict[str, str] = {}
+        self._cv = threading.Condition()
+        self._pending: set[str] = set()
+        self._busy = False
+        self._writer: threading.Thread | None = None
         # Overridable for tests of the rendering; the host's own files otherwise.
         self.host_resolv_conf = HOST_RESOLV_CONF
         self.host_hosts = HOST_HOSTS
@@ -111,24 +118,71 @@ class Sandboxes:
             if namespace and rec.netns_name:
                 osl.delete_namespace(rec.netns_name)
         finally:
-            shutil.rmtree(Path(rec.hosts_path).parent, ignore_errors=True)
+            # Under the files lock: the background writer must not recreate the directory.
+            with self._files_lock:
+                shutil.rmtree(Path(rec.hosts_path).parent, ignore_errors=True)
+                self._written.pop(rec.hosts_path, None)
+                self._written.pop(rec.resolv_conf_path, None)
 
     def alive(self, rec: SandboxRecord) -> bool:
         return bool(rec.key) and osl.is_netns(rec.key)
 
     # --- files ----------------------------------------------------------------------------
 
-    def refresh(self, sandbox_ids: Iterable[str]) -> None:
-        """Rewrite the files of these sandboxes from the current records."""
+    def refresh(self, sandbox_ids: Iterable[str], *, now: Iterable[str] = ()) -> None:
+        """Rewrite the files of these sandboxes from the current records.
+
+        Those in `now` are written before this returns (the sandbox a Join or
+        Leave is about: its runtime reads the files next). The others (its
+        peers) are handed to a background writer that coalesces bursts: when
+        many sandboxes of a network join at once, each peer's file is rewritten
+        once per burst instead of once per join, and no Join waits for O(peers)
+        file writes. They are current a few milliseconds later (`flush` waits).
+        """
+        now = set(now)
         with self._files_lock:
-            for sid in sorted(set(sandbox_ids)):
-                rec = self.state.sandbox(sid)
-                if rec is None or rec.state == DELETING:
-                    continue
-                try:
-                    self._write_unlocked(rec)
-                except OSError as e:
-                    log.error("sandbox %s: cannot write its files: %s", sid, e)
+            for sid in sorted(now):
+                self._write_sid(sid)
+        later = set(sandbox_ids) - now
+        if later:
+            with self._cv:
+                self._pending |= later
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(
+                        target=self._write_pending, name="cnm-sandbox-files", daemon=True
+                    )
+                    self._writer.start()
+                self._cv.notify_all()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending:
+                    self._cv.wait()
+                batch, self._pending = self._pending, set()
+                self._busy = True
+            try:
+                with self._files_lock:
+                    for sid in sorted(batch):
+                        self._write_sid(sid)
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._cv.notify_all()
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the background writer has nothing left to write; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _write_sid(self, sid: str) -> None:
+        rec = self.state.sandbox(sid)
+        if rec is None or rec.state == DELETING:
+            return
+        try:
+            self._write_unlocked(rec)
+        except OSError as e:
+            log.error("sandbox %s: cannot write its files: %s", sid, e)
 
     def write_files(self, rec: SandboxRecord) -> None:
         with self._files_lock:
@@ -136,8 +190,11 @@ class Sandboxes:
 
     def _write_unlocked(self, rec: SandboxRecord) -> None:
         hosts, resolv = self.render(rec)
-        write_atomic(Path(rec.hosts_path), hosts)
-        write_atomic(Path(rec.resolv_conf_path), resolv)
+        for path, text in ((rec.hosts_path, hosts), (rec.resolv_conf_path, resolv)):
+            # Unchanged content is not rewritten (resolv.conf rarely changes at all).
+            if self._written.get(path) != text or not os.path.exists(path):
+                write_atomic(Path(path), text)
+                self._written[path] = text
 
     def render(self, rec: SandboxRecord) -> tuple[str, str]:
         """(hosts, resolv.conf) of a sandbox, from the records."""

@@ -307,6 +307,24 @@ def default_routes(sb: pb.Sandbox, family: str = "-4") -> list[str]:
     return [line for line in out.splitlines() if line.strip()]
 
 
+def hosts_text(sb: pb.Sandbox, *, has: tuple[str, ...] = (), lacks: tuple[str, ...] = ()) -> str:
+    """A sandbox's hosts file once it contains every `has` and none of `lacks`.
+
+    Peers' files are rewritten by the driver's background writer a moment after
+    the Join/Leave that changed them; the sandbox's own file is current at once.
+    """
+    path = Path(sb.hosts_path)
+
+    def ready() -> bool:
+        text = path.read_text()
+        return all(h in text for h in has) and not any(x in text for x in lacks)
+
+    assert wait_until(ready, timeout=5, interval=0.02), (
+        f"{path} never had {has} without {lacks}:\n{path.read_text()}"
+    )
+    return path.read_text()
+
+
 def wait_until(fn, timeout: float = 10.0, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

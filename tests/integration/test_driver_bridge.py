@@ -10,6 +10,7 @@ from cnm.driver.v1 import driver_pb2 as pb
 from driver_world import (
     T,
     default_routes,
+    hosts_text,
     links,
     netns_name,
     network_request,
@@ -41,11 +42,9 @@ def test_two_sandboxes_on_one_bridge_ping_both_ways_ipv4_and_ipv6(host):
     assert ping(a, "10.20.0.3") and ping(b, "10.20.0.2")
     assert ping(a, "fd00:20::3") and ping(b, "fd00:20::2")
 
-    hosts_a = Path(a.hosts_path).read_text()
-    hosts_b = Path(b.hosts_path).read_text()
-    assert "10.20.0.3\tbeta beta.front" in hosts_a
-    assert "fd00:20::3\tbeta beta.front" in hosts_a
-    assert "10.20.0.2\talpha alpha.front" in hosts_b
+    hosts_a = hosts_text(a, has=("10.20.0.3\tbeta beta.front", "fd00:20::3\tbeta beta.front"))
+    # b joined last: its own file was current when Join returned.
+    assert "10.20.0.2\talpha alpha.front" in Path(b.hosts_path).read_text()
     assert hosts_a.splitlines()[1] == "10.20.0.2\talpha"
     assert "eth0" in links(netns_name(a))
     assert len(default_routes(a)) == 1
@@ -68,16 +67,15 @@ def test_sandbox_on_two_networks_has_eth0_eth1_one_default_route_and_leave_clean
     ns = netns_name(sb)
     assert {"eth0", "eth1"} <= set(links(ns))
     assert default_routes(sb) == ["default via 10.21.0.1 dev eth0 proto static "]
-    hosts = Path(sb.hosts_path).read_text()
-    assert "10.21.0.3\tweb web.front" in hosts and "10.22.0.3\tdb db.back" in hosts
+    hosts_text(sb, has=("10.21.0.3\tweb web.front", "10.22.0.3\tdb db.back"))
     assert ping(sb, "10.21.0.3") and ping(sb, "10.22.0.3")
 
     host.leave(front, ep_front, sb.sandbox_id)
 
     assert "eth0" not in links(ns) and "eth1" in links(ns)
-    hosts = Path(sb.hosts_path).read_text()
+    hosts = Path(sb.hosts_path).read_text()  # the leaving sandbox's own file: current at once
     assert "web" not in hosts and "10.22.0.3\tdb db.back" in hosts
-    assert "app" not in Path(web.hosts_path).read_text()
+    hosts_text(web, lacks=("app",))
     # The default route moved to the remaining network: still exactly one.
     assert default_routes(sb) == ["default via 10.22.0.1 dev eth1 proto static "]
     assert ping(sb, "10.22.0.3")

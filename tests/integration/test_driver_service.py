@@ -16,7 +16,7 @@ import redis
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
 from cnm.types.v1 import types_pb2 as tpb
-from driver_world import T, links, netns_name, ping, shared_host
+from driver_world import T, hosts_text, links, netns_name, ping, shared_host
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp
@@ -107,8 +107,7 @@ def test_hosts_files_follow_peers_as_they_join_and_leave(host):
 
     host.join(nid, eid_b, sb_b.sandbox_id)
 
-    text = hosts_a.read_text()
-    assert "10.61.0.3\tb b.mesh api api.v2" in text
+    text = hosts_text(a, has=("10.61.0.3\tb b.mesh api api.v2",))
     assert "10.9.9.9\tdb.example" in text
     assert "127.0.0.1\tlocalhost" in text and "::1\tlocalhost ip6-localhost ip6-loopback" in text
     assert hosts_a.stat().st_ino != inode  # replaced by rename, never rewritten in place
@@ -116,7 +115,7 @@ def test_hosts_files_follow_peers_as_they_join_and_leave(host):
     assert own_b == "10.61.0.3\tb.corp.example b"
 
     host.leave(nid, eid_b, sb_b.sandbox_id)
-    assert "10.61.0.3" not in hosts_a.read_text()
+    hosts_text(a, lacks=("10.61.0.3",))
 
 
 def test_resolv_conf_uses_sandbox_dns_and_drops_ipv6_servers_without_ipv6(host):

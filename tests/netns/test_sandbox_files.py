@@ -132,7 +132,8 @@ def test_files_follow_the_records(manager):
 
     mine = joined(me, "10.0.0.2/24")
     theirs = joined(peer, "10.0.0.3/24", "fd00::3/64", name="api")
-    manager.sandboxes.refresh([me.id, peer.id])
+    manager.sandboxes.refresh([me.id, peer.id], now=[me.id])
+    assert manager.sandboxes.flush()
     text = Path(me.hosts_path).read_text()
     assert text.splitlines()[1] == "10.0.0.2\tme"
     assert "10.0.0.3\tapi api.blue" in text and "fd00::3\tapi api.blue" in text
@@ -140,7 +141,7 @@ def test_files_follow_the_records(manager):
     assert "nameserver fd00::1" in Path(peer.resolv_conf_path).read_text()
 
     manager.state.put_endpoint(dataclasses.replace(theirs, attachment=None))
-    manager.sandboxes.refresh([me.id])
+    manager.sandboxes.refresh([me.id], now=[me.id])
     assert "api" not in Path(me.hosts_path).read_text()
     for ep in (mine, theirs):
         manager.state.drop_endpoint(ep.id)
