@@ -14,7 +14,7 @@ from controller_service.config import ControllerConfig
 from controller_service.drivers_client import DriverClient, DriverClients
 from controller_service.hosts import Hosts
 from controller_service.ipam_client import IpamClient
-from controller_service.models import Endpoint, Network, Sandbox, Scope
+from controller_service.models import Endpoint, Host, Network, Sandbox, Scope
 from controller_service.repository import Record, Repository, Tx, kind_of
 from controller_service.resolve import resolve, resolve_id
 from services.errors import Aborted, NotFound
@@ -93,6 +93,16 @@ class Context:
         return obj
 
     # -- hosts
+    def probe(self, host: Host) -> Host:
+        """The host, once its driver service answered (UNAVAILABLE otherwise)."""
+        self.drivers.for_host(host).probe()
+        return host
+
+    def reachable(self, host_id: str) -> Host:
+        """A READY host whose driver service answers: checked before an
+        operation changes anything, so an unreachable host changes nothing."""
+        return self.probe(self.hosts.ready(host_id))
+
     def driver(self, host_id: str) -> DriverClient:
         """The driver service of a READY host (UNAVAILABLE otherwise)."""
         return self.drivers.for_host(self.hosts.ready(host_id))

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import grpc
 from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from controller_service import convert, deadline
 from controller_service.models import (
@@ -46,11 +47,46 @@ def _ipam_data(pools: tuple[PoolAllocation, ...], space: str) -> list[driver_pb2
     ]
 
 
+# Upper bound of the liveness probe done before an operation changes anything.
+PROBE_TIMEOUT = 2.0
+
+
 class DriverClient:
-    def __init__(self, host: Host, channel: grpc.Channel, timeout: float) -> None:
+    def __init__(
+        self,
+        host: Host,
+        channel: grpc.Channel,
+        timeout: float,
+        on_unavailable: Callable[[], None] = lambda: None,
+    ) -> None:
         self.host_id = host.id
         self.timeout = timeout
         self._stub = driver_pb2_grpc.DriverStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._on_unavailable = on_unavailable
+
+    def probe(self) -> None:
+        """UNAVAILABLE unless the driver service answers SERVING now. Done
+        before an operation's first change: a heartbeat within its TTL does
+        not prove the service still answers (it may hang or have just died),
+        and a failure here leaves nothing behind. Half of the remaining time
+        is kept for the operation itself."""
+        timeout = min(PROBE_TIMEOUT, max(deadline.MINIMUM, deadline.timeout(self.timeout) / 2))
+        try:
+            resp = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as e:
+            self._on_unavailable()
+            raise Unavailable(
+                f"driver service of host {self.host_id!r} does not answer: {e.code().name}",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": self.host_id},
+            ) from e
+        if resp.status != health_pb2.HealthCheckResponse.SERVING:
+            raise Unavailable(
+                f"driver service of host {self.host_id!r} is not serving",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": self.host_id},
+            )
 
     def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
         try:
@@ -59,6 +95,7 @@ class DriverClient:
             err = from_rpc_error(e, f"driver service of host {self.host_id!r}: {method}")
             if isinstance(err, Unavailable):
                 err.metadata.setdefault("host", self.host_id)
+                self._on_unavailable()
             raise err from e
 
     def create_network(self, net: Network, space: str) -> None:
@@ -190,7 +227,18 @@ class DriverClients:
             if channel is None:
                 channel = dial(host.address, timeout=self.timeout, **self._tls)
                 self._channels[host.address] = channel
-        return DriverClient(host, channel, self.timeout)
+        return DriverClient(host, channel, self.timeout, lambda: self._drop(host.address, channel))
+
+    def _drop(self, address: str, channel: grpc.Channel) -> None:
+        """Forgets a channel that failed: a channel in reconnect backoff fails
+        every call at once for up to minutes, so a host that comes back would
+        stay unreachable; the next call dials afresh instead."""
+        with self._lock:
+            if self._channels.get(address) is channel:
+                del self._channels[address]
+            else:
+                return
+        channel.close()
 
     def close(self) -> None:
         with self._lock:

@@ -96,7 +96,7 @@ class Endpoints:
             rules.check_not_on_network(net, sandbox, ctx.repo.sandbox_endpoints(sandbox.id))
         host = net.host if net.scope is Scope.LOCAL else (sandbox.host if sandbox else "")
         if host:
-            ctx.hosts.ready(host)
+            ctx.reachable(host)
         ep = Endpoint(
             id=ep_id,
             name=spec.name or (sandbox.name if sandbox else ep_id[:12]),
@@ -279,7 +279,7 @@ class Endpoints:
                 f"{describe(ep)} is {ep.state.value}; retry when it settles", reason="ENDPOINT_BUSY"
             )
         if ep.host:
-            ctx.hosts.ready(ep.host)  # UNAVAILABLE before anything changes
+            ctx.reachable(ep.host)  # UNAVAILABLE before anything changes
         ep = ctx.transition(ep, state=EndpointState.DELETING, **ctx.intent())
         self.finish_delete(ep)
         log.info("deleted endpoint %s (%s)", ep.name, ep.id)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
@@ -23,7 +22,6 @@ from services.errors import NotFound
 from services.rpc_errors import from_rpc_error
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 GATEWAY_OPTIONS = {"RequestAddressType": "com.docker.network.gateway"}
 
@@ -32,19 +30,35 @@ class IpamClient:
     def __init__(self, address: str, timeout: float, **tls: str) -> None:
         self.address = address
         self.timeout = timeout
+        self._tls = tls
+        self._lock = threading.Lock()
+        self._spaces: tuple[str, str] | None = None
         self._channel = dial(address, timeout=timeout, **tls)
         self._stub = ipam_pb2_grpc.IpamStub(self._channel)
-        self._spaces: tuple[str, str] | None = None
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
+    def _call(self, method: str, request: Any) -> Any:
+        stub = self._stub
         try:
-            return fn(request, timeout=deadline.timeout(self.timeout))
+            return getattr(stub, method)(request, timeout=deadline.timeout(self.timeout))
         except grpc.RpcError as e:
-            raise from_rpc_error(e, f"IPAM {method}") from e
+            err = from_rpc_error(e, f"IPAM {method}")
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                self._redial(stub)
+            raise err from e
+
+    def _redial(self, failed: ipam_pb2_grpc.IpamStub) -> None:
+        # A channel in reconnect backoff fails every call at once for up to
+        # minutes: after IPAM restarts, dial afresh instead.
+        with self._lock:
+            if self._stub is not failed:
+                return
+            old = self._channel
+            self._channel = dial(self.address, timeout=self.timeout, **self._tls)
+            self._stub = ipam_pb2_grpc.IpamStub(self._channel)
+        old.close()
 
     def default_spaces(self) -> tuple[str, str]:
         """(local, global) default address space names."""
@@ -52,7 +66,6 @@ class IpamClient:
             if self._spaces is None:
                 resp = self._call(
                     "GetDefaultAddressSpaces",
-                    self._stub.GetDefaultAddressSpaces,
                     ipam_pb2.GetDefaultAddressSpacesRequest(),
                 )
                 self._spaces = (
@@ -75,7 +88,6 @@ class IpamClient:
         """(pool_id, pool CIDR)."""
         resp = self._call(
             "RequestPool",
-            self._stub.RequestPool,
             ipam_pb2.RequestPoolRequest(
                 address_space=space,
                 pool=pool,
@@ -91,9 +103,7 @@ class IpamClient:
     def release_pool(self, pool_id: str) -> None:
         """Idempotent: a pool already gone is success."""
         with contextlib.suppress(NotFound):
-            self._call(
-                "ReleasePool", self._stub.ReleasePool, ipam_pb2.ReleasePoolRequest(pool_id=pool_id)
-            )
+            self._call("ReleasePool", ipam_pb2.ReleasePoolRequest(pool_id=pool_id))
 
     def request_address(
         self, pool_id: str, address: str = "", *, owner: str, options: dict[str, str] | None = None
@@ -101,7 +111,6 @@ class IpamClient:
         """The address in CIDR form."""
         resp = self._call(
             "RequestAddress",
-            self._stub.RequestAddress,
             ipam_pb2.RequestAddressRequest(
                 pool_id=pool_id, address=address, options=options or {}, owner=owner
             ),
@@ -113,19 +122,17 @@ class IpamClient:
         with contextlib.suppress(NotFound):
             self._call(
                 "ReleaseAddress",
-                self._stub.ReleaseAddress,
                 ipam_pb2.ReleaseAddressRequest(pool_id=pool_id, address=address),
             )
 
     def usage(self, pool_id: str) -> tuple[int, int]:
         """(used, free) of one pool."""
-        pool = self._call("GetPool", self._stub.GetPool, ipam_pb2.GetPoolRequest(pool_id=pool_id))
+        pool = self._call("GetPool", ipam_pb2.GetPoolRequest(pool_id=pool_id))
         return pool.used, pool.free
 
     def list_pools(self, page_size: int = 0, page_token: str = "") -> tuple[list[PoolUsage], str]:
         resp = self._call(
             "ListPools",
-            self._stub.ListPools,
             ipam_pb2.ListPoolsRequest(page_size=page_size, page_token=page_token),
         )
         pools = [
@@ -160,7 +167,6 @@ class IpamClient:
             try:
                 resp = self._call(
                     "ListAllocations",
-                    self._stub.ListAllocations,
                     ipam_pb2.ListAllocationsRequest(
                         pool_id=pool_id, page_size=1000, page_token=token
                     ),

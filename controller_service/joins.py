@@ -42,7 +42,7 @@ class Joins:
         net = self._network_of(ep)
         keys = ctx.repo.keys
         rules.check_join(net, ep, sb, ctx.repo.sandbox_endpoints(sb.id))
-        ctx.hosts.ready(sb.host)
+        ctx.reachable(sb.host)
         # Global scope: the endpoint reaches a driver only now, on the sandbox's host.
         needs_driver_endpoint = not ep.host
         original_host = ep.host
@@ -128,7 +128,7 @@ class Joins:
             raise FailedPrecondition(
                 f"{describe(ep)} is {ep.state.value}; retry when it settles", reason="ENDPOINT_BUSY"
             )
-        ctx.hosts.ready(ep.host)
+        ctx.reachable(ep.host)
         ep = ctx.transition(ep, state=EndpointState.LEAVING, **ctx.intent())
         try:
             ctx.driver_any_state(ep.host).leave(ep.network_id, ep.id, ep.sandbox_id)

@@ -53,7 +53,7 @@ class Networks:
         spec = validate.network_spec(spec)
         scope = ctx.hosts.driver_scope(spec.driver)
         if scope is Scope.LOCAL:
-            host = ctx.hosts.choose(spec.host, driver=spec.driver).id
+            host = ctx.probe(ctx.hosts.choose(spec.host, driver=spec.driver)).id
         elif spec.host:
             raise InvalidArgument(
                 f"driver {spec.driver!r} has global scope: `host` is only for local-scope drivers",
@@ -214,7 +214,7 @@ class Networks:
             )
         self._check_no_endpoints(net, ctx.repo.network_endpoint_ids(net.id))
         for host in self._hosts_of(net):
-            ctx.hosts.ready(host)  # UNAVAILABLE before anything changes
+            ctx.reachable(host)  # UNAVAILABLE before anything changes
 
         def fn(tx: Tx) -> Network:
             current = tx.network(net.id)

@@ -46,7 +46,7 @@ class Sandboxes:
     def create(self, spec: SandboxSpec, sb_id: str) -> Sandbox:
         ctx = self.ctx
         spec = validate.sandbox_spec(spec)
-        host = ctx.hosts.choose(spec.host)
+        host = ctx.probe(ctx.hosts.choose(spec.host))
         sb = Sandbox(
             id=sb_id,
             name=spec.name or default_name(spec, sb_id),
@@ -132,7 +132,7 @@ class Sandboxes:
         ctx = self.ctx
         if sb.state is State.CREATING:
             raise FailedPrecondition(f"{describe(sb)} is still being created", reason="IN_PROGRESS")
-        ctx.hosts.ready(sb.host)  # UNAVAILABLE before anything changes
+        ctx.reachable(sb.host)  # UNAVAILABLE before anything changes
         sb = ctx.transition(
             sb,
             state=State.DELETING,

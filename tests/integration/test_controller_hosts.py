@@ -1,0 +1,109 @@
+"""A driver service that stops answering: calls for its host fail with
+UNAVAILABLE within the caller's deadline (never a hang) and change nothing;
+the host shows UNREACHABLE (HOST_DOWN); back again, it is READY (HOST_UP)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+import pytest
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.events.v1 import events_pb2
+from controller_env import T, World, remove_run_dir, snapshot, wait_for
+from harness import stack
+
+# Fast heartbeats so "unreachable" is reached in about two seconds.
+FAST = {"CNM_HOST_TTL": "2", "CNM_HEARTBEAT_INTERVAL": "0.5"}
+
+
+@pytest.fixture
+def world(spawn, redis_url, netns_prefix, netns_host):
+    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmh"))
+    stub = None
+    try:
+        w.start_ipam()
+        w.start_driver("h1", netns_host, env=FAST)
+        w.start_controller()
+        stub = w.stub()
+        stub.CreateNetwork(pb.CreateNetworkRequest(name="hn"), timeout=T)
+        stub.CreateSandbox(pb.CreateSandboxRequest(name="hs"), timeout=T)
+        yield w
+    finally:
+        proc = w.procs.get("driver-h1")
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+        w.cleanup(stub)
+        remove_run_dir(w.run_dir)
+
+
+def _state(c) -> int:
+    return c.GetHost(pb.GetHostRequest(id="h1"), timeout=T).state
+
+
+def _calls(c):
+    """Calls that need host h1's driver service."""
+    return [
+        lambda t: c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=t),
+        lambda t: c.CreateSandbox(pb.CreateSandboxRequest(name="hs2", host="h1"), timeout=t),
+        lambda t: c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="hs"), timeout=t),
+        lambda t: c.DeleteNetwork(pb.DeleteNetworkRequest(id_or_name="hn"), timeout=t),
+    ]
+
+
+def _assert_unavailable_in_time(world, c, deadline: float) -> None:
+    for call in _calls(c):
+        before = snapshot(world.redis_url)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as err:
+            call(deadline)
+        took = time.monotonic() - started
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+        assert "h1" in err.value.details()
+        assert took < deadline
+        assert snapshot(world.redis_url) == before
+
+
+def test_frozen_driver_is_unavailable_within_the_deadline_then_unreachable(world):
+    c = world.stub()
+    proc = world.procs["driver-h1"]
+    os.kill(proc.pid, signal.SIGSTOP)  # accepts connections, answers nothing
+    # Still within its TTL: the call reaches the frozen service and must not hang.
+    _assert_unavailable_in_time(world, c, deadline=1.5)
+    wait_for(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, timeout=10, what="unreachable")
+    # Past its TTL: refused at once, naming the host.
+    _assert_unavailable_in_time(world, c, deadline=1.5)
+    os.kill(proc.pid, signal.SIGCONT)
+    wait_for(lambda: _state(c) == pb.HOST_STATE_READY, timeout=10, what="ready again")
+    ep = c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=T)
+    assert ep.state == pb.ENDPOINT_STATE_JOINED
+
+
+def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
+    c = world.stub()
+    watch = c.Watch(pb.WatchRequest(since_revision=0), timeout=60)
+    world.stop("driver-h1")
+    _assert_unavailable_in_time(world, c, deadline=3)
+    wait_for(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, timeout=10, what="unreachable")
+    listed = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
+    assert [(h.id, h.state) for h in listed] == [("h1", pb.HOST_STATE_UNREACHABLE)]
+
+    world.start_driver("h1", world.host_netns["h1"], env=FAST)
+    wait_for(lambda: _state(c) == pb.HOST_STATE_READY, timeout=10, what="ready again")
+    ep = c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=T)
+    assert ep.state == pb.ENDPOINT_STATE_JOINED
+
+    # The first HOST_UP (when h1 first registered) may or may not fall inside the
+    # watch; what must be there is a HOST_DOWN followed by a HOST_UP.
+    seen = []
+    for event in watch:
+        if event.type in (events_pb2.EVENT_TYPE_HOST_UP, events_pb2.EVENT_TYPE_HOST_DOWN):
+            assert event.id == "h1"
+            seen.append(event.type)
+        if events_pb2.EVENT_TYPE_HOST_DOWN in seen and seen[-1] == events_pb2.EVENT_TYPE_HOST_UP:
+            watch.cancel()
+            break
+    down = seen.index(events_pb2.EVENT_TYPE_HOST_DOWN)
+    assert seen[down:] == [events_pb2.EVENT_TYPE_HOST_DOWN, events_pb2.EVENT_TYPE_HOST_UP]
