@@ -38,6 +38,7 @@ from driver_service.registry import Registry
 from driver_service.sandbox import Sandboxes
 from driver_service.servicer import DriverServicer, Gate
 from driver_service.state import State
+from services.address import parse_address
 from services.config import ConfigError, load
 from services.errors import CnmError
 from services.logsetup import setup_logging
@@ -69,6 +70,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def registered_address(cfg: DriverConfig) -> str:
+    """The address other processes dial: a TCP wildcard listener is reached on
+    the advertise address (or stays as given when there is none)."""
+    addr = parse_address(cfg.listen)
+    host, _, port = addr.target.rpartition(":")
+    if addr.kind == "tcp" and cfg.advertise_addr and host.strip("[]") in ("0.0.0.0", "::", ""):
+        ip = cfg.advertise_addr
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    return cfg.listen
+
+
 class DriverApp:
     """The objects of one running service, shared by build, readiness and stop."""
 
@@ -94,7 +106,7 @@ class DriverApp:
         self.hostreg = HostRegistration(
             store,
             host_id=cfg.host_id,
-            address=cfg.listen,
+            address=registered_address(cfg),
             advertise_address=cfg.advertise_addr,
             drivers=registry.capabilities(),
             interval=cfg.heartbeat_interval,

@@ -57,6 +57,19 @@ def tables(host) -> str:
     return host.host_exec("nft", "list", "tables").stdout
 
 
+def test_default_mtu_is_the_mtu_of_the_default_route_interface(host):
+    host.host_exec("ip", "link", "set", "uplink", "mtu", "1400")
+    host.host_exec("ip", "route", "add", "default", "via", OUTSIDE)
+    try:
+        nid = host.network("10.49.0.0/24")
+        sb, _ = host.attach(nid, "10.49.0.2/24", "small")
+        assert "mtu 1400" in host.host_exec("ip", "link", "show", f"br-{nid[:12]}").stdout
+        assert "mtu 1400" in netns.exec_in(netns_name(sb), "ip", "link", "show", "eth0").stdout
+    finally:
+        host.host_exec("ip", "route", "del", "default", check=False)
+        host.host_exec("ip", "link", "set", "uplink", "mtu", "1500")
+
+
 def test_icc_off_blocks_sandboxes_of_one_bridge_but_not_the_gateway(host):
     nid = host.network("10.50.0.0/24", options={"com.docker.network.bridge.enable_icc": "false"})
     a, _ = host.attach(nid, "10.50.0.2/24", "a")

@@ -64,15 +64,17 @@ def test_kill9_in_the_middle_of_a_join_then_restart_undoes_it_and_a_fresh_join_w
     host.reset()
 
 
-def test_restart_after_kill9_keeps_joined_sandboxes_working(host):
+def test_restart_after_kill9_keeps_joined_sandboxes_working_and_recreates_a_lost_bridge(host):
     host.start()
     nid = host.network("10.41.0.0/24", name="keep")
     a, _ = host.attach(nid, "10.41.0.2/24", "a")
     b, _ = host.attach(nid, "10.41.0.3/24", "b")
     hosts_before = hosts_text(a, has=("10.41.0.3\tb b.keep",))
     host.kill9()
+    # While the driver is down, someone deletes the bridge: the sandboxes are cut off.
+    host.host_exec("ip", "link", "delete", f"br-{nid[:12]}")
     host.start()
-    assert ping(a, "10.41.0.3") and ping(b, "10.41.0.2")
+    assert ping(a, "10.41.0.3") and ping(b, "10.41.0.2") and ping(a, "10.41.0.1")
     assert Path(a.hosts_path).read_text() == hosts_before
     c, _ = host.attach(nid, "10.41.0.4/24", "c")
     assert ping(c, "10.41.0.2")

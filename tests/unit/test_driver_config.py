@@ -9,6 +9,7 @@ import pytest
 from driver_service.config import DriverConfig, finish
 from driver_service.drivers.host import HostDriver
 from driver_service.drivers.null import NullDriver
+from driver_service.main import registered_address
 from driver_service.registry import Registry
 from services.config import ConfigError, load
 from services.errors import NotFound
@@ -46,3 +47,20 @@ def test_registry_names_unknown_driver_and_lists_available():
     assert [c.name for c in reg.capabilities()] == ["host", "null"]
     with pytest.raises(NotFound, match="'bridge'.*host, null"):
         reg.get("bridge")
+
+
+@pytest.mark.parametrize(
+    "listen, advertise, expected",
+    [
+        ("unix:///run/cnm/driver.sock", "10.0.0.5", "unix:///run/cnm/driver.sock"),
+        ("0.0.0.0:7070", "10.0.0.5", "10.0.0.5:7070"),
+        ("[::]:7070", "fd00::5", "[fd00::5]:7070"),
+        ("10.0.0.9:7070", "10.0.0.5", "10.0.0.9:7070"),
+        ("0.0.0.0:7070", "", "0.0.0.0:7070"),
+    ],
+)
+def test_registered_address_prefers_the_advertise_address_over_a_wildcard(
+    listen, advertise, expected
+):
+    cfg = DriverConfig(listen=listen, advertise_addr=advertise)
+    assert registered_address(cfg) == expected

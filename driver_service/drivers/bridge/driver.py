@@ -363,10 +363,14 @@ class BridgeDriver:
         return info
 
     def restore(self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]) -> None:
-        """Recreate missing bridges, then make the firewall match the records."""
+        """Recreate missing bridges (and plug joined endpoints back into them),
+        then make the firewall match the records."""
+        links = {li.name: li for li in osl.list_links()}
+        bridge_of = {}
         for net in nets:
             cfg = self._config(net)
-            if not osl.link_exists(cfg.bridge_name):
+            bridge_of[net.id] = cfg.bridge_name
+            if cfg.bridge_name not in links:
                 log.warning(
                     "bridge %s of network %s is missing: recreating it",
                     cfg.bridge_name,
@@ -380,6 +384,17 @@ class BridgeDriver:
                 alias=network_alias(net.id),
                 exist_ok=True,
             )
+        for ep in eps:
+            att = ep.attachment
+            if att is None or not att.host_ifname or ep.network_id not in bridge_of:
+                continue
+            link = links.get(att.host_ifname)
+            if link is None:
+                log.error("endpoint %s: its veth %s is gone", ep.id[:12], att.host_ifname)
+            elif link.master != bridge_of[ep.network_id]:
+                # Its bridge was deleted (and recreated above) behind our back.
+                osl.set_master(att.host_ifname, bridge_of[ep.network_id])
+                osl.set_link_state(att.host_ifname, True)
         ports = [
             (ep.network_id, ep.attachment.host_ifname)
             for ep in eps
