@@ -297,6 +297,7 @@ class Endpoints:
                 driver = ctx.driver_any_state(ep.host)
                 if ep.sandbox_id:
                     driver.leave(ep.network_id, ep.id, ep.sandbox_id)
+                    crash_point("endpoint_delete_after_leave")
                 driver.delete_endpoint(ep.network_id, ep.id)
             except CnmError as e:
                 errors.append(e)

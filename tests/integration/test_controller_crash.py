@@ -106,3 +106,84 @@ def test_killed_mid_connect_is_rolled_back_by_the_next_controller(world, point):
     ep = s.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
     assert ep.state == pb.ENDPOINT_STATE_JOINED
     r.close()
+
+
+def _world_view(world, s) -> dict:
+    """What the API, IPAM and the hosts' kernels show."""
+    with grpc.insecure_channel(world.ipam) as ch:
+        pools = ipam_pb2_grpc.IpamStub(ch).ListPools(ipam_pb2.ListPoolsRequest(), timeout=T).pools
+    return {
+        "networks": sorted(
+            n.name for n in s.ListNetworks(pb.ListNetworksRequest(), timeout=T).networks
+        ),
+        "sandboxes": sorted(
+            x.name for x in s.ListSandboxes(pb.ListSandboxesRequest(), timeout=T).sandboxes
+        ),
+        "endpoints": sorted(
+            e.name for e in s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
+        ),
+        "pools": sorted((p.pool, p.used) for p in pools),
+        "kernel": kernel_view(list(world.host_netns.values()), kernel_snapshot.TEST_TAG),
+    }
+
+
+@pytest.mark.parametrize(
+    ("point", "action"),
+    [
+        # Disconnect dies after the driver's Leave: finished (the endpoint goes).
+        pytest.param(
+            "endpoint_delete_after_leave",
+            lambda c: c.Disconnect(pb.DisconnectRequest(network="n", sandbox="victim"), timeout=T),
+            id="disconnect-after-leave-is-finished",
+        ),
+        # CreateSandbox dies after the driver made the namespace: rolled back.
+        pytest.param(
+            "sandbox_after_driver",
+            lambda c: c.CreateSandbox(pb.CreateSandboxRequest(name="late"), timeout=T),
+            id="create-sandbox-after-driver-is-rolled-back",
+        ),
+        # CreateNetwork dies with its pool and gateway taken: rolled back.
+        pytest.param(
+            "network_after_ipam",
+            lambda c: c.CreateNetwork(
+                pb.CreateNetworkRequest(
+                    name="late",
+                    ipam=pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet="10.82.7.0/24")]),
+                ),
+                timeout=T,
+            ),
+            id="create-network-after-ipam-is-rolled-back",
+        ),
+    ],
+)
+def test_killed_mid_other_operations_ends_as_if_it_completed_or_never_began(world, point, action):
+    setup = world.start_controller("setup")
+    s0 = world.stub("setup")
+    s0.CreateNetwork(
+        pb.CreateNetworkRequest(
+            name="n", ipam=pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet="10.82.0.0/24")])
+        ),
+        timeout=T,
+    )
+    s0.CreateSandbox(pb.CreateSandboxRequest(name="victim"), timeout=T)
+    untouched = _world_view(world, s0)
+    s0.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
+    before = _world_view(world, s0)
+    world.stop("setup")
+    assert setup
+
+    world.start_controller("doomed", env={"CNM_TEST_CRASH_AT": point})
+    with pytest.raises(grpc.RpcError) as err:
+        action(world.stub("doomed"))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert world.procs["doomed"].wait(5) == 137
+
+    world.start_controller("survivor")
+    s = world.stub("survivor")
+    import redis
+
+    r = redis.Redis.from_url(world.redis_url, decode_responses=True)
+    wait_for(lambda: not r.zrange("cnm:controller:intents", 0, -1), timeout=10, what="settled")
+    r.close()
+    expected = untouched if point == "endpoint_delete_after_leave" else before
+    assert _world_view(world, s) == expected
