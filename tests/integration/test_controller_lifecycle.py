@@ -12,7 +12,7 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
 from controller_env import T, World, addresses_in, ping_all, remove_run_dir, sandbox_netns
-from harness import stack
+from harness import netns, stack
 
 
 @pytest.fixture
@@ -208,3 +208,75 @@ def test_hosts_drivers_and_pools_are_listed(world):
     pools = c.ListPools(pb.ListPoolsRequest(), timeout=T).pools
     mine = [p for p in pools if p.owner == net.id]
     assert len(mine) == 1 and mine[0].pool == "10.78.3.0/24" and mine[0].used == 1
+
+
+def test_explicit_endpoint_join_leave_rejoin_and_delete_while_joined(world):
+    c = world.stub()
+    c.CreateNetwork(
+        pb.CreateNetworkRequest(
+            name="manual",
+            enable_ipv6=True,
+            ipam=pb.IpamSpec(
+                configs=[
+                    types_pb2.IpamConfig(subnet="10.78.5.0/24"),
+                    types_pb2.IpamConfig(subnet="fd00:78:5::/64"),
+                ]
+            ),
+        ),
+        timeout=T,
+    )
+    a = c.CreateSandbox(pb.CreateSandboxRequest(name="ma"), timeout=T)
+    b = c.CreateSandbox(pb.CreateSandboxRequest(name="mb"), timeout=T)
+    spec = pb.EndpointSpec(
+        name="web",
+        ipv4_address="10.78.5.50",
+        mac_address="02:42:0a:4e:05:32",
+        aliases=["www"],
+        # A fixed host port (the driver does not publish dynamic ones yet); the
+        # host is this test's own namespace, so no other test competes for it.
+        port_bindings=[types_pb2.PortBinding(container_port=80, host_port=18081)],
+    )
+    ep = c.CreateEndpoint(pb.CreateEndpointRequest(network="manual", spec=spec), timeout=T)
+    assert ep.state == pb.ENDPOINT_STATE_READY and ep.sandbox_id == "" and ep.host == "h1"
+    assert ep.ipv4_address == "10.78.5.50/24" and ep.ipv6_address.startswith("fd00:78:5::")
+    assert ep.mac_address == "02:42:0a:4e:05:32"
+
+    joined = c.Join(pb.JoinRequest(endpoint_id=ep.id, sandbox="ma"), timeout=T)
+    assert joined.state == pb.ENDPOINT_STATE_JOINED and joined.sandbox_id == a.id
+    assert joined.interface_name and joined.gateway == "10.78.5.1"
+    published = list(joined.published_ports)
+    # One mapping per address family of the endpoint, as Docker publishes them.
+    assert {(p.container_port, p.host_port, p.container_ip) for p in published} == {
+        (80, 18081, "10.78.5.50"),
+        (80, 18081, ep.ipv6_address.split("/")[0]),
+    }
+    inside = addresses_in(sandbox_netns(a))
+    assert (
+        "10.78.5.50/24" in inside
+        and "fd00:78:5::" in inside
+        and "02:42:0a:4e:05:32" in (netns.exec_in(sandbox_netns(a), "ip", "-o", "link").stdout)
+    )
+    peer = c.Connect(pb.ConnectRequest(network="manual", sandbox="mb"), timeout=T)
+    assert ping_all(sandbox_netns(b), ["10.78.5.50"]) == []
+    v6 = ep.ipv6_address.split("/")[0]
+    res = netns.exec_in(sandbox_netns(b), "ping", "-6", "-c1", "-W2", v6, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    left = c.Leave(pb.LeaveRequest(endpoint_id=ep.id, sandbox="ma"), timeout=T)
+    assert (
+        left.state == pb.ENDPOINT_STATE_READY and left.sandbox_id == "" and not left.published_ports
+    )
+    assert "10.78.5.50" not in addresses_in(sandbox_netns(a))
+    again = c.Join(pb.JoinRequest(endpoint_id=ep.id, sandbox="ma"), timeout=T)
+    assert again.state == pb.ENDPOINT_STATE_JOINED
+
+    # DeleteSandbox leaves every endpoint; an explicit endpoint stays, ready.
+    c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="ma"), timeout=T)
+    kept = c.GetEndpoint(pb.GetEndpointRequest(id=ep.id), timeout=T)
+    assert kept.state == pb.ENDPOINT_STATE_READY and kept.sandbox_id == ""
+    # Deleting an endpoint that is joined leaves first.
+    c.DeleteEndpoint(pb.DeleteEndpointRequest(id=peer.id), timeout=T)
+    assert "10.78.5." not in addresses_in(sandbox_netns(b))
+    c.DeleteEndpoint(pb.DeleteEndpointRequest(id=ep.id), timeout=T)
+    got = c.GetNetwork(pb.GetNetworkRequest(id_or_name="manual"), timeout=T)
+    assert [s.ips_in_use for s in got.subnets] == [1, 1]  # the gateways
