@@ -180,8 +180,13 @@ class BridgeDriver:
             link = osl.get_link(cfg.bridge_name)
         except NotFound:
             link = None
+        # plan_network made sure no foreign link had this name, so a bridge without
+        # an alias is ours too: a crash hit between its creation and its alias.
+        ours = link is not None and (
+            link.alias == network_alias(net.id) or (link.kind == "bridge" and not link.alias)
+        )
         try:
-            if link is not None and link.alias == network_alias(net.id):
+            if ours:
                 osl.delete_link(cfg.bridge_name)
         except CnmError as e:
             errors.append(e)
