@@ -9,7 +9,6 @@ the driver itself (`Driver.plan_network`), also before any kernel step.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 
 from driver_service.models import (
@@ -21,7 +20,6 @@ from driver_service.models import (
     NetworkSpec,
     PortBinding,
     SandboxSpec,
-    StaticRoute,
 )
 from driver_service.osl import validate
 from services.errors import InvalidArgument
@@ -168,18 +166,3 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
         for h in spec.extra_hosts
     )
     return dataclasses.replace(spec, dns=_dns(spec.dns), extra_hosts=extra)
-
-
-def static_route(route: StaticRoute) -> StaticRoute:
-    dst = validate.ip_network(route.destination, "static route destination")
-    hop = ""
-    if route.next_hop:
-        gw = validate.ip_address(route.next_hop, "static route next hop")
-        if gw.version != dst.version:
-            raise InvalidArgument(f"next hop {gw} is not of the same family as {dst}")
-        hop = str(gw)
-    return StaticRoute(destination=str(dst), next_hop=hop)
-
-
-def same_family(a: str, b: str) -> bool:
-    return ipaddress.ip_interface(a).version == ipaddress.ip_interface(b).version
