@@ -2,24 +2,81 @@
 # The README's first command: sudo scripts/demo.sh
 #
 # On a fresh Debian/Ubuntu machine, as root: installs what is missing
-# (scripts/setup.sh), starts cnmd in the background on its own Redis, and
-# shows the health of every component. Idempotent: a cnmd that already runs
-# is reused. Stop it with `sudo .venv/bin/cnmd stop`.
+# (scripts/setup.sh), starts cnmd in the background on its own Redis (or
+# reuses a cnmd that already runs), then walks a short cnmctl scenario: a
+# bridge network, two sandboxes, an HTTP server in one with its port
+# published on 127.0.0.1, ping between them, the page fetched through the
+# published port. Each step is printed as the command, then its output.
 #
-# cnmd's own settings apply (CNM_RUN_DIR, CNM_DATA_DIR, CNM_HOST_ID, ... or
-# /etc/cnm/cnm.toml when present); the defaults are /run/cnm and /var/lib/cnm.
+# Idempotent: the demo's objects (network "demo", sandboxes "web" and
+# "client", all labelled cnm.demo=true) left by a previous run are removed
+# first; an object of the same name without that label stops the demo.
+# The HTTP server is stopped by PID at the end of the scenario (also when a
+# step fails); the network and sandboxes are left for exploring.
 #
-# Structure: one function per stage, run in order by main(). The cnmctl
-# scenario belongs in scenario(); it runs against a cnmd that is SERVING.
-set -euo pipefail
+# Environment:
+#   CNM_RUN_DIR, CNM_DATA_DIR, CNM_HOST_ID, CNM_NETNS_PREFIX, ...  cnmd's own
+#       settings (defaults /run/cnm, /var/lib/cnm); /etc/cnm/cnm.toml is used
+#       when it exists (CNM_CONFIG=FILE for another, CNM_CONFIG= for none)
+#   CNM_DEMO_SUBNET    the demo network's subnet (default 10.123.0.0/24)
+#   CNM_DEMO_PORT      the published port on 127.0.0.1 (default 8080)
+#   CNM_DEMO_SETUP=0   skip scripts/setup.sh (the machine is set up already)
+#   CNM_DEMO_STOP=1    at the end, remove the demo's objects and stop cnmd
+#
+# Structure: one function per stage, run in order by main().
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CNMD=("$ROOT/.venv/bin/cnmd")
-CNMCTL=("$ROOT/.venv/bin/cnmctl")
-CONFIG=${CNM_CONFIG:-/etc/cnm/cnm.toml}
-[[ -f $CONFIG ]] && CNMD+=(--config "$CONFIG")
+CONFIG=${CNM_CONFIG-/etc/cnm/cnm.toml}
+[[ -n $CONFIG && -f $CONFIG ]] && CNMD+=(--config "$CONFIG")
+SUBNET=${CNM_DEMO_SUBNET:-10.123.0.0/24}
+PORT=${CNM_DEMO_PORT:-8080}
+NET=demo
+SANDBOXES=(web client)
+LABEL=cnm.demo=true
+PAGE_TEXT="Hello from the web sandbox"
+
+HTTP_PID=""
+WWW=""
+RUN_DIR=""
+STEP=""
+ERRORED=0
 
 say() { printf '\n== %s\n' "$*"; }
+
+# What a newcomer would type: `cnmctl ...` is the venv's, on this cnmd's
+# controller socket (CNM_CONTROLLER, exported by find_run_dir).
+cnmctl() { "$ROOT/.venv/bin/cnmctl" "$@"; }
+
+# Prints the command as it would be typed (arguments with spaces or quotes
+# single-quoted), then runs it.
+show() {
+    local out="" arg
+    for arg in "$@"; do
+        if [[ $arg =~ [[:space:]\"\'\$\(\)\;\&\|\<\>] ]]; then
+            out+="'${arg//\'/\'\\\'\'}' "
+        else
+            out+="$arg "
+        fi
+    done
+    STEP=${out% }
+    printf '\n$ %s\n' "$STEP"
+}
+run() {
+    show "$@"
+    "$@"
+}
+
+on_error() {
+    # Once: with errtrace the trap also fires in each function the error leaves.
+    ((ERRORED)) && return
+    ERRORED=1
+    echo "demo.sh: failed (exit $1)${STEP:+ after: $STEP}" >&2
+    [[ -z $RUN_DIR ]] || echo "demo.sh: see ${CNMD[*]} status, and the logs in the data dir's log/" >&2
+}
+trap 'on_error $?' ERR
+trap 'stop_http_server quiet; [[ -z $WWW ]] || rm -rf "$WWW"' EXIT
 
 require_root() {
     if ((EUID != 0)); then
@@ -29,8 +86,25 @@ require_root() {
 }
 
 setup() {
+    if [[ ${CNM_DEMO_SETUP:-1} == 0 ]]; then
+        return
+    fi
     say "set-up (scripts/setup.sh)"
     scripts/setup.sh
+}
+
+# cnmd's run dir as cnmd itself resolves it (config file, CNM_RUN_DIR, default).
+find_run_dir() {
+    RUN_DIR=$(
+        CONFIG=$CONFIG "$ROOT/.venv/bin/python" -c '
+import os
+from pathlib import Path
+from services.cnmd import CnmdConfig
+from services.config import load
+cfg = load(CnmdConfig, section="cnmd", file=os.environ["CONFIG"] if os.path.isfile(os.environ["CONFIG"]) else None)
+print(Path(cfg.run_dir).absolute())'
+    )
+    export CNM_CONTROLLER="unix://$RUN_DIR/controller.sock"
 }
 
 start_cnmd() {
@@ -53,20 +127,180 @@ show_status() {
     "${CNMD[@]}" status
 }
 
-# The cnmctl walk-through (networks, sandboxes, ping between them) goes here;
-# CNMCTL is the CLI, and cnmd is SERVING when this runs.
+# --- the scenario -----------------------------------------------------------------------------
+
+# "yes" when `cnmctl KIND inspect NAME` finds an object labelled cnm.demo=true,
+# "other" when the name belongs to something else, "" when there is none.
+owner() {
+    cnmctl "$1" inspect "$2" 2>/dev/null | "$ROOT/.venv/bin/python" -c '
+import json, sys
+objs = json.load(sys.stdin)
+print("yes" if objs[0].get("Labels", {}).get("cnm.demo") == "true" else "other")' 2>/dev/null || true
+}
+
+# The IPv4 address (without prefix length) of a sandbox's only endpoint.
+sandbox_ip() {
+    cnmctl sandbox inspect "$1" | "$ROOT/.venv/bin/python" -c '
+import json, sys
+print(json.load(sys.stdin)[0]["Endpoints"][0]["IPv4Address"].split("/")[0])'
+}
+
+http_pid_file() { echo "${RUN_DIR:-/nonexistent}/demo-http.pid"; }
+
+# Stops the HTTP server this script started (or an earlier run left behind,
+# found through the pid file), by PID, only if that PID still runs http.server.
+stop_http_server() {
+    local pid=$HTTP_PID file
+    file=$(http_pid_file)
+    [[ -n $pid || ! -f $file ]] || pid=$(<"$file")
+    [[ -n $pid ]] || return 0
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'http\.server'; then
+        [[ $1 == quiet ]] || show kill "$pid"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    fi
+    HTTP_PID=""
+    rm -f "$file"
+}
+
+remove_demo_objects() {
+    local sb found=0
+    for sb in "${SANDBOXES[@]}"; do
+        case $(owner sandbox "$sb") in
+            yes) found=1; run cnmctl sandbox rm "$sb" ;;
+            other) refuse sandbox "$sb" ;;
+        esac
+    done
+    case $(owner network "$NET") in
+        yes) found=1; run cnmctl network rm "$NET" ;;
+        other) refuse network "$NET" ;;
+    esac
+    ((found)) || echo "(nothing to remove)"
+}
+
+refuse() {
+    echo "demo.sh: a $1 named \"$2\" exists and is not the demo's (no label $LABEL);" \
+        "remove it or run the demo against another cnmd (CNM_RUN_DIR, CNM_DATA_DIR)" >&2
+    exit 1
+}
+
 scenario() {
-    :
+    say "the scenario: cnmctl is $ROOT/.venv/bin/cnmctl, CNM_CONTROLLER=$CNM_CONTROLLER"
+    stop_http_server quiet
+    echo "Removing what a previous run of the demo left, if anything:"
+    remove_demo_objects
+
+    say "a bridge network"
+    run cnmctl network create -d bridge --subnet "$SUBNET" --label "$LABEL" "$NET"
+
+    say "two sandboxes (each a network namespace: one container's network stack)"
+    run cnmctl sandbox create --hostname web --label "$LABEL" web
+    run cnmctl sandbox create --hostname client --label "$LABEL" client
+
+    say "both connected; web's port 80 published on 127.0.0.1:$PORT"
+    run cnmctl network connect -p "127.0.0.1:$PORT:80" "$NET" web
+    run cnmctl network connect "$NET" client
+    run cnmctl sandbox exec web -- ip -br addr
+    local web_ip client_ip
+    web_ip=$(sandbox_ip web)
+    client_ip=$(sandbox_ip client)
+
+    say "a small HTTP server in web, in the background"
+    WWW=$(mktemp -d /tmp/cnm-demo-www.XXXXXX)
+    printf '<!doctype html><title>cnm demo</title><h1>%s</h1>\n' "$PAGE_TEXT" >"$WWW/index.html"
+    printf '\n$ cnmctl sandbox exec web -- python3 -m http.server --bind 0.0.0.0 --directory %s 80 &\n' "$WWW"
+    # The binary, not the cnmctl function (a function in the background runs in
+    # a subshell of its own): cnmctl exec()s nsenter, which exec()s python3, so
+    # $! is the server's own PID.
+    "$ROOT/.venv/bin/cnmctl" sandbox exec web -- python3 -m http.server --bind 0.0.0.0 --directory "$WWW" 80 \
+        >"$RUN_DIR/demo-http.log" 2>&1 &
+    HTTP_PID=$!
+    echo "$HTTP_PID" >"$(http_pid_file)"
+    echo "(pid $HTTP_PID; this script stops it at the end; its log: $RUN_DIR/demo-http.log)"
+    wait_for_server "$web_ip"
+
+    say "ping between the sandboxes"
+    run cnmctl sandbox exec client -- ping -c 3 -i 0.2 -W 2 "$web_ip"
+    run cnmctl sandbox exec web -- ping -c 3 -i 0.2 -W 2 "$client_ip"
+
+    say "the page, fetched through the published port on this machine's 127.0.0.1"
+    if command -v curl >/dev/null; then
+        run curl -sS --max-time 5 "http://127.0.0.1:$PORT/"
+    else
+        run python3 -c "import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:$PORT/\", timeout=5).read().decode(), end=\"\")"
+    fi
+
+    say "what cnm knows"
+    run cnmctl network inspect "$NET"
+    run cnmctl sandbox ls
+    run cnmctl network ls
+
+    say "the HTTP server stops"
+    stop_http_server loud
+}
+
+# Until web's server answers inside web's own namespace (it needs a moment to
+# start); the published port is then tried once, as a step of its own.
+wait_for_server() {
+    local i
+    for i in $(seq 100); do
+        if cnmctl sandbox exec web -- python3 -c "import socket; socket.create_connection(('$1', 80), 1).close()" 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$HTTP_PID" 2>/dev/null || {
+            echo "demo.sh: the HTTP server exited:" >&2
+            cat "$RUN_DIR/demo-http.log" >&2
+            exit 1
+        }
+        sleep 0.1
+    done
+    echo "demo.sh: the HTTP server in web does not answer after 10 s" >&2
+    exit 1
+}
+
+finish() {
+    if [[ ${CNM_DEMO_STOP:-0} == 1 ]]; then
+        say "clean up (CNM_DEMO_STOP=1): the demo's objects, then cnmd"
+        remove_demo_objects
+        run "${CNMD[@]}" stop
+        return
+    fi
+    local bin=$ROOT/.venv/bin
+    say "done"
+    cat <<EOF
+cnmd keeps running in the background, and so do the demo's network and sandboxes.
+
+Keep exploring (as root):
+  export CNM_CONTROLLER=$CNM_CONTROLLER
+  $bin/cnmctl --help
+  $bin/cnmctl sandbox inspect web
+  $bin/cnmctl endpoint ls --network $NET
+  $bin/cnmctl host ls
+  $bin/cnmctl ipam ls
+  $bin/cnmctl sandbox exec client -- ip route
+  $bin/cnmctl events --since 1 --timeout 1
+  $bin/grpcurl -plaintext -unix $RUN_DIR/controller.sock list cnm.controller.v1.Controller
+  $bin/grpcurl -plaintext -unix -d '{}' $RUN_DIR/controller.sock cnm.controller.v1.Controller/ListNetworks
+
+Stop and clean up:
+  $bin/cnmctl sandbox rm web client && $bin/cnmctl network rm $NET
+  ${CNMD[*]} stop
+  (cnm's state stays in the data dir, /var/lib/cnm unless CNM_DATA_DIR says otherwise; remove it to start afresh)
+EOF
 }
 
 main() {
     require_root
     setup
+    find_run_dir
     start_cnmd
     show_status
     scenario
-    say "done"
-    echo "cnmd keeps running in the background; stop it with: sudo $ROOT/.venv/bin/cnmd stop"
+    finish
 }
 
 main "$@"
