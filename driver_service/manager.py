@@ -353,7 +353,8 @@ class Manager:
                 self.detach(net, ep, att, sb)
             else:
                 self.state.put_endpoint(dataclasses.replace(ep, attachment=None))
-            if att.default_route and sb is not None:
+            # A sandbox being deleted needs no new default route.
+            if att.default_route and sb is not None and sb.state == READY:
                 self.hand_over_default_route(sb)
         self._refresh_network(network_id, sandbox_id)
 
