@@ -232,13 +232,13 @@ class DriverClients:
     def _drop(self, address: str, channel: grpc.Channel) -> None:
         """Forgets a channel that failed: a channel in reconnect backoff fails
         every call at once for up to minutes, so a host that comes back would
-        stay unreachable; the next call dials afresh instead."""
+        stay unreachable; the next call dials afresh instead. The old channel
+        is not closed here: calls of other requests (or their rollbacks) may
+        still hold it, and closing a channel under a live call can crash
+        grpc; it closes itself when the last user lets go."""
         with self._lock:
             if self._channels.get(address) is channel:
                 del self._channels[address]
-            else:
-                return
-        channel.close()
 
     def close(self) -> None:
         with self._lock:

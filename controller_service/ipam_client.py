@@ -52,13 +52,12 @@ class IpamClient:
     def _redial(self, failed: ipam_pb2_grpc.IpamStub) -> None:
         # A channel in reconnect backoff fails every call at once for up to
         # minutes: after IPAM restarts, dial afresh instead.
+        # The old channel is left to close itself once no call holds it.
         with self._lock:
             if self._stub is not failed:
                 return
-            old = self._channel
             self._channel = dial(self.address, timeout=self.timeout, **self._tls)
             self._stub = ipam_pb2_grpc.IpamStub(self._channel)
-        old.close()
 
     def default_spaces(self) -> tuple[str, str]:
         """(local, global) default address space names."""

@@ -187,3 +187,40 @@ def test_killed_mid_other_operations_ends_as_if_it_completed_or_never_began(worl
     r.close()
     expected = untouched if point == "endpoint_delete_after_leave" else before
     assert _world_view(world, s) == expected
+
+
+def test_driver_dying_mid_join_leaves_an_intent_the_reconciler_undoes_once_it_is_back(world):
+    """The controller lives, the host's driver service dies inside Join: the
+    controller's own rollback cannot reach it, so it hands the intent to the
+    reconciler, which undoes the connection once the driver is back."""
+    netns_name = world.host_netns["h1"]
+    world.stop("driver-h1")
+    world.start_driver("h1", netns_name, env={"CNM_TEST_CRASH_AT": "after_veth"})
+    world.start_controller("survivor")
+    s = world.stub("survivor")
+    s.CreateNetwork(
+        pb.CreateNetworkRequest(
+            name="n", ipam=pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet="10.82.0.0/24")])
+        ),
+        timeout=T,
+    )
+    s.CreateSandbox(pb.CreateSandboxRequest(name="victim"), timeout=T)
+    before = _world_view(world, s)
+
+    with pytest.raises(grpc.RpcError) as err:
+        s.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert world.procs["driver-h1"].wait(5) == 137
+    assert world.procs["survivor"].poll() is None
+    endpoints = s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
+    assert [e.state for e in endpoints] == [pb.ENDPOINT_STATE_CREATING]
+
+    world.start_driver("h1", netns_name)
+    wait_for(
+        lambda: not s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints,
+        timeout=15,
+        what="connection undone",
+    )
+    assert _world_view(world, s) == before
+    ep = s.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
+    assert ep.state == pb.ENDPOINT_STATE_JOINED
