@@ -77,9 +77,10 @@ class Controller:
         )
 
     def close(self) -> None:
+        """Stops the background threads. Channels are left open: requests in
+        the server's grace period may still use them (closing a channel under
+        a live call can crash grpc); the process exit closes them."""
         self.reconciler.stop()
-        self.ctx.drivers.close()
-        self.ctx.ipam.close()
 
     # ------------------------------------------------------------------ request_id
 

@@ -239,9 +239,3 @@ class DriverClients:
         with self._lock:
             if self._channels.get(address) is channel:
                 del self._channels[address]
-
-    def close(self) -> None:
-        with self._lock:
-            for channel in self._channels.values():
-                channel.close()
-            self._channels.clear()

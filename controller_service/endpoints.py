@@ -173,8 +173,9 @@ class Endpoints:
             current = tx.network(net.id)
             if current is None:
                 raise NotFound(f"no such network {net.name!r}", reason="NETWORK_NOT_FOUND")
+            # The network record is watched (tx.network): a concurrent delete
+            # changes it, and that delete watches the endpoint set we add to.
             rules.check_network_ready(current)
-            tx.members(keys.network_endpoints(net.id))  # watched: races a network delete
             if tx.name_taken(keys.endpoint_name(net.id, ep.name)):
                 raise AlreadyExists(
                     f"endpoint name {ep.name!r} is already taken on network {net.name!r}",

@@ -36,9 +36,6 @@ class IpamClient:
         self._channel = dial(address, timeout=timeout, **tls)
         self._stub = ipam_pb2_grpc.IpamStub(self._channel)
 
-    def close(self) -> None:
-        self._channel.close()
-
     def _call(self, method: str, request: Any) -> Any:
         stub = self._stub
         try:

@@ -40,6 +40,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 # An intent older than this is taken over even if its owner still looks alive
 # (an owner that lost Redis mid-operation could not hand it over).
 _ABANDONED_AFTER = 120.0
@@ -68,6 +74,7 @@ class Reconciler:
         self.host_state_key = store.key("controller", "hoststate")
         self._instance_prefix = store.key("controller", "instance", "")
         self._renew = store.script(_RENEW)
+        self._release = store.script(_RELEASE)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # member -> monotonic time before which a failed intent is not retried
@@ -92,8 +99,9 @@ class Reconciler:
         for t in self._threads:
             t.join(timeout=5)
         try:
-            if self.holds_lease():
-                self.ctx.repo.c.delete(self.lease_key)
+            # Handing the lease on at once lets a replica take over without
+            # waiting for it to expire.
+            self._release(keys=[self.lease_key], args=[self.ctx.instance])
         except CnmError as e:
             log.debug("could not release the reconciler lease: %s", e)
 
