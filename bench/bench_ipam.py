@@ -1,0 +1,213 @@
+"""Benchmark: every address of a /16 through cnm-ipam's gRPC API, 1 and 4 client processes.
+
+Prints allocations/s, p50 and p99 per phase:
+  fill        every address of a fresh /16 (65,534), until RESOURCE_EXHAUSTED
+  empty       the allocations of that fill made while the pool was < 1 % full
+  99% full    the allocations of that fill made while the pool was > 99 % full
+  refill 1%   a random 1 % (655 addresses) released all over the full pool, then
+              allocated again: the fragmented, 99 %-full case that makes scanning
+              allocators slow
+
+By default it starts its own redis-server and cnm-ipam (unix sockets in a temp
+directory) and stops them by PID afterwards; `--ipam ADDR...` benchmarks running
+services instead; `--replicas N` starts N cnm-ipam processes on one Redis, the
+clients spread over them round-robin. Clients are separate processes (their own
+GIL), as real callers are.
+
+    .venv/bin/python bench/bench_ipam.py [--clients 1 4] [--prefix 16] [--replicas 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from cnm.ipam.v1 import ipam_pb2 as pb
+from cnm.ipam.v1 import ipam_pb2_grpc
+
+BIN = Path(sys.executable).parent
+T = 10
+
+
+def worker(address: str, pool_id: str, start: mp.Event, out: mp.Queue) -> None:
+    """Allocate until the pool is exhausted; report (address, latency) pairs."""
+    channel = grpc.insecure_channel(address)
+    stub = ipam_pb2_grpc.IpamStub(channel)
+    request = pb.RequestAddressRequest(pool_id=pool_id, owner=f"bench-{os.getpid()}")
+    stub.GetDefaultAddressSpaces(pb.GetDefaultAddressSpacesRequest(), timeout=T)  # connect
+    start.wait()
+    got: list[tuple[str, float]] = []
+    t_first = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        try:
+            reply = stub.RequestAddress(request, timeout=T)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            break
+        got.append((reply.address, time.perf_counter() - t0))
+    out.put((got, t_first, time.perf_counter()))
+    channel.close()
+
+
+def run_clients(address: str, pool_id: str, clients: int) -> tuple[list[tuple[str, float]], float]:
+    """All allocations made by `clients` processes started together, and the wall time."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=worker, args=(address, pool_id, start, out)) for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every client import grpc and connect before the start signal
+    start.set()
+    results = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    got = [g for r in results for g in r[0]]
+    wall = max(r[2] for r in results) - min(r[1] for r in results)
+    return got, wall
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def row(label: str, clients: int, samples: list[float], rate: float | None) -> str:
+    rate_s = f"{rate:10.0f}" if rate is not None else f"{'-':>10}"
+    return (
+        f"{label:<12} {clients:>7} {len(samples):>8} {rate_s} "
+        f"{statistics.median(samples) * 1e3:9.3f} {pct(samples, 0.99) * 1e3:9.3f}"
+    )
+
+
+def bench(addresses: list[str], clients: int, prefix: int, space: str) -> list[str]:
+    channel = grpc.insecure_channel(addresses[0])
+    stub = ipam_pb2_grpc.IpamStub(channel)
+    subnet = ipaddress.ip_network(f"10.{100 + clients}.0.0/{prefix}")
+    pool_id = stub.RequestPool(
+        pb.RequestPoolRequest(address_space=space, pool=str(subnet), owner="bench"), timeout=T
+    ).pool_id
+    capacity = subnet.num_addresses - 2
+    lines = []
+
+    got, wall = run_clients(addresses, pool_id, clients)
+    assert len(got) == capacity == len({a for a, _ in got}), "not every address exactly once"
+    base = int(subnet.network_address)
+
+    def fill_level(cidr: str) -> float:
+        return (int(ipaddress.ip_interface(cidr).ip) - base) / capacity
+
+    lines.append(row("fill", clients, [lat for _, lat in got], len(got) / wall))
+    empty = [lat for a, lat in got if fill_level(a) < 0.01]
+    full = [lat for a, lat in got if fill_level(a) > 0.99]
+    lines.append(row("empty", clients, empty, None))
+    lines.append(row("99% full", clients, full, None))
+
+    # Free a random 1 % all over the pool, then take it back: fragmented and 99 % full.
+    released = random.Random(clients).sample([a for a, _ in got], capacity // 100)
+    for a in released:
+        stub.ReleaseAddress(pb.ReleaseAddressRequest(pool_id=pool_id, address=a), timeout=T)
+    info = stub.GetPool(pb.GetPoolRequest(pool_id=pool_id), timeout=T)
+    assert info.free == len(released)
+    again, wall = run_clients(addresses, pool_id, clients)
+    assert sorted(a for a, _ in again) == sorted(released), "refill gave other addresses"
+    lines.append(row("refill 1%", clients, [lat for _, lat in again], len(again) / wall))
+    stub.ReleasePool(pb.ReleasePoolRequest(pool_id=pool_id), timeout=T)
+    channel.close()
+    return lines
+
+
+class Stack:
+    """A private redis-server and cnm-ipam, stopped by PID."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="cnm-bench-"))
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, replicas: int) -> list[str]:
+        redis_sock = self.dir / "redis.sock"
+        self.procs.append(
+            subprocess.Popen(
+                ["redis-server", "--port", "0", "--unixsocket", str(redis_sock), "--save", "",
+                 "--appendonly", "no", "--dir", str(self.dir)],
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not redis_sock.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+        addresses = [f"unix://{self.dir}/ipam-{i}.sock" for i in range(replicas)]
+        for address in addresses:
+            self.procs.append(
+                subprocess.Popen(
+                    [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url",
+                     f"unix://{redis_sock}", "--log-level", "warning"],
+                )
+            )  # fmt: skip
+        for address in addresses:
+            with grpc.insecure_channel(address) as ch:
+                grpc.channel_ready_future(ch).result(timeout=15)
+        return addresses
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--ipam", metavar="ADDR", nargs="+", help="benchmark these running replicas instead"
+    )
+    p.add_argument(
+        "--replicas", type=int, default=1, help="cnm-ipam processes to start (default 1)"
+    )
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--prefix", type=int, default=16, help="pool prefix length (default 16)")
+    p.add_argument("--space", default="bench", help="address space of the bench pools")
+    args = p.parse_args()
+    stack = None if args.ipam else Stack()
+    try:
+        addresses = args.ipam or stack.start(args.replicas)  # type: ignore[union-attr]
+        print(
+            f"cnm-ipam x{len(addresses)} at {' '.join(addresses)}; pool /{args.prefix}; "
+            f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"{'phase':<12} {'clients':>7} {'allocs':>8} {'allocs/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
+        )
+        for clients in args.clients:
+            for line in bench(addresses, clients, args.prefix, args.space):
+                print(line, flush=True)
+    finally:
+        if stack:
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
