@@ -280,3 +280,31 @@ def test_explicit_endpoint_join_leave_rejoin_and_delete_while_joined(world):
     c.DeleteEndpoint(pb.DeleteEndpointRequest(id=ep.id), timeout=T)
     got = c.GetNetwork(pb.GetNetworkRequest(id_or_name="manual"), timeout=T)
     assert [s.ips_in_use for s in got.subnets] == [1, 1]  # the gateways
+
+
+def test_external_namespace_sandbox_and_addressless_null_network(world):
+    import uuid
+
+    from harness import kernel_snapshot
+
+    c = world.stub()
+    _net(c, "ext", "10.78.6.0/24")
+    none = c.CreateNetwork(pb.CreateNetworkRequest(name="none", driver="null"), timeout=T)
+    assert list(none.ipam.configs) == [] and none.driver == "null"
+    own = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
+    netns.create(own)
+    try:
+        sb = c.CreateSandbox(
+            pb.CreateSandboxRequest(name="runtime", external_key=f"/run/netns/{own}"), timeout=T
+        )
+        assert sb.external and sb.key == f"/run/netns/{own}"
+        ep = c.Connect(pb.ConnectRequest(network="ext", sandbox="runtime"), timeout=T)
+        assert ep.ipv4_address.split("/")[0] in addresses_in(own)
+        quiet = c.Connect(pb.ConnectRequest(network="none", sandbox="runtime"), timeout=T)
+        assert quiet.state == pb.ENDPOINT_STATE_JOINED and quiet.ipv4_address == ""
+        c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="runtime"), timeout=T)
+        # The runtime's namespace is left to the runtime, without our interface.
+        assert own in netns.run("ip", "netns", "list").stdout
+        assert "10.78.6." not in addresses_in(own)
+    finally:
+        netns.delete(own)
