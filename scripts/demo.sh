@@ -40,13 +40,14 @@ PAGE_TEXT="Hello from the web sandbox"
 HTTP_PID=""
 WWW=""
 RUN_DIR=""
+DATA_DIR=""
 STEP=""
 ERRORED=0
 
 say() { printf '\n== %s\n' "$*"; }
 
 # What a newcomer would type: `cnmctl ...` is the venv's, on this cnmd's
-# controller socket (CNM_CONTROLLER, exported by find_run_dir).
+# controller socket (CNM_CONTROLLER, exported by find_dirs).
 cnmctl() { "$ROOT/.venv/bin/cnmctl" "$@"; }
 
 # Prints the command as it would be typed (arguments with spaces or quotes
@@ -73,7 +74,7 @@ on_error() {
     ((ERRORED)) && return
     ERRORED=1
     echo "demo.sh: failed (exit $1)${STEP:+ after: $STEP}" >&2
-    [[ -z $RUN_DIR ]] || echo "demo.sh: see ${CNMD[*]} status, and the logs in the data dir's log/" >&2
+    [[ -z $RUN_DIR ]] || echo "demo.sh: see ${CNMD[*]} status, and the logs in $DATA_DIR/log" >&2
 }
 trap 'on_error $?' ERR
 trap 'stop_http_server quiet; [[ -z $WWW ]] || rm -rf "$WWW"' EXIT
@@ -93,17 +94,23 @@ setup() {
     scripts/setup.sh
 }
 
-# cnmd's run dir as cnmd itself resolves it (config file, CNM_RUN_DIR, default).
-find_run_dir() {
-    RUN_DIR=$(
+# cnmd's run and data dirs as cnmd itself resolves them (config file,
+# CNM_RUN_DIR / CNM_DATA_DIR, defaults).
+find_dirs() {
+    local dirs
+    dirs=$(
         CONFIG=$CONFIG "$ROOT/.venv/bin/python" -c '
 import os
 from pathlib import Path
 from services.cnmd import CnmdConfig
 from services.config import load
-cfg = load(CnmdConfig, section="cnmd", file=os.environ["CONFIG"] if os.path.isfile(os.environ["CONFIG"]) else None)
-print(Path(cfg.run_dir).absolute())'
+file = os.environ["CONFIG"]
+cfg = load(CnmdConfig, section="cnmd", file=file if os.path.isfile(file) else None)
+print(Path(cfg.run_dir).absolute())
+print(Path(cfg.data_dir).absolute())'
     )
+    RUN_DIR=${dirs%%$'\n'*}
+    DATA_DIR=${dirs#*$'\n'}
     export CNM_CONTROLLER="unix://$RUN_DIR/controller.sock"
 }
 
@@ -116,7 +123,7 @@ start_cnmd() {
         3) "${CNMD[@]}" --daemon ;;
         *)
             "${CNMD[@]}" status || true
-            echo "demo.sh: cnmd runs but is not SERVING; see the logs under its data dir" >&2
+            echo "demo.sh: cnmd runs but is not SERVING; see the logs in $DATA_DIR/log" >&2
             exit 1
             ;;
     esac
@@ -167,25 +174,30 @@ stop_http_server() {
     rm -f "$file"
 }
 
+# Every name is checked before anything is removed: a name taken by someone
+# else stops the demo with nothing changed.
 remove_demo_objects() {
-    local sb found=0
-    for sb in "${SANDBOXES[@]}"; do
-        case $(owner sandbox "$sb") in
-            yes) found=1; run cnmctl sandbox rm "$sb" ;;
-            other) refuse sandbox "$sb" ;;
+    local kind_name kind name i theirs=() ours=()
+    for kind_name in "${SANDBOXES[@]/#/sandbox:}" "network:$NET"; do
+        kind=${kind_name%%:*}
+        name=${kind_name#*:}
+        case $(owner "$kind" "$name") in
+            yes) ours+=("$kind" "$name") ;;
+            other) theirs+=("$kind \"$name\"") ;;
         esac
     done
-    case $(owner network "$NET") in
-        yes) found=1; run cnmctl network rm "$NET" ;;
-        other) refuse network "$NET" ;;
-    esac
-    ((found)) || echo "(nothing to remove)"
-}
-
-refuse() {
-    echo "demo.sh: a $1 named \"$2\" exists and is not the demo's (no label $LABEL);" \
-        "remove it or run the demo against another cnmd (CNM_RUN_DIR, CNM_DATA_DIR)" >&2
-    exit 1
+    if ((${#theirs[@]})); then
+        echo "demo.sh: $(printf '%s, ' "${theirs[@]}")not the demo's (no label $LABEL):" \
+            "nothing was changed; remove them, or run the demo against another cnmd" \
+            "(CNM_RUN_DIR, CNM_DATA_DIR)" >&2
+        exit 1
+    fi
+    ((${#ours[@]})) || { echo "(nothing to remove)"; return 0; }
+    # Sandboxes first: removing one removes the endpoints its connects made,
+    # and a network with endpoints cannot be removed.
+    for ((i = 0; i < ${#ours[@]}; i += 2)); do
+        run cnmctl "${ours[i]}" rm "${ours[i + 1]}"
+    done
 }
 
 scenario() {
@@ -269,7 +281,9 @@ finish() {
         run "${CNMD[@]}" stop
         return
     fi
-    local bin=$ROOT/.venv/bin
+    local bin=$ROOT/.venv/bin run_dir_flag=""
+    # Spelled out when not the default, so the commands work without CNM_RUN_DIR.
+    [[ $RUN_DIR == /run/cnm ]] || run_dir_flag=" --run-dir $RUN_DIR"
     say "done"
     cat <<EOF
 cnmd keeps running in the background, and so do the demo's network and sandboxes.
@@ -282,21 +296,23 @@ Keep exploring (as root):
   $bin/cnmctl host ls
   $bin/cnmctl ipam ls
   $bin/cnmctl sandbox exec client -- ip route
-  $bin/cnmctl events --since 1 --timeout 1
+  $bin/cnmctl sandbox exec web -- python3 -m http.server 80   # then: curl http://127.0.0.1:$PORT/
+  $bin/cnmctl events                                            # live, until Ctrl-C
   $bin/grpcurl -plaintext -unix $RUN_DIR/controller.sock list cnm.controller.v1.Controller
   $bin/grpcurl -plaintext -unix -d '{}' $RUN_DIR/controller.sock cnm.controller.v1.Controller/ListNetworks
 
 Stop and clean up:
   $bin/cnmctl sandbox rm web client && $bin/cnmctl network rm $NET
-  ${CNMD[*]} stop
-  (cnm's state stays in the data dir, /var/lib/cnm unless CNM_DATA_DIR says otherwise; remove it to start afresh)
+  ${CNMD[*]} stop$run_dir_flag
+cnm's state stays in $DATA_DIR (Redis' append-only file, sandbox files, logs);
+remove that directory after cnmd stop to start afresh.
 EOF
 }
 
 main() {
     require_root
     setup
-    find_run_dir
+    find_dirs
     start_cnmd
     show_status
     scenario
