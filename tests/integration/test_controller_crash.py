@@ -108,6 +108,11 @@ def test_killed_mid_connect_is_rolled_back_by_the_next_controller(world, point):
     r.close()
 
 
+def _loose(c) -> str:
+    eps = c.ListEndpoints(pb.ListEndpointsRequest(network="n"), timeout=T).endpoints
+    return next(e.id for e in eps if e.name == "loose")
+
+
 def _world_view(world, s) -> dict:
     """What the API, IPAM and the hosts' kernels show."""
     with grpc.insecure_channel(world.ipam) as ch:
@@ -120,7 +125,8 @@ def _world_view(world, s) -> dict:
             x.name for x in s.ListSandboxes(pb.ListSandboxesRequest(), timeout=T).sandboxes
         ),
         "endpoints": sorted(
-            e.name for e in s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
+            (e.name, e.state, e.sandbox_id)
+            for e in s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
         ),
         "pools": sorted((p.pool, p.used) for p in pools),
         "kernel": kernel_view(list(world.host_netns.values()), kernel_snapshot.TEST_TAG),
@@ -135,6 +141,13 @@ def _world_view(world, s) -> dict:
             "endpoint_delete_after_leave",
             lambda c: c.Disconnect(pb.DisconnectRequest(network="n", sandbox="victim"), timeout=T),
             id="disconnect-after-leave-is-finished",
+        ),
+        # Join of an existing endpoint dies after the driver's Join: rolled back
+        # (the endpoint is ready again, its veth gone).
+        pytest.param(
+            "after_join",
+            lambda c: c.Join(pb.JoinRequest(endpoint_id=_loose(c), sandbox="spare"), timeout=T),
+            id="join-after-driver-is-rolled-back",
         ),
         # CreateSandbox dies after the driver made the namespace: rolled back.
         pytest.param(
@@ -166,6 +179,10 @@ def test_killed_mid_other_operations_ends_as_if_it_completed_or_never_began(worl
         timeout=T,
     )
     s0.CreateSandbox(pb.CreateSandboxRequest(name="victim"), timeout=T)
+    s0.CreateSandbox(pb.CreateSandboxRequest(name="spare"), timeout=T)
+    s0.CreateEndpoint(
+        pb.CreateEndpointRequest(network="n", spec=pb.EndpointSpec(name="loose")), timeout=T
+    )
     untouched = _world_view(world, s0)
     s0.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
     before = _world_view(world, s0)
