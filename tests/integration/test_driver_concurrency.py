@@ -83,6 +83,11 @@ def test_sequential_call_latency(host, record_property):
         times["leave"].append(timed(host.leave, nid, eid, sb.sandbox_id)[1])
         req = pb.DeleteSandboxRequest(sandbox_id=sb.sandbox_id)
         times["delete"].append(timed(lambda r=req: host.stub.DeleteSandbox(r, timeout=T))[1])
+    times["delete_joined"] = []
+    for i in range(rounds):
+        sb, _ = host.attach(nid, f"10.71.0.{i + 100}/24", f"r{i}")
+        req = pb.DeleteSandboxRequest(sandbox_id=sb.sandbox_id)
+        times["delete_joined"].append(timed(lambda r=req: host.stub.DeleteSandbox(r, timeout=T))[1])
     summary = {k: round(statistics.median(v), 1) for k, v in times.items()}
     for k, v in summary.items():
         record_property(f"{k}_ms_median", v)
