@@ -23,6 +23,7 @@ import argparse
 import ipaddress
 import multiprocessing as mp
 import os
+import queue
 import random
 import shutil
 import signal
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cnm.ipam.v1 import ipam_pb2 as pb
@@ -41,12 +43,13 @@ BIN = Path(sys.executable).parent
 T = 10
 
 
-def worker(address: str, pool_id: str, start: mp.Event, out: mp.Queue) -> None:
+def worker(address: str, pool_id: str, start: Any, ready: Any, out: Any) -> None:
     """Allocate until the pool is exhausted; report (address, latency) pairs."""
     channel = grpc.insecure_channel(address)
     stub = ipam_pb2_grpc.IpamStub(channel)
     request = pb.RequestAddressRequest(pool_id=pool_id, owner=f"bench-{os.getpid()}")
     stub.GetDefaultAddressSpaces(pb.GetDefaultAddressSpacesRequest(), timeout=T)  # connect
+    ready.release()
     start.wait()
     got: list[tuple[str, float]] = []
     t_first = time.perf_counter()
@@ -63,18 +66,32 @@ def worker(address: str, pool_id: str, start: mp.Event, out: mp.Queue) -> None:
     channel.close()
 
 
-def run_clients(address: str, pool_id: str, clients: int) -> tuple[list[tuple[str, float]], float]:
-    """All allocations made by `clients` processes started together, and the wall time."""
+def run_clients(
+    addresses: list[str], pool_id: str, clients: int
+) -> tuple[list[tuple[str, float]], float]:
+    """All allocations made by `clients` processes started together, and the wall time.
+
+    Client i talks to replica i mod len(addresses).
+    """
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, ready, out = ctx.Event(), ctx.Semaphore(0), ctx.Queue()
     procs = [
-        ctx.Process(target=worker, args=(address, pool_id, start, out)) for _ in range(clients)
+        ctx.Process(target=worker, args=(addresses[i % len(addresses)], pool_id, start, ready, out))
+        for i in range(clients)
     ]
     for p in procs:
         p.start()
-    time.sleep(1.0)  # let every client import grpc and connect before the start signal
+    for _ in procs:  # every client connected: they really start together
+        if not ready.acquire(timeout=60):
+            raise RuntimeError("a client did not get ready")
     start.set()
-    results = [out.get(timeout=600) for _ in procs]
+    results = []
+    while len(results) < clients:
+        try:
+            results.append(out.get(timeout=1))
+        except queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise RuntimeError("a client failed (see its traceback above)") from None
     for p in procs:
         p.join()
     got = [g for r in results for g in r[0]]
