@@ -23,13 +23,12 @@ import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from services.errors import InvalidArgument
 
-from .bitseq import BitSequence
 from .spaces import Network, validate_space
 
 __all__ = [
@@ -45,10 +44,8 @@ __all__ = [
     "PoolInfo",
     "PoolRequest",
     "address_request",
-    "count_set",
     "decode_token",
     "encode_token",
-    "iter_set",
     "page_size",
     "parse_address",
     "parse_network",
@@ -374,46 +371,6 @@ def address_request(
         owner = GATEWAY_OWNER
     ordinal = pid.check_address_arg("address", address) if address else None
     return AddressRequest(pid, ordinal, owner)
-
-
-# --- bit sequence helpers (ranges), built on BitSequence.runs() ----------------------------
-
-
-def count_set(seq: BitSequence, lo: int, hi: int) -> int:
-    """Set bits in [lo, hi] of `seq`; O(runs)."""
-    total, block = 0, 0
-    lo_block, hi_block = lo >> 5, hi >> 5
-    for value, count in seq.runs():
-        if block > hi_block:
-            break
-        first, last = max(block, lo_block), min(block + count - 1, hi_block)
-        block += count
-        if first > last or not value:
-            continue
-        total += value.bit_count() * (last - first + 1)
-        if first == lo_block:  # bits of the first block before `lo`
-            total -= (value & ~(0xFFFFFFFF >> (lo & 31)) & 0xFFFFFFFF).bit_count()
-        if last == hi_block:  # bits of the last block after `hi`
-            total -= (value & (0xFFFFFFFF >> ((hi & 31) + 1))).bit_count()
-    return total
-
-
-def iter_set(seq: BitSequence, start: int = 0) -> Iterator[int]:
-    """Set ordinals >= `start` in order (padding excluded); lazy, O(runs) to skip."""
-    block, size = 0, seq.size
-    for value, count in seq.runs():
-        end = block + count
-        if value and end > start >> 5:
-            bits = [i for i in range(32) if value & (1 << (31 - i))]
-            for b in range(max(block, start >> 5), end):
-                base = b << 5
-                for bit in bits:
-                    ordinal = base + bit
-                    if ordinal >= size:
-                        return
-                    if ordinal >= start:
-                        yield ordinal
-        block = end
 
 
 # --- pagination ---------------------------------------------------------------------------

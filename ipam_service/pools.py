@@ -37,10 +37,8 @@ from .allocator import (
     PoolId,
     PoolInfo,
     PoolRequest,
-    count_set,
     decode_token,
     encode_token,
-    iter_set,
     page_size,
     parse_pool_id,
 )
@@ -207,7 +205,7 @@ class Pools:
                 seq = bits.load()
                 lo, hi = pid.dynamic_range
                 used = seq.used_count - len(pid.reserved)
-                free = hi - lo + 1 - count_set(seq, lo, hi)
+                free = hi - lo + 1 - seq.count_set(lo, hi)
         except NotFound:
             raise NotFound(f"no such pool {str(pid)!r}", reason="POOL_NOT_FOUND") from None
         return PoolInfo(pid, owner, used, free)
@@ -300,7 +298,7 @@ class Pools:
             raise NotFound(f"no such pool {pool_id!r}", reason="POOL_NOT_FOUND") from None
         ordinals: list[int] = []
         reserved = set(pid.reserved)
-        for ordinal in iter_set(seq, min(start, seq.size - 1)):
+        for ordinal in seq.iter_set(start):
             if ordinal in reserved:
                 continue
             ordinals.append(ordinal)

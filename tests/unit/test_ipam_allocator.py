@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ipam_service.allocator import (
     GATEWAY_OWNER,
@@ -14,16 +12,13 @@ from ipam_service.allocator import (
     REQUEST_ADDRESS_TYPE,
     PoolId,
     address_request,
-    count_set,
     decode_token,
     encode_token,
-    iter_set,
     page_size,
     parse_network,
     parse_pool_id,
     pool_request,
 )
-from ipam_service.bitseq import BitSequence
 from services.errors import InvalidArgument
 
 ip = ipaddress.ip_address
@@ -260,34 +255,6 @@ def test_unknown_request_address_type_is_invalid() -> None:
         address_request(
             pool_id="s/10.0.0.0/24", address="", options={REQUEST_ADDRESS_TYPE: "x"}, owner=""
         )
-
-
-# --- range helpers on BitSequence ----------------------------------------------------------------
-
-
-@given(
-    size=st.sampled_from([1, 31, 32, 33, 100, 1000]),
-    data=st.data(),
-)
-@settings(max_examples=200, deadline=None)
-def test_count_and_iterate_set_bits_match_a_plain_set(size: int, data: st.DataObject) -> None:
-    ordinals = data.draw(st.sets(st.integers(0, size - 1), max_size=size))
-    seq = BitSequence(size)
-    for o in ordinals:
-        seq.set(o)
-    lo = data.draw(st.integers(0, size - 1))
-    hi = data.draw(st.integers(lo, size - 1))
-    assert count_set(seq, lo, hi) == sum(1 for o in ordinals if lo <= o <= hi)
-    assert list(iter_set(seq, lo)) == sorted(o for o in ordinals if o >= lo)
-
-
-def test_range_helpers_on_a_slash_64_cost_runs_not_bits() -> None:
-    seq = BitSequence(2**64)
-    for o in (0, 5, 2**40, 2**64 - 1):
-        seq.set(o)
-    assert count_set(seq, 1, 2**64 - 1) == 3
-    assert count_set(seq, 6, 2**64 - 2) == 1
-    assert list(iter_set(seq, 6)) == [2**40, 2**64 - 1]
 
 
 # --- pagination ----------------------------------------------------------------------------------
