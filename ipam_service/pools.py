@@ -1,7 +1,9 @@
 """Pools and addresses in Redis: the glue between allocator.py's policy and the store.
 
-Keys (all through Store.key; `{pool_id}` is a Redis Cluster hash tag so a pool's
-keys live in one slot):
+Keys (all through Store.key; `{pool_id}` is a hash tag so the two keys one Lua
+call touches, bits and owners, share a Redis Cluster slot; the pool reservation
+transaction spans several slots, so cnm needs a single Redis primary, as DESIGN.md
+assumes):
   ipam:pools                      sorted set (score 0) of every pool id, for ListPools
   ipam:space:<space>:pools        sorted set of the pool ids of one space (overlap checks)
   ipam:pool:{<pool_id>}           hash: owner, request_id, created, data (JSON)
