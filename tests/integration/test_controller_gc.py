@@ -12,6 +12,8 @@ from cnm.types.v1 import types_pb2
 from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
 from harness import kernel_snapshot, netns, stack
 
+from driver_service.osl.query import TOMBSTONE_PREFIX
+
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
@@ -38,8 +40,11 @@ def _owners(world, network_id: str) -> set[str]:
 
 
 def _host_links(world) -> set[str]:
+    """Links of host h1, without tombstones: a left veth is renamed `cnmgc<ifindex>`,
+    down and detached at once, and deleted by a background thread a moment later."""
     out = netns.run("ip", "-n", world.host_netns["h1"], "-o", "link", "show").stdout
-    return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+    names = {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
+    return {n for n in names if not n.startswith(TOMBSTONE_PREFIX)}
 
 
 def test_garbage_collect_releases_everything_of_unlisted_sandboxes(world):
