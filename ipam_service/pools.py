@@ -33,6 +33,7 @@ from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 from services.store import Store
 
 from .allocator import (
+    AUX_ADDRESS_PREFIX,
     AddressRequest,
     Allocation,
     PoolGrant,
@@ -150,7 +151,7 @@ class Pools:
             ordinal = pid.ordinal_of(address)
             seq.set(ordinal)
             aux_owners[str(ordinal)] = f"aux:{name}"
-            data[f"cnm.ipam.aux_address.{name}"] = pid.cidr_of(ordinal)
+            data[f"{AUX_ADDRESS_PREFIX}{name}"] = pid.cidr_of(ordinal)
         meta = self.meta_key(pid)
         pipe.multi()
         pipe.zadd(self.space_key(pid.space), {str(pid): 0})
