@@ -33,6 +33,7 @@ from driver_service.drivers.null import NullDriver
 from driver_service.firewall_adapter import make_firewall
 from driver_service.hostreg import HostRegistration
 from driver_service.manager import Manager
+from driver_service.ports import PortAllocator
 from driver_service.reconcile import Reconciler, cleanup_host
 from driver_service.registry import Registry
 from driver_service.sandbox import Sandboxes
@@ -97,8 +98,9 @@ class DriverApp:
         cfg = finish(cfg)
         self.cfg = cfg
         self.firewall = make_firewall()
+        ports = PortAllocator(store, cfg.host_id)
         registry = Registry(
-            [BridgeDriver(self.firewall, self.conntrack), NullDriver(), HostDriver()]
+            [BridgeDriver(self.firewall, self.conntrack, ports), NullDriver(), HostDriver()]
         )
         state = State(store, cfg.host_id)
         sandboxes = Sandboxes(state, state_dir=cfg.state_dir, netns_prefix=cfg.netns_prefix)

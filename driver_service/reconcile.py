@@ -294,6 +294,8 @@ def cleanup_host(
 
         def drop_records() -> None:
             keys = list(store.client.scan_iter(store.key("driver", host_id, "*")))
+            # The host's port allocations: nothing is published any more.
+            keys += list(store.client.scan_iter(store.key("ports", host_id, "*")))
             if keys:
                 store.client.delete(*keys)
 

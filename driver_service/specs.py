@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from driver_service import ports
 from driver_service.models import (
     DnsConfig,
     EndpointSpec,
@@ -93,27 +94,8 @@ def network_spec(spec: NetworkSpec) -> NetworkSpec:
 
 
 def _port_binding(pb: PortBinding) -> PortBinding:
-    proto = pb.protocol.lower()
-    if proto not in PROTOCOLS:
-        raise InvalidArgument(f"invalid port binding protocol {pb.protocol!r}")
-    if pb.host_ip:
-        validate.ip_address(pb.host_ip, "port binding host address")
-    if not 1 <= pb.container_port <= 65535:
-        raise InvalidArgument(f"invalid container port {pb.container_port}: must be 1..65535")
-    for value, what in (
-        (pb.host_port, "host port"),
-        (pb.host_port_end, "host port range end"),
-        (pb.container_port_end, "container port range end"),
-    ):
-        if not 0 <= value <= 65535:
-            raise InvalidArgument(f"invalid {what} {value}: must be 0..65535")
-    if pb.host_port_end and pb.host_port_end < pb.host_port:
-        raise InvalidArgument(f"invalid host port range {pb.host_port}-{pb.host_port_end}")
-    if pb.container_port_end and pb.container_port_end < pb.container_port:
-        raise InvalidArgument(
-            f"invalid container port range {pb.container_port}-{pb.container_port_end}"
-        )
-    return dataclasses.replace(pb, protocol=proto)
+    # One set of rules for every caller: the port allocator's (docker's `-p` forms).
+    return ports.validate_binding(pb)
 
 
 def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:

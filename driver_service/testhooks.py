@@ -14,6 +14,10 @@ log = logging.getLogger(__name__)
 
 CRASH_ENV = "CNM_TEST_CRASH_AT"
 AFTER_VETH = "after_veth"
+# Join: host ports allocated in Redis, nothing in the kernel yet.
+AFTER_PORTS = "after_ports"
+# Join: the port map elements are in the kernel, the record still says "joining".
+AFTER_PUBLISH = "after_publish"
 
 
 def crash_point(name: str) -> None:

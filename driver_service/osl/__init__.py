@@ -39,6 +39,7 @@ from .links import (
     get_link,
     link_exists,
     random_mac,
+    set_hairpin,
     set_link_state,
     set_master,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "random_mac",
     "reap_tombstones",
     "set_default_route",
+    "set_hairpin",
     "set_link_state",
     "set_master",
     "set_sysctl",

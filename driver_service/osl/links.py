@@ -368,6 +368,16 @@ def set_link_state(name: str, up: bool, *, netns: NetnsRef = None) -> None:
         ipr.link("set", index=link_index(ipr, name, netns), state="up" if up else "down")
 
 
+def set_hairpin(name: str, on: bool, *, netns: NetnsRef = None) -> None:
+    """Hairpin mode of bridge port `name` (IFLA_BRPORT_MODE): the bridge may send a
+    frame back out of the port it came in on. Port publishing needs it for a sandbox
+    reaching its own published port through a host address: with br_netfilter the
+    DNATed packet is re-bridged towards the port it arrived on."""
+    name = validate.ifname(name)
+    with kernel_errors(f"set hairpin mode of {name!r}"), rtnl(netns) as ipr:
+        ipr.brport("set", index=link_index(ipr, name, netns), mode=1 if on else 0)
+
+
 def delete_link(name: str, *, netns: NetnsRef = None) -> bool:
     """Delete interface `name` (both ends for a veth). Idempotent.
 

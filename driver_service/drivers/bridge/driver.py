@@ -43,6 +43,7 @@ from driver_service.drivers.bridge import fw, options
 from driver_service.drivers.bridge.options import BridgeConfig
 from driver_service.models import (
     DELETING,
+    JOINED,
     SCOPE_LOCAL,
     Attachment,
     EndpointRecord,
@@ -52,8 +53,16 @@ from driver_service.models import (
     PortBinding,
     SandboxRecord,
 )
-from driver_service.testhooks import AFTER_VETH, crash_point
-from services.errors import AlreadyExists, CnmError, InvalidArgument, MultiError, NotFound
+from driver_service.ports import PortAllocator, PortRequest, describe, plan_requests
+from driver_service.testhooks import AFTER_PORTS, AFTER_PUBLISH, AFTER_VETH, crash_point
+from services.errors import (
+    AlreadyExists,
+    CnmError,
+    FailedPrecondition,
+    InvalidArgument,
+    MultiError,
+    NotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +103,13 @@ class BridgeDriver:
     scope = SCOPE_LOCAL
     makes_interface = True
 
-    def __init__(self, firewall: fw.BridgeFirewall, conntrack: ConntrackFlusher) -> None:
+    def __init__(
+        self, firewall: fw.BridgeFirewall, conntrack: ConntrackFlusher, ports: PortAllocator
+    ) -> None:
         self.firewall = firewall
         self.conntrack = conntrack
+        # Host ports of published container ports; owner = endpoint id.
+        self.ports = ports
 
     # --- networks -------------------------------------------------------------------------
 
@@ -221,6 +234,8 @@ class BridgeDriver:
                     f"address {addr} of endpoint {spec.endpoint_id!r} is the network's gateway",
                     reason="ADDRESS_IS_GATEWAY",
                 )
+        # Published ports are refused now rather than at Join: nothing is made for them.
+        self._port_requests(net, spec)
         if spec.mac:
             return spec.mac
         return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
@@ -259,78 +274,90 @@ class BridgeDriver:
             if att.gateway_ipv6:
                 routes.append(osl.Route("::/0", gateway=att.gateway_ipv6))
         addresses = [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
-        osl.create_veth(
-            att.host_ifname,
-            att.ifname,
-            peer_netns=sandbox.key,
-            bridge=cfg.bridge_name,
-            mtu=cfg.mtu,
-            peer_mac=ep.mac or None,
-            addresses=addresses,
-            routes=routes,
-            alias=endpoint_alias(ep.id),
-        )
+        # Host ports first: a taken port is refused before the kernel is touched.
+        requests = self._port_requests(net, ep.spec)
+        bindings = self.ports.allocate(ep.id, requests) if requests else ()
+        crash_point(AFTER_PORTS)
+        try:
+            osl.create_veth(
+                att.host_ifname,
+                att.ifname,
+                peer_netns=sandbox.key,
+                bridge=cfg.bridge_name,
+                mtu=cfg.mtu,
+                peer_mac=ep.mac or None,
+                addresses=addresses,
+                routes=routes,
+                alias=endpoint_alias(ep.id),
+            )
+        except BaseException:
+            if bindings:
+                self._release_quietly(ep.id)
+            raise
         crash_point(AFTER_VETH)
         published: list[PortBinding] = []
         try:
+            if bindings:
+                # A sandbox reaching its own published port through a host address.
+                osl.set_hairpin(att.host_ifname, True)
             self.firewall.attach_port(net.id, att.host_ifname)
-            for binding in self._bindings(net, ep):
+            for binding in bindings:
                 self.firewall.publish(binding)
                 published.append(binding)
+            crash_point(AFTER_PUBLISH)
         except BaseException:
-            self._undo_join(net, att, sandbox, published)
+            self._undo_join(net, ep, att, sandbox, published)
             raise
-        return dataclasses.replace(att, port_bindings=tuple(published))
+        return dataclasses.replace(att, port_bindings=tuple(bindings))
 
-    def _bindings(self, net: NetworkRecord, ep: EndpointRecord) -> list[PortBinding]:
-        """The endpoint's fixed host ports, as mappings to its addresses.
-
-        Ports on internal networks are never published. Dynamic host ports
-        (host_port 0) and port ranges need the port allocator of issue 7: they
-        are not published, and so not reported back.
-        """
-        if net.spec.internal:
+    def _port_requests(self, net: NetworkRecord, spec: EndpointSpec) -> list[PortRequest]:
+        """The host ports the endpoint's bindings need (FAILED_PRECONDITION on an
+        internal network, which has no way in from outside)."""
+        if not spec.port_bindings:
             return []
-        cfg = self._config(net)
-        out = []
-        for pb in ep.spec.port_bindings:
-            single = pb.host_port_end in (0, pb.host_port) and pb.container_port_end in (
-                0,
-                pb.container_port,
+        if net.spec.internal:
+            raise FailedPrecondition(
+                f"network {net.id!r} is internal: ports cannot be published "
+                f"({', '.join(describe(pb) for pb in spec.port_bindings)})",
+                reason="INTERNAL_NETWORK",
+                metadata={"network_id": net.id},
             )
-            if not pb.host_port or not single:
-                log.info("endpoint %s: %s not published (dynamic/range)", ep.id[:12], pb)
-                continue
-            if pb.host_ip:
-                targets = [
-                    (pb.host_ip, ep.spec.address if ":" not in pb.host_ip else ep.spec.address_ipv6)
-                ]
-            else:
-                targets = [(cfg.host_binding_ipv4, ep.spec.address), ("::", ep.spec.address_ipv6)]
-            for host_ip, container in targets:
-                if not container:
-                    continue
-                out.append(
-                    dataclasses.replace(
-                        pb,
-                        host_ip=host_ip,
-                        host_port_end=0,
-                        container_port_end=0,
-                        container_ip=_bare(container),
-                    )
-                )
-        return out
+        return plan_requests(
+            spec.port_bindings,
+            address=spec.address,
+            address_ipv6=spec.address_ipv6,
+            default_ipv4=self._config(net).host_binding_ipv4,
+        )
+
+    def _release_quietly(self, endpoint_id: str) -> None:
+        try:
+            self.ports.release(endpoint_id)
+        except CnmError as e:
+            # Not lost: the next start releases ports of endpoints that are not joined.
+            log.error("rollback: cannot release the ports of %s: %s", endpoint_id[:12], e)
 
     def _undo_join(
         self,
         net: NetworkRecord,
+        ep: EndpointRecord,
         att: Attachment,
         sandbox: SandboxRecord | None,
         published: Sequence[PortBinding],
     ) -> list[Exception]:
-        """Best effort, every step attempted: returns the errors."""
+        """Best effort, every step attempted: returns the errors.
+
+        Unpublishes what the record lists AND what the allocator says the endpoint
+        holds (a join that stopped half-way published ports its record does not
+        list). The ports go back to the pool only when every step worked, so no
+        one can be given a host port whose map element still points here.
+        """
         errors: list[Exception] = []
-        steps = [lambda b=b: self.firewall.unpublish(b) for b in published]
+        bindings = list(dict.fromkeys(published))
+        try:
+            bindings += [b for b in self.ports.owned(ep.id) if b not in bindings]
+        except CnmError as e:
+            errors.append(e)
+        steps = [lambda b=b: self.firewall.unpublish(b) for b in bindings]
         steps.append(lambda: self.firewall.detach_port(net.id, att.host_ifname))
         steps.append(lambda: self._remove_veth(att, sandbox))
         for step in steps:
@@ -338,6 +365,11 @@ class BridgeDriver:
                 step()
             except CnmError as e:
                 log.warning("undo join of %s: %s", att.host_ifname, e)
+                errors.append(e)
+        if not errors:
+            try:
+                self.ports.release(ep.id)
+            except CnmError as e:
                 errors.append(e)
         return errors
 
@@ -364,7 +396,7 @@ class BridgeDriver:
         att: Attachment,
         sandbox: SandboxRecord | None,
     ) -> None:
-        errors = self._undo_join(net, att, sandbox, att.port_bindings)
+        errors = self._undo_join(net, ep, att, sandbox, att.port_bindings)
         self.conntrack.flush([_bare(ep.spec.address), _bare(ep.spec.address_ipv6)])
         if errors:
             raise errors[0] if len(errors) == 1 else MultiError(errors)
@@ -378,7 +410,7 @@ class BridgeDriver:
 
     def restore(self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]) -> None:
         """Recreate missing bridges (and plug joined endpoints back into them),
-        then make the firewall match the records."""
+        then make the firewall and the host port allocations match the records."""
         links = {li.name: li for li in osl.list_links()}
         bridge_of = {}
         for net in nets:
@@ -409,6 +441,8 @@ class BridgeDriver:
                 # Its bridge was deleted (and recreated above) behind our back.
                 osl.set_master(att.host_ifname, bridge_of[ep.network_id])
                 osl.set_link_state(att.host_ifname, True)
+                if att.port_bindings:
+                    osl.set_hairpin(att.host_ifname, True)
         ports = [
             (ep.network_id, ep.attachment.host_ifname)
             for ep in eps
@@ -418,6 +452,16 @@ class BridgeDriver:
             b for ep in eps if ep.attachment is not None for b in ep.attachment.port_bindings
         ]
         self.firewall.load([self._rules(n) for n in nets], ports, bindings)
+        # Only joined endpoints hold host ports (joins that stopped half-way were
+        # undone before this runs); allocations of anything else were leaked by a
+        # crash and go back to the pool.
+        self.ports.reconcile(
+            {
+                ep.id: ep.attachment.port_bindings
+                for ep in eps
+                if ep.attachment is not None and ep.attachment.state == JOINED
+            }
+        )
 
     def owned_link_names(
         self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]
