@@ -14,6 +14,8 @@ import socket
 
 from services.address import parse_address
 from services.config import CommonConfig, ConfigError
+from services.errors import InvalidArgument
+from services.plugins import validate_plugin_name
 
 DEFAULT_STATE_DIR = "/var/lib/cnm/driver"
 DEFAULT_NETNS_PREFIX = "cnm-"
@@ -36,6 +38,12 @@ class DriverConfig(CommonConfig):
     netns_prefix: str = DEFAULT_NETNS_PREFIX
     heartbeat_interval: float = 2.0
     host_ttl: float = 10.0
+    # Remote drivers (driver_service/drivers/remote/loader.py): every plugin in
+    # these directories (env CNM_PLUGIN_DIRS, comma-separated) is loaded, and
+    # the plugins named in remote_drivers are looked up there and in Docker's
+    # places (/run/docker/plugins, /etc/docker/plugins, ...).
+    plugin_dirs: tuple[str, ...] = ()
+    remote_drivers: tuple[str, ...] = ()
 
 
 def finish(cfg: DriverConfig) -> DriverConfig:
@@ -62,6 +70,14 @@ def finish(cfg: DriverConfig) -> DriverConfig:
             ) from None
     if not cfg.state_dir.startswith("/"):
         raise ConfigError(f"state_dir {cfg.state_dir!r}: must be an absolute path")
+    for d in cfg.plugin_dirs:
+        if not d.startswith("/"):
+            raise ConfigError(f"plugin_dirs: {d!r} must be an absolute path")
+    for name in cfg.remote_drivers:
+        try:
+            validate_plugin_name(name)
+        except InvalidArgument as e:
+            raise ConfigError(f"remote_drivers: {e}") from None
     if cfg.heartbeat_interval <= 0:
         raise ConfigError("heartbeat_interval must be > 0 seconds")
     if cfg.host_ttl <= cfg.heartbeat_interval:

@@ -30,6 +30,7 @@ from driver_service.drivers.bridge.driver import BridgeDriver
 from driver_service.drivers.bridge.fw import BridgeFirewall
 from driver_service.drivers.host import HostDriver
 from driver_service.drivers.null import NullDriver
+from driver_service.drivers.remote import PluginLoader
 from driver_service.firewall_adapter import make_firewall
 from driver_service.hostreg import HostRegistration
 from driver_service.manager import Manager
@@ -43,6 +44,7 @@ from services.address import parse_address
 from services.config import ConfigError, load
 from services.errors import CnmError
 from services.logsetup import setup_logging
+from services.plugins import Discovery
 from services.server import ServiceSpec
 from services.service_main import common_parser, flags_of, run
 from services.store import Store
@@ -61,6 +63,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--netns-prefix", metavar="P", help="prefix of the namespaces cnm creates")
     p.add_argument("--heartbeat-interval", metavar="S", type=float)
     p.add_argument("--host-ttl", metavar="S", type=float)
+    p.add_argument("--plugin-dirs", metavar="DIRS", help="plugin directories, comma-separated")
+    p.add_argument("--remote-drivers", metavar="NAMES", help="plugin names, comma-separated")
     p.add_argument(
         "--cleanup",
         action="store_const",
@@ -91,6 +95,7 @@ class DriverApp:
         self.firewall: BridgeFirewall | None = None
         self.conntrack = ConntrackFlusher()
         self.hostreg: HostRegistration | None = None
+        self.plugins: PluginLoader | None = None
         self.reconciled = False
         self.cfg: DriverConfig | None = None
 
@@ -103,6 +108,13 @@ class DriverApp:
             [BridgeDriver(self.firewall, self.conntrack, ports), NullDriver(), HostDriver()]
         )
         state = State(store, cfg.host_id)
+        self.plugins = PluginLoader(
+            Discovery(cfg.plugin_dirs),
+            registry,
+            names=cfg.remote_drivers,
+            on_change=lambda: self._drivers_changed(registry),
+        )
+        self.plugins.load()
         sandboxes = Sandboxes(state, state_dir=cfg.state_dir, netns_prefix=cfg.netns_prefix)
         self.manager = Manager(state, registry, sandboxes)
         self.hostreg = HostRegistration(
@@ -129,6 +141,8 @@ class DriverApp:
                     self.firewall.start()
                     self.hostreg.register()
                     self.hostreg.start()
+                    assert self.plugins is not None
+                    self.plugins.start(self.cfg.heartbeat_interval)
                 except CnmError as e:
                     log.error("start-up reconciliation failed (will retry): %s", e)
                     return False
@@ -138,7 +152,20 @@ class DriverApp:
 
         return check
 
+    def _drivers_changed(self, registry: Registry) -> None:
+        """A plugin was registered or failed after start-up: republish the list."""
+        if self.hostreg is None:
+            return
+        self.hostreg.drivers = registry.capabilities()
+        if self.reconciled:
+            try:
+                self.hostreg.register()
+            except CnmError as e:
+                log.warning("could not publish the new driver list (next heartbeat will): %s", e)
+
     def stop(self) -> None:
+        if self.plugins is not None:
+            self.plugins.stop()
         if self.hostreg is not None:
             self.hostreg.stop()
         if self.firewall is not None:

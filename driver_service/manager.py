@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from driver_service import osl, specs
 from driver_service.constants import SANDBOX_IFNAME_PREFIX
-from driver_service.drivers.base import Driver
+from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
     CREATING,
@@ -72,6 +72,16 @@ def _no_endpoint(endpoint_id: str, network_id: str) -> NotFound:
         f"no such endpoint {endpoint_id!r} on network {network_id!r}",
         reason="ENDPOINT_NOT_FOUND",
         metadata={"endpoint_id": endpoint_id, "network_id": network_id},
+    )
+
+
+def _same_request(recorded: EndpointSpec, requested: EndpointSpec) -> bool:
+    """A repeat of a request whose empty addresses the driver filled in (a
+    remote plugin may) is the same request."""
+    return recorded == dataclasses.replace(
+        requested,
+        address=requested.address or recorded.address,
+        address_ipv6=requested.address_ipv6 or recorded.address_ipv6,
     )
 
 
@@ -161,7 +171,11 @@ class Manager:
         if rec.state != DELETING:
             rec = dataclasses.replace(rec, state=DELETING)
             self.state.put_network(rec)
-        self.driver_of(rec).delete_network(rec)
+        driver = self.driver_of(rec)
+        if isinstance(driver, EndpointHooks):
+            for ep in self.state.endpoints_of_network(rec.id):
+                driver.delete_endpoint(rec.id, ep.id)
+        driver.delete_network(rec)
         for ep in self.state.endpoints_of_network(rec.id):
             self.state.drop_endpoint(ep.id)
         self.state.drop_network(rec.id)
@@ -178,23 +192,43 @@ class Manager:
         spec = specs.endpoint_spec(spec)
         net = self._ready_network(spec.network_id)
         driver = self.driver_of(net)
+        hooks = driver if isinstance(driver, EndpointHooks) else None
         with self.locks.endpoint(spec.endpoint_id):
             existing = self.state.endpoint(spec.endpoint_id)
             if existing is not None:
-                if existing.spec == spec:
+                if existing.spec == spec or (hooks and _same_request(existing.spec, spec)):
                     return existing
                 raise AlreadyExists(
                     f"endpoint {spec.endpoint_id!r} already exists with different parameters",
                     reason="ENDPOINT_EXISTS",
                     metadata={"endpoint_id": spec.endpoint_id},
                 )
-            mac = driver.plan_endpoint(net, spec)
-            with self.locks.network(net.id):
-                self._ready_network(net.id)
-                self._check_addresses_free(spec)
-                rec = EndpointRecord(spec=spec, mac=mac)
-                self.state.put_endpoint(rec)
+            rec = EndpointRecord(spec=spec, mac=driver.plan_endpoint(net, spec))
+            if hooks is not None:
+                rec = hooks.create_endpoint(net, rec)
+            try:
+                with self.locks.network(net.id):
+                    self._ready_network(net.id)
+                    self._check_addresses_free(rec.spec)
+                    self.state.put_endpoint(rec)
+            except BaseException:
+                if hooks is not None:
+                    self._driver_forget_endpoint(net.id, spec.endpoint_id, quiet=True)
+                raise
             return rec
+
+    def _driver_forget_endpoint(self, network_id: str, endpoint_id: str, *, quiet: bool) -> None:
+        """Tell a driver with endpoint state of its own (EndpointHooks) to
+        forget an endpoint; with `quiet`, failures are only logged."""
+        net = self.state.network(network_id)
+        try:
+            driver = self.driver_of(net) if net is not None else None
+            if isinstance(driver, EndpointHooks):
+                driver.delete_endpoint(network_id, endpoint_id)
+        except CnmError as e:
+            if not quiet:
+                raise
+            log.warning("endpoint %s: the driver could not forget it: %s", endpoint_id[:12], e)
 
     def _check_addresses_free(self, spec: EndpointSpec) -> None:
         mine = {a for a in (spec.address, spec.address_ipv6) if a}
@@ -218,6 +252,8 @@ class Manager:
         specs.object_id("endpoint", endpoint_id)
         rec = self.state.endpoint(endpoint_id)
         if rec is None:
+            # A crash may have come between the driver's create and the record.
+            self._driver_forget_endpoint(network_id, endpoint_id, quiet=True)
             return
         if rec.network_id != network_id:
             raise _no_endpoint(endpoint_id, network_id)
@@ -226,6 +262,7 @@ class Manager:
         with self.locks.endpoint(endpoint_id):
             rec = self.state.endpoint(endpoint_id)
             if rec is not None and rec.attachment is None:
+                self._driver_forget_endpoint(network_id, endpoint_id, quiet=False)
                 self.state.drop_endpoint(endpoint_id)
 
     def _endpoint(self, network_id: str, endpoint_id: str) -> EndpointRecord:

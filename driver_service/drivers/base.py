@@ -117,3 +117,21 @@ class Driver(Protocol):
         missing (a bridge, firewall rules), given every ready network of this
         driver and every endpoint on them."""
         ...
+
+
+@runtime_checkable
+class EndpointHooks(Protocol):
+    """Optional, for drivers that keep endpoint state of their own outside
+    this process (remote plugins: libnetwork's CreateEndpoint/DeleteEndpoint).
+    Built-in drivers plumb nothing before Join and do not implement it."""
+
+    def create_endpoint(self, net: NetworkRecord, ep: EndpointRecord) -> EndpointRecord:
+        """Called before the endpoint's record is written; returns the record
+        with what the driver filled in (a MAC or an address that was not
+        given). On failure nothing of it is left with the driver."""
+        ...
+
+    def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
+        """Forget an endpoint. Idempotent; also called for endpoints whose
+        record was never written (a crash right after create_endpoint)."""
+        ...

@@ -405,3 +405,41 @@ def delete_link_on(ipr: IPRoute, name: str, netns: NetnsRef) -> bool:
             return False
         raise to_domain_error(e, f"delete link {name!r}{_where(netns)}") from e
     return True
+
+
+def move_link_into_netns(
+    name: str,
+    netns: NetnsRef,
+    new_name: str | None = None,
+    *,
+    from_netns: NetnsRef = None,
+    mac: str | None = None,
+) -> None:
+    """Move interface `name` of `from_netns` into `netns`, renamed `new_name`.
+
+    libnetwork's osl AddInterface for links made by others (a remote plugin's
+    veth end): one RTM_NEWLINK moves and renames it (the kernel takes it down
+    on the way); `mac`, when given, is set once it is there. The caller then
+    adds addresses and brings it up. Moving it back is the same call with the
+    namespaces swapped (libnetwork's Remove). NotFound when `name` is missing,
+    AlreadyExists when the name is taken in `netns`.
+    """
+    name = validate.ifname(name)
+    target = validate.ifname(new_name) if new_name is not None else name
+    mac = validate.mac(mac) if mac is not None else None
+    if netns_path(netns) == netns_path(from_netns):
+        raise InvalidArgument(f"move link {name!r}: source and target namespace are the same")
+    action = f"move link {name!r}{_where(from_netns)} to {target!r}{_where(netns)}"
+    with ExitStack() as res:
+        fd = res.enter_context(open_netns(netns))
+        if fd is None:
+            # Into this process's namespace, seen from another one.
+            fd = res.enter_context(open_netns("/proc/thread-self/ns/net"))
+        res.enter_context(kernel_errors(action, ifname=target))
+        with rtnl(from_netns) as ipr:
+            index = link_index(ipr, name, from_netns)
+            ipr.link("set", index=index, state="down")
+            ipr.link("set", index=index, net_ns_fd=fd, ifname=target)
+        if mac is not None:
+            with rtnl(netns) as ipr:
+                ipr.link("set", index=link_index(ipr, target, netns), address=mac)

@@ -1,0 +1,125 @@
+"""Remote-plugin worlds: the test plugin (tests/plugins/netplugin.py) in a temp
+plugin dir, and a controller World whose driver and IPAM services look there.
+
+Plugins run inside the test host's namespace (their links are made there) and
+are stopped by PID (`spawn`); their sockets live in a short temp dir given to
+the services as CNM_PLUGIN_DIRS, never in /run/docker/plugins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conftest import Spawner
+from controller_env import World, remove_run_dir
+from harness import kernel_snapshot, netns, stack
+
+BIN = Path(sys.executable).parent
+PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "netplugin.py"
+
+
+class Plugin:
+    """One test plugin process: started, killed, restarted; its request log read."""
+
+    def __init__(self, spawn, plugin_dir: Path, name: str, host_netns: str, *args: str) -> None:
+        self.spawn = spawn
+        self.name = name
+        self.host_netns = host_netns
+        self.args = list(args)
+        self.socket = plugin_dir / f"{name}.sock"
+        self.log = plugin_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, wait: bool = True) -> Plugin:
+        argv = [sys.executable, str(PLUGIN), "--socket", str(self.socket), "--log", str(self.log)]
+        self.proc = self.spawn(
+            ["nsenter", f"--net=/run/netns/{self.host_netns}", "--", *argv, *self.args]
+        )
+        if wait:
+            deadline = time.monotonic() + 10
+            while not self.socket.exists():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"plugin {self.name} did not start")
+                time.sleep(0.02)
+        return self
+
+    def kill(self) -> None:
+        """kill -9: the socket file stays behind, as after a real crash."""
+        assert self.proc is not None
+        self.spawn.stop(self.proc, signal.SIGKILL)
+
+    def requests(self, method: str | None = None) -> list[dict]:
+        if not self.log.exists():
+            return []
+        entries = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [e for e in entries if method is None or e["method"] == method]
+
+    def bodies(self, method: str) -> list[dict]:
+        return [e["body"] for e in self.requests(method)]
+
+    def methods(self) -> list[str]:
+        return [e["method"] for e in self.requests()]
+
+    def mark(self) -> int:
+        """The number of requests so far; `since(mark)` gives the ones after."""
+        return len(self.requests())
+
+    def since(self, mark: int) -> list[str]:
+        return self.methods()[mark:]
+
+
+@contextmanager
+def remote_world(
+    redis_server: str,
+    netns_prefix: str,
+    plugins: list[tuple[str, list[str]]],
+    *,
+    ipam_plugins: bool = False,
+    driver_args: list[str] | None = None,
+) -> Iterator[tuple[World, dict[str, Plugin], Path]]:
+    """A module-scoped world: redis flushed, one host namespace "h1" with the
+    given plugins running in it, IPAM (looking in the plugin dir when
+    `ipam_plugins`), a driver service for h1 and a controller."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    host = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
+    spawn = Spawner()
+    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmrw"))
+    plugin_dir = stack.short_tmp("cnmp")
+    env = {"CNM_PLUGIN_DIRS": str(plugin_dir)}
+    stub = None
+    try:
+        netns.create(host)
+        started = {
+            name: Plugin(spawn, plugin_dir, name, host, *args).start() for name, args in plugins
+        }
+        w.ipam = f"unix://{w.run_dir}/ipam.sock"
+        proc = spawn(
+            [str(BIN / "cnm-ipam"), "--listen", w.ipam, "--redis-url", redis_server],
+            env=env if ipam_plugins else None,
+        )
+        stack.wait_serving(w.ipam, proc=proc)
+        w.start_driver("h1", host, env=env, extra=driver_args)
+        w.start_controller()
+        stub = w.stub()
+        yield w, started, plugin_dir
+    finally:
+        w.cleanup(stub)
+        spawn.stop_all()
+        remove_run_dir(w.run_dir)
+        for f in plugin_dir.iterdir():
+            f.unlink()
+        os.rmdir(plugin_dir)
+        netns.delete(host)
