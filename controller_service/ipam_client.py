@@ -80,8 +80,9 @@ class IpamClient:
         v6: bool,
         owner: str,
         request_id: str,
+        driver: str = "",
     ) -> tuple[str, str]:
-        """(pool_id, pool CIDR)."""
+        """(pool_id, pool CIDR); `driver` names a remote IPAM plugin ("" for cnm's)."""
         resp = self._call(
             "RequestPool",
             ipam_pb2.RequestPoolRequest(
@@ -92,6 +93,7 @@ class IpamClient:
                 v6=v6,
                 owner=owner,
                 request_id=request_id,
+                driver=driver,
             ),
         )
         return resp.pool_id, resp.pool

@@ -156,6 +156,7 @@ class Networks:
                 owner=net.id,
                 # Deterministic: a retried request cannot take a second pool.
                 request_id=f"{net.id}:{index}",
+                driver="" if net.ipam.driver == validate.IPAM_DEFAULT else net.ipam.driver,
             )
             undo.step(f"release pool {pool_id}", ipam.release_pool, pool_id)
             gateway = ipam.request_address(

@@ -21,16 +21,18 @@ from controller_service.models import (
     PortBinding,
     SandboxSpec,
 )
-from services.errors import InvalidArgument, NotFound
+from services.errors import InvalidArgument
 from services.ids import validate_name
 
 DEFAULT_DRIVER = "bridge"
 # Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
+# Any other name is a remote IPAM plugin, which the IPAM service looks up.
 IPAM_DEFAULT = "default"
 IPAM_NULL = "null"
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 _DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
+_IPAM_PLUGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -68,8 +70,8 @@ def network_spec(spec: NetworkSpec) -> NetworkSpec:
     if not _DRIVER.match(driver):
         raise _bad("driver name", driver, "expected letters, digits and _.:/-")
     ipam_driver = spec.ipam.driver or IPAM_DEFAULT
-    if ipam_driver not in (IPAM_DEFAULT, IPAM_NULL):
-        raise NotFound(f"no such IPAM driver {ipam_driver!r}", reason="IPAM_DRIVER_NOT_FOUND")
+    if not _IPAM_PLUGIN.match(ipam_driver):
+        raise _bad("IPAM driver name", ipam_driver, "expected letters, digits and _.-")
     if ipam_driver == IPAM_NULL and spec.ipam.configs:
         raise InvalidArgument("IPAM driver 'null' takes no subnets", reason="INVALID_IPAM")
     configs = tuple(ipam_config(c) for c in spec.ipam.configs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cnm.ipam.v1 import ipam_pb2
 
 from .allocator import (
@@ -13,6 +15,7 @@ from .allocator import (
     pool_request,
     saturate_u64,
 )
+from .remote import RemotePoolInfo
 
 
 def pool_request_from(msg: ipam_pb2.RequestPoolRequest) -> PoolRequest:
@@ -49,3 +52,31 @@ def pool_to(info: PoolInfo) -> ipam_pb2.Pool:
 
 def allocation_to(a: Allocation) -> ipam_pb2.Allocation:
     return ipam_pb2.Allocation(address=str(a.address), owner=a.owner)
+
+
+def remote_pool_request_from(msg: ipam_pb2.RequestPoolRequest) -> dict[str, Any]:
+    """Keyword arguments of RemotePools.request_pool (validated there)."""
+    return {
+        "driver": msg.driver,
+        "space": msg.address_space,
+        "pool": msg.pool,
+        "sub_pool": msg.sub_pool,
+        "options": dict(msg.options),
+        "v6": msg.v6,
+        "owner": msg.owner,
+        "request_id": msg.request_id,
+    }
+
+
+def remote_pool_to(info: RemotePoolInfo) -> ipam_pb2.Pool:
+    p = info.pool
+    return ipam_pb2.Pool(
+        pool_id=p.pool_id,
+        address_space=p.space,
+        pool=p.pool,
+        sub_pool=p.sub_pool,
+        v6=p.v6,
+        owner=p.owner,
+        used=saturate_u64(info.used),
+        free=saturate_u64(info.free),
+    )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from cnm.ipam.v1 import ipam_pb2_grpc
 
+from services.plugins import Discovery
 from services.server import ServiceSpec
 from services.service_main import common_parser, run
 from services.store import Store
@@ -13,13 +14,17 @@ from services.store import Store
 from .config import IpamConfig
 from .idranges import IdRanges
 from .pools import Pools
+from .remote import IpamPlugins, RemotePools
 from .servicer import IdAllocatorServicer, IpamServicer
 
 
 def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
+    remote = RemotePools(store, IpamPlugins(Discovery(cfg.plugin_dirs)))
     return [
         ServiceSpec(
-            "cnm.ipam.v1.Ipam", ipam_pb2_grpc.add_IpamServicer_to_server, IpamServicer(Pools(store))
+            "cnm.ipam.v1.Ipam",
+            ipam_pb2_grpc.add_IpamServicer_to_server,
+            IpamServicer(Pools(store), remote),
         ),
         ServiceSpec(
             "cnm.ipam.v1.IdAllocator",
@@ -31,6 +36,9 @@ def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common_parser("cnm-ipam", "IPAM: address pools, addresses and id ranges over Redis.")
+    parser.add_argument(
+        "--plugin-dirs", metavar="DIRS", help="remote IPAM plugin directories, comma-separated"
+    )
     return run(
         prog="cnm-ipam",
         section="ipam",

@@ -2,6 +2,8 @@
 
 proto -> model (convert.py), one domain call (pools.py / idranges.py), model ->
 proto. Errors are domain errors, mapped to status codes by the interceptor.
+Pools of remote IPAM plugins (RequestPool with a `driver`, pool ids
+"remote:...") go to remote.py instead of pools.py.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from typing import Any
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 
 from . import convert
+from .allocator import page_size
 from .idranges import IdRanges
 from .pools import Pools
+from .remote import BUILTIN_DRIVERS, RemotePools, is_remote
 from .spaces import GLOBAL_DEFAULT, LOCAL_DEFAULT
 
 
 class IpamServicer(ipam_pb2_grpc.IpamServicer):
-    def __init__(self, pools: Pools) -> None:
+    def __init__(self, pools: Pools, remote: RemotePools) -> None:
         self.pools = pools
+        self.remote = remote
 
     def GetDefaultAddressSpaces(self, request: Any, context: Any) -> Any:
         return ipam_pb2.GetDefaultAddressSpacesResponse(
@@ -26,35 +31,66 @@ class IpamServicer(ipam_pb2_grpc.IpamServicer):
         )
 
     def RequestPool(self, request: Any, context: Any) -> Any:
+        if request.driver not in BUILTIN_DRIVERS:
+            rec = self.remote.request_pool(**convert.remote_pool_request_from(request))
+            return ipam_pb2.RequestPoolResponse(pool_id=rec.pool_id, pool=rec.pool, data=rec.data)
         grant = self.pools.request_pool(convert.pool_request_from(request))
         return ipam_pb2.RequestPoolResponse(
             pool_id=str(grant.pool_id), pool=str(grant.pool_id.subnet), data=dict(grant.data)
         )
 
     def ReleasePool(self, request: Any, context: Any) -> Any:
+        if is_remote(request.pool_id):
+            self.remote.release_pool(request.pool_id)
+            return ipam_pb2.ReleasePoolResponse()
         self.pools.release_pool(request.pool_id)
         return ipam_pb2.ReleasePoolResponse()
 
     def RequestAddress(self, request: Any, context: Any) -> Any:
+        if is_remote(request.pool_id):
+            address = self.remote.request_address(
+                request.pool_id, request.address, dict(request.options), request.owner
+            )
+            return ipam_pb2.RequestAddressResponse(address=address)
         address = self.pools.request_address(convert.address_request_from(request))
         return ipam_pb2.RequestAddressResponse(address=address)
 
     def ReleaseAddress(self, request: Any, context: Any) -> Any:
+        if is_remote(request.pool_id):
+            self.remote.release_address(request.pool_id, request.address)
+            return ipam_pb2.ReleaseAddressResponse()
         self.pools.release_address(request.pool_id, request.address)
         return ipam_pb2.ReleaseAddressResponse()
 
     def GetPool(self, request: Any, context: Any) -> Any:
+        if is_remote(request.pool_id):
+            return convert.remote_pool_to(self.remote.get_pool(request.pool_id))
         return convert.pool_to(self.pools.get_pool(request.pool_id))
 
     def ListPools(self, request: Any, context: Any) -> Any:
-        pools, token = self.pools.list_pools(
-            request.address_space, request.page_size, request.page_token
-        )
-        return ipam_pb2.ListPoolsResponse(
-            pools=[convert.pool_to(p) for p in pools], next_page_token=token
-        )
+        # cnm's own pools first, then the remote ones (page tokens tell them apart).
+        space, size, token = request.address_space, request.page_size, request.page_token
+        out = []
+        if not self.remote.is_token(token):
+            pools, token = self.pools.list_pools(space, size, token)
+            out = [convert.pool_to(p) for p in pools]
+            room = page_size(size, 100, 1000) - len(out)
+            if token or not room:
+                token = token or self.remote.first_token(space)
+                return ipam_pb2.ListPoolsResponse(pools=out, next_page_token=token)
+            size, token = room, ""
+        remote, token = self.remote.list_pools(space, size, token)
+        out += [convert.remote_pool_to(p) for p in remote]
+        return ipam_pb2.ListPoolsResponse(pools=out, next_page_token=token)
 
     def ListAllocations(self, request: Any, context: Any) -> Any:
+        if is_remote(request.pool_id):
+            allocations, token = self.remote.list_allocations(
+                request.pool_id, request.page_size, request.page_token
+            )
+            return ipam_pb2.ListAllocationsResponse(
+                allocations=[convert.allocation_to(a) for a in allocations], next_page_token=token
+            )
         allocations, token = self.pools.list_allocations(
             request.pool_id, request.page_size, request.page_token
         )

@@ -18,7 +18,7 @@ from controller_service.models import (
     PortBinding,
     SandboxSpec,
 )
-from services.errors import InvalidArgument, NotFound
+from services.errors import InvalidArgument
 
 
 def _net(**kw) -> NetworkSpec:
@@ -95,9 +95,11 @@ def test_bad_network_specs_are_invalid_argument(spec, words):
         validate.network_spec(spec)
 
 
-def test_unknown_ipam_driver_is_not_found():
-    with pytest.raises(NotFound, match="no such IPAM driver 'magic'"):
-        validate.network_spec(_net(ipam=_ipam(driver="magic")))
+def test_other_ipam_driver_names_are_remote_plugins():
+    # Whether plugin "magic" exists is for the IPAM service to say (NOT_FOUND).
+    assert validate.network_spec(_net(ipam=_ipam(driver="magic"))).ipam.driver == "magic"
+    with pytest.raises(InvalidArgument, match="invalid IPAM driver name"):
+        validate.network_spec(_net(ipam=_ipam(driver="../magic")))
 
 
 def test_network_spec_is_normalised():
