@@ -6,13 +6,20 @@ the host's default-route interface, else 1500), its IPv4/IPv6 gateway
 addresses, forwarding on, and the network's firewall entries (masquerade,
 isolation from other bridges, ICC, internal).
 
-Join: one RTM_NEWLINK makes the veth with its peer born inside the sandbox
-(named eth0, eth1, ... by the manager), the MAC derived from the IPv4 address
-as libnetwork does (172.17.0.2 → 02:42:ac:11:00:02) unless given, the
-addresses, and the default route when the manager gave it to this endpoint.
+Join: first the host ports of the endpoint's published ports are allocated
+(`driver_service.ports`, in Redis, owner = endpoint id), so a taken port is
+refused before the kernel is touched; then one RTM_NEWLINK makes the veth
+with its peer born inside the sandbox (named eth0, eth1, ... by the manager),
+the MAC derived from the IPv4 address as libnetwork does (172.17.0.2 →
+02:42:ac:11:00:02) unless given, the addresses, and the default route when
+the manager gave it to this endpoint; the bridge port goes into hairpin mode
+when the endpoint publishes ports, and each allocated port becomes one
+element of the firewall's port maps. Join reports the ports actually chosen.
 
-Leave: the veth is detached and renamed at once and deleted in the
-background (`osl.delete_link_async`), the port leaves the firewall's sets, and
+Leave: the port map elements go (those the record lists and those the
+allocator says the endpoint holds), the veth is detached and renamed at once
+and deleted in the background (`osl.delete_link_async`), the port leaves the
+firewall's sets, the host ports are freed once nothing maps to them, and
 conntrack entries of the endpoint's addresses are flushed.
 
 Every link made here carries the alias `cnm:net:<id>` / `cnm:ep:<id>`: that,
