@@ -41,6 +41,8 @@ class Plugin:
 
     def start(self, *, wait: bool = True) -> Plugin:
         argv = [sys.executable, str(PLUGIN), "--socket", str(self.socket), "--log", str(self.log)]
+        # A killed plugin leaves its socket file: wait for the new one, not that.
+        self.socket.unlink(missing_ok=True)
         self.proc = self.spawn(
             ["nsenter", f"--net=/run/netns/{self.host_netns}", "--", *argv, *self.args]
         )

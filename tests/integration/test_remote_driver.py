@@ -10,7 +10,7 @@ import pytest
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, addresses_in, ping_all, sandbox_netns
+from controller_env import T, addresses_in, ping_all, sandbox_netns, wait_for
 from harness.netns import exec_in, run
 from remote_env import remote_world
 
@@ -25,6 +25,8 @@ def env(redis_server, netns_prefix):
         ("prefixplug", ["--dst-prefix", "web", "--mac", "02:aa:bb:cc:dd:01", "--no-gateway"]),
         ("refuseplug", ["--fail", "CreateNetwork=refused"]),
         ("failplug", ["--fail", "Join=no room at the inn"]),
+        # Killed and restarted by one test (and stopped at its end).
+        ("killplug", []),
     ]
     with remote_world(redis_server, netns_prefix, plugins) as (w, started, _dir):
         yield w, started
@@ -166,7 +168,9 @@ def test_dst_prefix_and_plugin_chosen_mac(env, c):
         assert "02:aa:bb:cc:dd:01" in link and "state UP" in link
         assert f"inet {ep.ipv4_address} " in addresses_in(sandbox_netns(sb))
         # No Gateway in the plugin's answer: no default route.
-        assert ep.gateway == "" and "default" not in exec_in(sandbox_netns(sb), "ip", "route").stdout
+        assert (
+            ep.gateway == "" and "default" not in exec_in(sandbox_netns(sb), "ip", "route").stdout
+        )
         create = plugins["prefixplug"].bodies("NetworkDriver.CreateEndpoint")[-1]
         assert create["Interface"]["MacAddress"] == ""
     finally:
@@ -212,3 +216,61 @@ def test_plugin_err_on_join_is_followed_by_leave_and_leaves_nothing(env, c):
         assert net.subnets[0].ips_in_use == 1  # the gateway only
     finally:
         _cleanup(c, ["j0"], ["jnet"])
+
+
+def test_plugin_killed_mid_run_unavailable_nothing_half_made_then_works_again(env, c):
+    w, plugins = env
+    plug = plugins["killplug"]
+    c.CreateNetwork(
+        pb.CreateNetworkRequest(name="knet", driver="killplug", ipam=_ipam("10.96.0.0/24")),
+        timeout=T,
+    )
+    sbs = [c.CreateSandbox(pb.CreateSandboxRequest(name=f"k{i}"), timeout=T) for i in range(2)]
+    try:
+        ep0 = c.Connect(pb.ConnectRequest(network="knet", sandbox="k0"), timeout=T)
+        links_before = _host_links(w)
+        plug.kill()
+
+        with pytest.raises(grpc.RpcError) as e:
+            c.Connect(pb.ConnectRequest(network="knet", sandbox="k1"), timeout=T)
+        assert e.value.code() == C.UNAVAILABLE
+        assert "plugin 'killplug'" in e.value.details() and "does not answer" in e.value.details()
+        # Nothing half-made: no endpoint, the address back in the pool, no link.
+        eps = c.ListEndpoints(pb.ListEndpointsRequest(network="knet"), timeout=T).endpoints
+        assert [x.id for x in eps] == [ep0.id]
+        net = c.GetNetwork(pb.GetNetworkRequest(id_or_name="knet"), timeout=T)
+        assert net.subnets[0].ips_in_use == 2  # gateway + k0
+        assert "eth0" not in addresses_in(sandbox_netns(sbs[1]))
+        assert _host_links(w) == links_before
+        with grpc.insecure_channel(w.drivers["h1"]) as ch, pytest.raises(grpc.RpcError) as e:
+            driver_pb2_grpc.DriverStub(ch).EndpointOperInfo(
+                driver_pb2.EndpointOperInfoRequest(network_id=net.id, endpoint_id=ep0.id),
+                timeout=T,
+            )
+        assert e.value.code() == C.UNAVAILABLE
+        # Leaving needs the plugin too: refused, to be finished once it is back.
+        with pytest.raises(grpc.RpcError) as e:
+            c.Disconnect(pb.DisconnectRequest(network="knet", sandbox="k0"), timeout=T)
+        assert e.value.code() == C.UNAVAILABLE
+
+        plug.start()
+        # The controller's reconciler finishes the interrupted Disconnect.
+        wait_for(
+            lambda: (
+                not c.ListEndpoints(pb.ListEndpointsRequest(network="knet"), timeout=T).endpoints
+            ),
+            timeout=10,
+            what="k0's endpoint gone",
+        )
+        assert f"ph{ep0.id[:10]}" not in _host_links(w) and f"pc{ep0.id[:10]}" not in _host_links(w)
+        eps = [
+            c.Connect(pb.ConnectRequest(network="knet", sandbox=f"k{i}"), timeout=T) for i in (0, 1)
+        ]
+        assert ping_all(sandbox_netns(sbs[1]), [eps[0].ipv4_address.split("/")[0]]) == []
+    finally:
+        if plug.proc.poll() is not None:
+            plug.start()
+        _cleanup(c, ["k0", "k1"], ["knet"])
+        # Started by this test, so stopped by it (the leftover guard checks).
+        w.spawn.stop(plug.proc)
+    assert not {n for n in _host_links(w) if n.startswith(("pb", "ph", "pc"))}
