@@ -68,6 +68,7 @@ from .reaper import (
     reap_tombstones,
     wait_for_background_deletes,
 )
+from .sockdiag import tcp_listeners
 from .sysctl import get_sysctl, set_sysctl
 from .types import (
     AddressInfo,
@@ -133,5 +134,6 @@ __all__ = [
     "set_master",
     "set_sysctl",
     "snapshot",
+    "tcp_listeners",
     "wait_for_background_deletes",
 ]

@@ -1,22 +1,25 @@
-"""Which ports processes of this host already listen on: /proc/net/{tcp,udp,...}.
+"""Which ports processes of this host already listen on (sock_diag, /proc/net/{udp,...}).
 
 A port a host process listens on must not be published: the DNAT rule would
 silently steal its traffic. Docker finds out by binding the port itself (its
 userland proxy holds it open); cnm publishes with NAT only and reads the
-kernel's socket tables instead, because a probe bind
+kernel's socket tables instead (TCP through sock_diag, `osl.tcp_listeners`;
+UDP from /proc/net/udp{,6}; SCTP from /proc/net/sctp/eps), because a probe
+bind
 - holds the port for a moment, so a real server starting at that instant
   fails with EADDRINUSE: the check would cause the failure it looks for;
 - either ignores listeners (SO_REUSEADDR with UDP) or refuses ports that only
   an outgoing connection uses (without SO_REUSEADDR), where NAT is harmless;
 - cannot check a range: picking a free port of 28k dynamic ones would take
-  thousands of binds, while one read of /proc lists every listener at once.
+  thousands of binds, while one dump lists every listener at once.
 
 What counts: TCP sockets in LISTEN, UDP sockets not connected to a peer
 (connected ones are clients: their replies match conntrack, not the port
 map), SCTP endpoints (/proc/net/sctp/eps, present once the module is loaded).
 
-/proc/net is the namespace of the reading process: the driver service runs in
-the host's namespace, so this is the host's view.
+sock_diag answers for the calling thread's namespace and /proc/self/net for
+the process's: the driver service and its threads run in the host's
+namespace, so both are the host's view.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+
+from driver_service import osl
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +102,10 @@ def read_listeners(protocol: str) -> set[Listener]:
     """Every address:port a process of this namespace listens on for `protocol`."""
     if protocol == "sctp":
         return parse_sctp_eps(_read("sctp/eps"))
-    udp = protocol == "udp"
-    return parse_inet(_read(protocol), udp=udp) | parse_inet(_read(f"{protocol}6"), udp=udp)
+    if protocol == "tcp":
+        # Not /proc/net/tcp: reading it walks every established connection (see osl.sockdiag).
+        return osl.tcp_listeners()
+    return parse_inet(_read("udp"), udp=True) | parse_inet(_read("udp6"), udp=True)
 
 
 def overlaps(listener_ip: str, host_ip: str) -> bool:

@@ -66,18 +66,19 @@ while True:
 CLIENT = r"""
 import json, socket, sys
 out = []
+wait = float(sys.argv[2])
 for host, port, proto in json.loads(sys.argv[1]):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         if proto == "udp":
             s = socket.socket(family, socket.SOCK_DGRAM)
-            s.settimeout(1.5)
+            s.settimeout(wait)
             s.sendto(b"hi", (host, port))
             out.append(s.recv(100).decode().strip())
         else:
             ipproto = socket.IPPROTO_SCTP if proto == "sctp" else 0
             s = socket.socket(family, socket.SOCK_STREAM, ipproto)
-            s.settimeout(2)
+            s.settimeout(wait)
             s.connect((host, port))
             out.append(s.recv(100).decode().strip())
         s.close()
@@ -91,10 +92,12 @@ print(json.dumps(out))
 """
 
 
-def ask(ns: str, *targets: tuple[str, int] | tuple[str, int, str]) -> list[str]:
-    """One answer per (address, port[, proto]) asked from inside namespace `ns`."""
+def ask(ns: str, *targets: tuple[str, int] | tuple[str, int, str], wait: float = 5.0) -> list[str]:
+    """One answer per (address, port[, proto]) asked from inside namespace `ns`, each
+    within `wait` seconds (generous: test machines run several suites at once)."""
     full = [(t[0], t[1], t[2] if len(t) > 2 else "tcp") for t in targets]
-    res = netns.exec_in(ns, sys.executable, "-c", CLIENT, json.dumps(full), timeout=60)
+    argv = [sys.executable, "-c", CLIENT, json.dumps(full), str(wait)]
+    res = netns.exec_in(ns, *argv, timeout=60 + wait * len(full))
     return json.loads(res.stdout)
 
 

@@ -214,7 +214,7 @@ def test_a_port_published_on_127_0_0_1_serves_the_host_only(host, ext):
         netns.exec_in(ns, "ip", "route", "del", "local", "127.0.0.1", "table", "local")
         netns.exec_in(ns, "ip", "route", "add", "127.0.0.1/32", "via", "10.77.0.1")
         with arrivals(host, "ip daddr 127.0.0.1 tcp dport 8181") as count:
-            assert ask(ns, ("127.0.0.1", 8181)) == ["timeout"]
+            assert ask(ns, ("127.0.0.1", 8181), wait=2) == ["timeout"]
             assert count() > 0, "the probe never reached the host: the test proves nothing"
         # Dropped before conntrack (the guard rule): the sandbox never saw a SYN (without
         # the guard it answers, and a raw-socket neighbour would complete the handshake).
