@@ -187,19 +187,23 @@ def test_racing_writers_never_hand_out_a_port_twice(redis_url):
 
 @pytest.fixture
 def listening():
-    """A TCP and a UDP socket of this process bound to 127.0.0.1 (loopback only)."""
+    """A TCP and a UDP socket of this process bound to 127.0.0.1, and a TCP one on ::1
+    (loopback only): their ports."""
     tcp = socket.socket()
     tcp.bind(("127.0.0.1", 0))
     tcp.listen(1)
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
-    yield tcp.getsockname()[1], udp.getsockname()[1]
-    tcp.close()
-    udp.close()
+    tcp6 = socket.socket(socket.AF_INET6)
+    tcp6.bind(("::1", 0))
+    tcp6.listen(1)
+    yield tcp.getsockname()[1], udp.getsockname()[1], tcp6.getsockname()[1]
+    for s in (tcp, udp, tcp6):
+        s.close()
 
 
 def test_ports_a_host_process_listens_on_are_refused_or_skipped(ports, listening):
-    tcp_port, udp_port = listening
+    tcp_port, udp_port, tcp6_port = listening
     with pytest.raises(AlreadyExists) as err:
         ports.allocate(A, [fixed(tcp_port)])
     assert err.value.reason == "PORT_IN_USE"
@@ -209,6 +213,8 @@ def test_ports_a_host_process_listens_on_are_refused_or_skipped(ports, listening
     )
     with pytest.raises(AlreadyExists, match=f"127.0.0.1:{udp_port}/udp"):
         ports.allocate(A, [fixed(udp_port, proto="udp")])
+    with pytest.raises(AlreadyExists, match=rf"\[::1\]:{tcp6_port}/tcp"):
+        ports.allocate(A, [fixed(tcp6_port, "::")])
     assert ports.owned(A) == ()
     # Another address than the listener's does not overlap; another protocol neither.
     assert ports.allocate(A, [fixed(tcp_port, "192.0.2.1")])[0].host_port == tcp_port
