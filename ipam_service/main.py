@@ -14,7 +14,8 @@ from services.store import Store
 from .config import IpamConfig
 from .idranges import IdRanges
 from .pools import Pools
-from .remote import IpamPlugins, RemotePools
+from .remote import RemotePools
+from .remote_plugins import IpamPlugins
 from .servicer import IdAllocatorServicer, IpamServicer
 
 

@@ -37,7 +37,6 @@ import ipaddress
 import json
 import logging
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,16 +47,11 @@ from services.errors import (
     Aborted,
     AlreadyExists,
     CnmError,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
 from services.plugins import (
-    IPAM_DRIVER,
-    Discovery,
-    PluginClient,
-    PluginError,
     text_map,
     validate_plugin_name,
 )
@@ -71,6 +65,7 @@ from .allocator import (
     encode_token,
     page_size,
 )
+from .remote_plugins import IpamPlugins, bad_response
 from .spaces import GLOBAL_DEFAULT, LOCAL_DEFAULT
 
 log = logging.getLogger(__name__)
@@ -79,9 +74,6 @@ PREFIX = "remote:"
 BUILTIN_DRIVERS = ("", "default")
 GATEWAY_DATA = "com.docker.network.gateway"
 REQUEST_TTL = 24 * 3600
-# An IPAM call is on the controller's path: a plugin still starting is waited
-# for this long on its first use.
-ACTIVATE_BUDGET = 2.0
 _TOKEN = "r."
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _MAX_OWNER = 256
@@ -120,84 +112,6 @@ class RemotePoolInfo:
     pool: RemotePool
     used: int
     free: int
-
-
-@dataclass(frozen=True)
-class _Handle:
-    client: PluginClient
-    local_space: str
-    global_space: str
-
-
-def _bad(plugin: str, method: str, why: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"IPAM plugin {plugin!r}: {method}: invalid response: {why}",
-        reason="PLUGIN_BAD_RESPONSE",
-        metadata={"plugin": plugin, "method": method},
-    )
-
-
-class IpamPlugins:
-    """Activated IPAM plugins by name: found and handshaken on first use,
-    forgotten when one stops answering (the next use activates it again)."""
-
-    def __init__(self, discovery: Discovery, budget: float = ACTIVATE_BUDGET) -> None:
-        self.discovery = discovery
-        self.budget = budget
-        self._handles: dict[str, _Handle] = {}
-        self._lock = threading.Lock()
-
-    def _activate(self, name: str) -> _Handle:
-        try:
-            spec = self.discovery.find(name)
-        except NotFound as e:
-            raise NotFound(
-                f"no such IPAM driver {name!r}: {e}",
-                reason="IPAM_DRIVER_NOT_FOUND",
-                metadata={"driver": name},
-            ) from e
-        client = PluginClient(spec)
-        client.activate(IPAM_DRIVER, budget=self.budget)
-        try:
-            client.call("IpamDriver.GetCapabilities")
-        except PluginError as e:
-            # Optional in libnetwork too: older plugins lack it.
-            log.info("IPAM plugin %s: no capabilities (%s)", name, e)
-        spaces = client.call("IpamDriver.GetDefaultAddressSpaces")
-        local = spaces.get("LocalDefaultAddressSpace")
-        global_ = spaces.get("GlobalDefaultAddressSpace")
-        if not isinstance(local, str) or not isinstance(global_, str) or not local or not global_:
-            raise _bad(name, "GetDefaultAddressSpaces", f"{spaces!r}")
-        log.info("IPAM plugin %s activated (%s; spaces %s, %s)", name, spec.addr, local, global_)
-        return _Handle(client, local, global_)
-
-    def get(self, name: str) -> _Handle:
-        with self._lock:
-            handle = self._handles.get(name)
-        if handle is None:
-            handle = self._activate(name)
-            with self._lock:
-                self._handles[name] = handle
-        return handle
-
-    def call(self, name: str, method: str, body: Any) -> dict[str, Any]:
-        handle = self.get(name)
-        try:
-            return handle.client.call(f"IpamDriver.{method}", body)
-        except Unavailable:
-            with self._lock:
-                self._handles.pop(name, None)
-            raise
-
-    def call_for_pool(self, name: str, method: str, body: Any) -> dict[str, Any]:
-        """A call about an existing pool: a plugin that vanished is UNAVAILABLE
-        (the pool exists; it may come back), not NOT_FOUND."""
-        try:
-            return self.call(name, method, body)
-        except NotFound as e:
-            raise Unavailable(
-                f"IPAM plugin {name!r} is not available: {e}", reason="PLUGIN_UNAVAILABLE"
-            ) from e
 
 
 def _check_owner(owner: str) -> str:
@@ -286,7 +200,7 @@ class RemotePools:
         resp = self.plugins.call(driver, "RequestPool", body)
         plugin_id = resp.get("PoolID")
         if not isinstance(plugin_id, str) or not plugin_id:
-            raise _bad(driver, "RequestPool", "no PoolID")
+            raise bad_response(driver, "RequestPool", "no PoolID")
         try:
             rec = self._granted(
                 driver, resp, plugin_id, plugin_space, sub_pool, v6, owner, request_id
@@ -314,9 +228,11 @@ class RemotePools:
         try:
             net = ipaddress.ip_network(resp.get("Pool"))
         except (TypeError, ValueError):
-            raise _bad(driver, "RequestPool", f"Pool {resp.get('Pool')!r} is not a CIDR") from None
+            raise bad_response(
+                driver, "RequestPool", f"Pool {resp.get('Pool')!r} is not a CIDR"
+            ) from None
         if net.version != (6 if v6 else 4):
-            raise _bad(driver, "RequestPool", f"Pool {net} is not IPv{6 if v6 else 4}")
+            raise bad_response(driver, "RequestPool", f"Pool {net} is not IPv{6 if v6 else 4}")
         return RemotePool(
             pool_id=f"{PREFIX}{driver}:{plugin_id}",
             driver=driver,
@@ -475,7 +391,7 @@ class RemotePools:
         entry = json.dumps({"owner": owner, "cidr": cidr, "plugin": made})
         if not self.store.client.hsetnx(key, bare, entry):
             # Not released with the plugin: cnm's record says someone holds it.
-            raise _bad(
+            raise bad_response(
                 rec.driver, "RequestAddress", f"{bare} is already allocated to another owner"
             )
         return cidr
@@ -488,9 +404,11 @@ class RemotePools:
                 value if "/" in str(value) else f"{value}/{net.prefixlen}"
             )
         except (TypeError, ValueError):
-            raise _bad(rec.driver, method, f"address {value!r} is not an IP address") from None
+            raise bad_response(
+                rec.driver, method, f"address {value!r} is not an IP address"
+            ) from None
         if iface.ip not in net:
-            raise _bad(rec.driver, method, f"address {iface} is outside pool {net}")
+            raise bad_response(rec.driver, method, f"address {iface} is outside pool {net}")
         return str(iface)
 
     def _release_address_quietly(self, rec: RemotePool, bare: str) -> None:

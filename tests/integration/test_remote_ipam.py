@@ -8,8 +8,9 @@ from __future__ import annotations
 import grpc
 import pytest
 from cnm.controller.v1 import controller_pb2 as pb
+from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, addresses_in, ping_all, sandbox_netns
+from controller_env import T, addresses_in, ping_all, sandbox_netns, snapshot
 from remote_env import remote_world
 
 C = grpc.StatusCode
@@ -25,6 +26,8 @@ def env(redis_server, netns_prefix):
             ["--implements", "NetworkDriver,IpamDriver", "--ipam-pool", "10.252.0.0/24"],
         ),
         ("ipamfail", ["--implements", "IpamDriver", "--fail", "IpamDriver.RequestPool=dry"]),
+        # Killed and restarted by one test (and stopped at its end).
+        ("ipamkill", ["--implements", "IpamDriver"]),
     ]
     with remote_world(redis_server, netns_prefix, plugins, ipam_plugins=True) as (w, p, _d):
         yield w, p
@@ -155,3 +158,179 @@ def test_ipam_plugin_errors_leave_nothing(env, c, driver, code, words):
     assert e.value.code() == code and words in e.value.details()
     assert c.ListNetworks(pb.ListNetworksRequest(), timeout=T).networks == []
     assert _remote_pools(c) == []
+
+
+# --- the IPAM service's remote pools, called directly ------------------------------------------
+
+
+@pytest.fixture
+def ipam(env):
+    w, _plugins = env
+    with grpc.insecure_channel(w.ipam) as ch:
+        yield ipam_pb2_grpc.IpamStub(ch)
+
+
+def _remote_keys(w) -> dict[str, object]:
+    return {k: v for k, v in snapshot(w.redis_url).items() if ":ipam:remote:" in k}
+
+
+def test_request_pool_retry_with_request_id_reaches_the_plugin_once(env, ipam):
+    _w, plugins = env
+    plug = plugins["ipamplug"]
+    req = ipam_pb2.RequestPoolRequest(
+        driver="ipamplug", address_space="LocalDefault", owner="t", request_id="retry-1"
+    )
+    first = ipam.RequestPool(req, timeout=T)
+    mark = plug.mark()
+    again = ipam.RequestPool(req, timeout=T)
+    assert (again.pool_id, again.pool) == (first.pool_id, first.pool) and plug.since(mark) == []
+    other = ipam_pb2.RequestPoolRequest(driver="ipamplug", owner="u", request_id="retry-1")
+    with pytest.raises(grpc.RpcError) as e:
+        ipam.RequestPool(other, timeout=T)
+    assert e.value.code() == C.INVALID_ARGUMENT and "already used" in e.value.details()
+    # Releasing a free address is success, and the plugin is not bothered.
+    ipam.ReleaseAddress(
+        ipam_pb2.ReleaseAddressRequest(pool_id=first.pool_id, address="10.250.0.9"), timeout=T
+    )
+    assert plug.since(mark) == []
+    a = ipam.RequestAddress(
+        ipam_pb2.RequestAddressRequest(pool_id=first.pool_id, owner="x"), timeout=T
+    )
+    allocs = ipam.ListAllocations(ipam_pb2.ListAllocationsRequest(pool_id=first.pool_id), timeout=T)
+    assert [(x.address, x.owner) for x in allocs.allocations] == [(a.address.split("/")[0], "x")]
+    ipam.ReleasePool(ipam_pb2.ReleasePoolRequest(pool_id=first.pool_id), timeout=T)
+    assert plug.since(mark)[-2:] == ["IpamDriver.ReleaseAddress", "IpamDriver.ReleasePool"]
+
+
+def _pool(ipam) -> str:
+    req = ipam_pb2.RequestPoolRequest(driver="ipamplug", pool="10.250.0.0/24", owner="bad-input")
+    return ipam.RequestPool(req, timeout=T).pool_id
+
+
+BAD_CALLS = [
+    pytest.param(
+        lambda s, pid: s.RequestPool(
+            ipam_pb2.RequestPoolRequest(driver="ipamplug", pool="10.250.0.0/33"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "invalid pool '10.250.0.0/33'",
+        id="request-pool-bad-cidr",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestPool(
+            ipam_pb2.RequestPoolRequest(driver="ipamplug", sub_pool="10.250.0.0/25"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "sub_pool needs a pool",
+        id="request-pool-sub-pool-alone",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestPool(
+            ipam_pb2.RequestPoolRequest(driver="ipamplug", request_id="white space"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "invalid request_id",
+        id="request-pool-bad-request-id",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestPool(ipam_pb2.RequestPoolRequest(driver="no/such"), timeout=T),
+        C.INVALID_ARGUMENT,
+        "invalid plugin name",
+        id="request-pool-bad-driver-name",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestAddress(
+            ipam_pb2.RequestAddressRequest(pool_id=pid, address="10.9.9.9"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "not in pool",
+        id="request-address-outside-pool",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestAddress(
+            ipam_pb2.RequestAddressRequest(pool_id=pid, address="ten"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "invalid address 'ten'",
+        id="request-address-not-an-ip",
+    ),
+    pytest.param(
+        lambda s, pid: s.RequestAddress(
+            ipam_pb2.RequestAddressRequest(pool_id="remote:ipamplug:nope"), timeout=T
+        ),
+        C.NOT_FOUND,
+        "no such pool 'remote:ipamplug:nope'",
+        id="request-address-unknown-pool",
+    ),
+    pytest.param(
+        lambda s, pid: s.ReleaseAddress(
+            ipam_pb2.ReleaseAddressRequest(pool_id=pid, address="x.y"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "invalid address 'x.y'",
+        id="release-address-not-an-ip",
+    ),
+    pytest.param(
+        lambda s, pid: s.ReleasePool(
+            ipam_pb2.ReleasePoolRequest(pool_id="remote:ipamplug:nope"), timeout=T
+        ),
+        C.NOT_FOUND,
+        "no such pool",
+        id="release-pool-unknown",
+    ),
+    pytest.param(
+        lambda s, pid: s.GetPool(ipam_pb2.GetPoolRequest(pool_id="remote:x:y"), timeout=T),
+        C.NOT_FOUND,
+        "no such pool 'remote:x:y'",
+        id="get-pool-unknown",
+    ),
+    pytest.param(
+        lambda s, pid: s.ListAllocations(
+            ipam_pb2.ListAllocationsRequest(pool_id=pid, page_token="bogus"), timeout=T
+        ),
+        C.INVALID_ARGUMENT,
+        "invalid page_token",
+        id="list-allocations-bad-token",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "code", "words"), BAD_CALLS)
+def test_bad_input_to_remote_pools_changes_nothing(env, ipam, call, code, words):
+    w, plugins = env
+    pool_id = _pool(ipam)
+    try:
+        before, mark = _remote_keys(w), plugins["ipamplug"].mark()
+        with pytest.raises(grpc.RpcError) as e:
+            call(ipam, pool_id)
+        assert e.value.code() == code and words in e.value.details()
+        assert _remote_keys(w) == before and plugins["ipamplug"].since(mark) == []
+    finally:
+        ipam.ReleasePool(ipam_pb2.ReleasePoolRequest(pool_id=pool_id), timeout=T)
+
+
+def test_ipam_plugin_restarted_is_activated_again(env, ipam):
+    w, plugins = env
+    plug = plugins["ipamkill"]
+    pool = ipam.RequestPool(
+        ipam_pb2.RequestPoolRequest(driver="ipamkill", owner="k"), timeout=T
+    ).pool_id
+    try:
+        plug.kill()
+        before = _remote_keys(w)
+        with pytest.raises(grpc.RpcError) as e:
+            ipam.RequestAddress(ipam_pb2.RequestAddressRequest(pool_id=pool, owner="a"), timeout=T)
+        assert e.value.code() == C.UNAVAILABLE and "'ipamkill'" in e.value.details()
+        assert _remote_keys(w) == before
+        plug.start()
+        mark = plug.mark()
+        addr = ipam.RequestAddress(
+            ipam_pb2.RequestAddressRequest(pool_id=pool, owner="a"), timeout=T
+        ).address
+        assert addr == "10.250.0.254/24"
+        assert plug.since(mark)[0] == "Plugin.Activate"
+    finally:
+        if plug.proc.poll() is not None:
+            plug.start()
+        ipam.ReleasePool(ipam_pb2.ReleasePoolRequest(pool_id=pool), timeout=T)
+        w.spawn.stop(plug.proc)
