@@ -25,6 +25,7 @@ def env(redis_server, netns_prefix):
         ("prefixplug", ["--dst-prefix", "web", "--mac", "02:aa:bb:cc:dd:01", "--no-gateway"]),
         ("refuseplug", ["--fail", "CreateNetwork=refused"]),
         ("failplug", ["--fail", "Join=no room at the inn"]),
+        ("ghostplug", ["--src-name", "ghost0"]),
         # Killed and restarted by one test (and stopped at its end).
         ("killplug", []),
     ]
@@ -216,6 +217,29 @@ def test_plugin_err_on_join_is_followed_by_leave_and_leaves_nothing(env, c):
         assert net.subnets[0].ips_in_use == 1  # the gateway only
     finally:
         _cleanup(c, ["j0"], ["jnet"])
+
+
+def test_join_naming_a_link_that_does_not_exist_is_the_plugins_fault_and_undone(env, c):
+    w, plugins = env
+    plug = plugins["ghostplug"]
+    c.CreateNetwork(
+        pb.CreateNetworkRequest(name="gnet", driver="ghostplug", ipam=_ipam("10.97.0.0/24")),
+        timeout=T,
+    )
+    sb = c.CreateSandbox(pb.CreateSandboxRequest(name="g0"), timeout=T)
+    try:
+        mark = plug.mark()
+        with pytest.raises(grpc.RpcError) as e:
+            c.Connect(pb.ConnectRequest(network="gnet", sandbox="g0"), timeout=T)
+        assert e.value.code() == C.FAILED_PRECONDITION
+        assert "plugin 'ghostplug': Join: invalid response: SrcName 'ghost0'" in e.value.details()
+        assert plug.since(mark)[1:3] == ["NetworkDriver.Join", "NetworkDriver.Leave"]
+        # The plugin's own veth was deleted by its Leave; the sandbox got nothing.
+        assert not {n for n in _host_links(w) if n.startswith(("ph", "pc"))}
+        assert "eth0" not in addresses_in(sandbox_netns(sb))
+        assert c.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints == []
+    finally:
+        _cleanup(c, ["g0"], ["gnet"])
 
 
 def test_plugin_killed_mid_run_unavailable_nothing_half_made_then_works_again(env, c):

@@ -136,7 +136,7 @@ def join(st: State, body: dict) -> dict:
     ip("link", "add", host, "type", "veth", "peer", "name", peer)
     ip("link", "set", host, "master", bridge(nid), "up")
     resp: dict = {
-        "InterfaceName": {"SrcName": peer, "DstPrefix": st.args.dst_prefix},
+        "InterfaceName": {"SrcName": st.args.src_name or peer, "DstPrefix": st.args.dst_prefix},
         "DisableGatewayService": False,
         "SomethingNew": "ignored by cnm",
     }
@@ -280,6 +280,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--capabilities", default='{"Scope": "local"}')
     p.add_argument("--fail", action="append", default=[], metavar="METHOD=MESSAGE")
     p.add_argument("--dst-prefix", default="eth")
+    # Answer Join with this SrcName instead of the link it made (a buggy plugin).
+    p.add_argument("--src-name", default="")
     p.add_argument("--routes", action="store_true")
     p.add_argument("--no-gateway", action="store_true")
     p.add_argument("--mac", default="")

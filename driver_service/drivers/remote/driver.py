@@ -174,7 +174,14 @@ class RemoteDriver:
         with ExitStack() as undo:
             if reply.src_name:
                 ifname = self._sandbox_name(sandbox, att, reply.dst_prefix)
-                osl.move_link_into_netns(reply.src_name, key, ifname, mac=ep.mac or None)
+                try:
+                    osl.move_link_into_netns(reply.src_name, key, ifname, mac=ep.mac or None)
+                except NotFound as e:
+                    if e.reason != "LINK_NOT_FOUND":
+                        raise
+                    raise api.bad_response(
+                        self.name, "Join", f"SrcName {reply.src_name!r} does not exist on the host"
+                    ) from e
                 undo.callback(self._move_back_quietly, ifname, reply.src_name, key)
                 osl.add_addresses(
                     ifname, [a for a in (ep.spec.address, ep.spec.address_ipv6) if a], netns=key
