@@ -269,6 +269,7 @@ def create_vxlan(
     underlay: str | None = None,
     mtu: int | None = None,
     learning: bool = False,
+    proxy: bool = False,
     netns: NetnsRef = None,
     underlay_netns: NetnsRef | bool = True,
     bridge: str | None = None,
@@ -282,7 +283,9 @@ def create_vxlan(
     `underlay` pins it to an underlay interface of `underlay_netns`. When
     `bridge` (in `netns`) is given, the device is enslaved to it. The device is
     brought up. Remote VTEPs are added with `add_fdb`; on failure the device
-    is removed again.
+    is removed again. With `proxy`, the device answers ARP/NDP requests itself
+    from the neighbour entries on it (`add_neighbour`), so they never need
+    flooding to other VTEPs.
     """
     name = validate.ifname(name, "VXLAN device name")
     vni = validate.vni(vni)
@@ -305,6 +308,7 @@ def create_vxlan(
         "vxlan_id": vni,
         "vxlan_port": dstport,
         "vxlan_learning": int(learning),
+        "vxlan_proxy": int(proxy),
     }
     if vtep is not None:
         kwargs["vxlan_local" if vtep.version == 4 else "vxlan_local6"] = str(vtep)

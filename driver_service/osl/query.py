@@ -73,6 +73,7 @@ def link_info(msg, names: dict[int, str]) -> LinkInfo:
             port=data.get("vxlan_port"),
             learning=bool(data.get("vxlan_learning")),
             underlay_index=data.get("vxlan_link") or None,
+            proxy=bool(data.get("vxlan_proxy")),
         )
     return LinkInfo(
         index=msg["index"],

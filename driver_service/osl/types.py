@@ -35,7 +35,7 @@ class LinkInfo:
     # name of the bridge it is enslaved to, if any
     master: str | None = None
     alias: str | None = None
-    # VXLAN only: VNI, local VTEP address, UDP port, learning
+    # VXLAN only: VNI, local VTEP address, UDP port, learning, ARP proxy
     vxlan: VxlanInfo | None = None
 
 
@@ -46,6 +46,8 @@ class VxlanInfo:
     port: int
     learning: bool
     underlay_index: int | None = None
+    # answers ARP/NDP from its neighbour entries
+    proxy: bool = False
 
 
 @dataclass(frozen=True)
