@@ -44,6 +44,9 @@ class DriverConfig(CommonConfig):
     # places (/run/docker/plugins, /etc/docker/plugins, ...).
     plugin_dirs: tuple[str, ...] = ()
     remote_drivers: tuple[str, ...] = ()
+    # Overlay networks: a full comparison of the kernel's peer entries with the
+    # store, repairing anything a lost pub/sub message left out.
+    overlay_resync_interval: float = 15.0
 
 
 def finish(cfg: DriverConfig) -> DriverConfig:
@@ -82,6 +85,8 @@ def finish(cfg: DriverConfig) -> DriverConfig:
         raise ConfigError("heartbeat_interval must be > 0 seconds")
     if cfg.host_ttl <= cfg.heartbeat_interval:
         raise ConfigError("host_ttl must be longer than heartbeat_interval")
+    if cfg.overlay_resync_interval <= 0:
+        raise ConfigError("overlay_resync_interval must be > 0 seconds")
     if cfg.listen:
         addr = parse_address(cfg.listen)
         if addr.kind == "tcp" and not cfg.tls_cert:

@@ -5,6 +5,7 @@ from __future__ import annotations
 DRIVER_BRIDGE = "bridge"
 DRIVER_NULL = "null"
 DRIVER_HOST = "host"
+DRIVER_OVERLAY = "overlay"
 
 # libnetwork's bridge driver options, under their usual keys.
 BRIDGE_NAME = "com.docker.network.bridge.name"

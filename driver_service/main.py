@@ -30,6 +30,7 @@ from driver_service.drivers.bridge.driver import BridgeDriver
 from driver_service.drivers.bridge.fw import BridgeFirewall
 from driver_service.drivers.host import HostDriver
 from driver_service.drivers.null import NullDriver
+from driver_service.drivers.overlay import OverlayDriver
 from driver_service.drivers.remote import PluginLoader
 from driver_service.firewall_adapter import make_firewall
 from driver_service.hostreg import HostRegistration
@@ -56,7 +57,9 @@ SERVICE_NAME = "cnm.driver.v1.Driver"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = common_parser(PROG, "The per-host driver service: sandboxes, bridge/null/host drivers.")
+    p = common_parser(
+        PROG, "The per-host driver service: sandboxes, bridge/null/host/overlay drivers."
+    )
     p.add_argument("--host-id", metavar="ID", help="this host's id (default: the hostname)")
     p.add_argument("--advertise-addr", metavar="IP", help="underlay address other hosts reach")
     p.add_argument("--state-dir", metavar="DIR", help="sandbox files (default /var/lib/cnm/driver)")
@@ -65,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-ttl", metavar="S", type=float)
     p.add_argument("--plugin-dirs", metavar="DIRS", help="plugin directories, comma-separated")
     p.add_argument("--remote-drivers", metavar="NAMES", help="plugin names, comma-separated")
+    p.add_argument("--overlay-resync-interval", metavar="S", type=float)
     p.add_argument(
         "--cleanup",
         action="store_const",
@@ -96,6 +100,7 @@ class DriverApp:
         self.conntrack = ConntrackFlusher()
         self.hostreg: HostRegistration | None = None
         self.plugins: PluginLoader | None = None
+        self.overlay: OverlayDriver | None = None
         self.reconciled = False
         self.cfg: DriverConfig | None = None
 
@@ -104,10 +109,24 @@ class DriverApp:
         self.cfg = cfg
         self.firewall = make_firewall()
         ports = PortAllocator(store, cfg.host_id)
-        registry = Registry(
-            [BridgeDriver(self.firewall, self.conntrack, ports), NullDriver(), HostDriver()]
-        )
         state = State(store, cfg.host_id)
+        self.overlay = OverlayDriver(
+            store,
+            host_id=cfg.host_id,
+            advertise_addr=cfg.advertise_addr,
+            netns_prefix=cfg.netns_prefix,
+            sandbox_of=state.sandbox,
+            tick=cfg.heartbeat_interval,
+            resync_interval=cfg.overlay_resync_interval,
+        )
+        registry = Registry(
+            [
+                BridgeDriver(self.firewall, self.conntrack, ports),
+                NullDriver(),
+                HostDriver(),
+                self.overlay,
+            ]
+        )
         self.plugins = PluginLoader(
             Discovery(cfg.plugin_dirs),
             registry,
@@ -139,6 +158,8 @@ class DriverApp:
                     Reconciler(self.manager, store, self.cfg.netns_prefix).run()
                     assert self.firewall is not None and self.hostreg is not None
                     self.firewall.start()
+                    assert self.overlay is not None
+                    self.overlay.start()
                     self.hostreg.register()
                     self.hostreg.start()
                     assert self.plugins is not None
@@ -168,6 +189,8 @@ class DriverApp:
             self.plugins.stop()
         if self.hostreg is not None:
             self.hostreg.stop()
+        if self.overlay is not None:
+            self.overlay.stop()
         if self.firewall is not None:
             self.firewall.close()
         if self.manager is not None:

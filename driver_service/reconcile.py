@@ -29,6 +29,7 @@ from pathlib import Path
 
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
+from driver_service.drivers import overlay
 from driver_service.drivers.bridge import fw
 from driver_service.manager import Manager
 from driver_service.models import CREATING, DELETING, JOINED, READY
@@ -255,7 +256,8 @@ def cleanup_host(
 
     Kernel first (it works without Redis): every link marked by cnm in this
     namespace, cnm's nftables tables, namespaces with cnm's prefix that no
-    other host has on record, the sandbox files; then this host's records.
+    other host has on record, this host's overlay namespaces, the sandbox
+    files; then this host's records (and its overlay peer entries).
     """
     errors: list[str] = []
 
@@ -288,6 +290,8 @@ def cleanup_host(
     for name in cnm_namespaces(netns_prefix):
         if name not in others:
             attempt(f"delete namespace {name}", lambda n=name: osl.delete_namespace(n))
+    # Overlay networks' namespaces of this host, and its entries in their peer tables.
+    errors += overlay.cleanup(store, host_id=host_id, netns_prefix=netns_prefix)
     shutil.rmtree(Path(state_dir) / "sandboxes", ignore_errors=True)
 
     if store is not None:

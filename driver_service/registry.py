@@ -70,7 +70,10 @@ class Registry:
         if name and name in unusable:
             return [Capability(name=name, scope="", error=unusable[name])]
         drivers = [self.get(name)] if name else self.all()
-        caps = [Capability(name=d.name, scope=d.scope) for d in drivers]
+        # A registered driver may say why it cannot work here (overlay without a VTEP).
+        caps = [
+            Capability(name=d.name, scope=d.scope, error=getattr(d, "error", "")) for d in drivers
+        ]
         if not name:
             caps += [Capability(name=n, scope="", error=e) for n, e in sorted(unusable.items())]
             caps.sort(key=lambda c: c.name)

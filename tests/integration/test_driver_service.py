@@ -23,6 +23,9 @@ from harness.stack import BIN, short_tmp
 
 from services.ids import new_id
 
+# The overlay driver's capability error on a host without --advertise-addr.
+NO_VTEP = "no VTEP address: start the driver service with --advertise-addr"
+
 
 @pytest.fixture(scope="module")
 def world(redis_server, netns_prefix):
@@ -42,6 +45,8 @@ def test_capabilities_list_bridge_null_and_host_with_local_scope(host):
         ("bridge", tpb.SCOPE_LOCAL, ""),
         ("null", tpb.SCOPE_LOCAL, ""),
         ("host", tpb.SCOPE_LOCAL, ""),
+        # This host has no --advertise-addr: the overlay says why it cannot work.
+        ("overlay", tpb.SCOPE_GLOBAL, NO_VTEP),
     }
     one = host.stub.GetCapabilities(pb.GetCapabilitiesRequest(driver="null"), timeout=T)
     assert [c.name for c in one.capabilities] == ["null"]
@@ -58,6 +63,7 @@ def test_host_registers_and_heartbeats(host):
             {"name": "bridge", "scope": "local", "error": ""},
             {"name": "host", "scope": "local", "error": ""},
             {"name": "null", "scope": "local", "error": ""},
+            {"name": "overlay", "scope": "global", "error": NO_VTEP},
         ]
         assert time.time() - float(first["last_heartbeat"]) <= float(first["ttl"])
         time.sleep(2.5)

@@ -1,0 +1,163 @@
+"""Overlay peers in the shared store, and what each host must program from them.
+
+A peer is an endpoint joined to an overlay network somewhere: its addresses,
+its MAC and the VTEP (underlay address) of the host it is on. Keys:
+
+    overlay:<network id>:peers   hash: endpoint id -> JSON {host, vtep, mac, ip, ipv6}
+    overlay:peers                pub/sub channel: a network id whose peers changed
+
+Only the host an endpoint is joined on writes (or removes) its entry; every
+write is followed by a PUBLISH in the same MULTI, so other hosts hear of it at
+once. Messages can be lost (a subscriber reconnecting), which is why every
+host also resyncs periodically. Liveness comes from the hosts' own records
+(`host:<id>`, written by their heartbeats): a peer whose host stopped
+heartbeating for longer than its ttl is not programmed anywhere, but its entry
+stays, so it comes back as soon as the host does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+from services.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Peer:
+    endpoint_id: str
+    host: str
+    vtep: str
+    mac: str
+    # Bare addresses (no prefix length); "" when absent.
+    ip: str = ""
+    ipv6: str = ""
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        del d["endpoint_id"]
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, endpoint_id: str, text: str) -> Peer:
+        d = json.loads(text)
+        return cls(
+            endpoint_id=endpoint_id,
+            host=str(d["host"]),
+            vtep=str(d["vtep"]),
+            mac=str(d["mac"]),
+            ip=str(d.get("ip") or ""),
+            ipv6=str(d.get("ipv6") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """The static entries a host's VXLAN device must carry for one network."""
+
+    # (MAC, remote VTEP)
+    fdb: frozenset[tuple[str, str]] = frozenset()
+    # (IP, MAC)
+    neighbours: frozenset[tuple[str, str]] = frozenset()
+
+
+def wanted(peers: Iterable[Peer], live: Mapping[str, bool], me: str, my_vtep: str) -> Wanted:
+    """Entries for every remote peer on a live host; pure.
+
+    Local peers need none (they are ports of the local bridge). One MAC maps
+    to one VTEP and one IP to one MAC: were two entries to disagree (a stale
+    record), the one of the smallest endpoint id wins, on every host alike.
+    """
+    by_mac: dict[str, str] = {}
+    by_ip: dict[str, str] = {}
+    for p in sorted(peers, key=lambda p: p.endpoint_id):
+        if p.host == me or p.vtep == my_vtep or not live.get(p.host, False):
+            continue
+        by_mac.setdefault(p.mac, p.vtep)
+        for ip in (p.ip, p.ipv6):
+            if ip:
+                by_ip.setdefault(ip, p.mac)
+    return Wanted(fdb=frozenset(by_mac.items()), neighbours=frozenset(by_ip.items()))
+
+
+class PeerTable:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def channel(self) -> str:
+        return self.store.key("overlay", "peers")
+
+    def key(self, network_id: str) -> str:
+        return self.store.key("overlay", network_id, "peers")
+
+    def put(self, network_id: str, peer: Peer) -> None:
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.hset(self.key(network_id), peer.endpoint_id, peer.to_json())
+        pipe.publish(self.channel, network_id)
+        pipe.execute()
+
+    def remove(self, network_id: str, endpoint_ids: Iterable[str]) -> None:
+        ids = list(endpoint_ids)
+        if not ids:
+            return
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.hdel(self.key(network_id), *ids)
+        pipe.publish(self.channel, network_id)
+        pipe.execute()
+
+    def peers(self, network_id: str) -> list[Peer]:
+        out = []
+        for ep_id, text in self.store.client.hgetall(self.key(network_id)).items():
+            try:
+                out.append(Peer.from_json(ep_id, text))
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("overlay %s: unreadable peer %s: %s", network_id[:12], ep_id[:12], e)
+        return out
+
+    def set_host_peers(self, network_id: str, host: str, peers: Iterable[Peer]) -> None:
+        """Make `host`'s entries of the network exactly `peers` (after a restart)."""
+        mine = {p.endpoint_id: p for p in peers}
+        stale = [p.endpoint_id for p in self.peers(network_id) if p.host == host]
+        stale = [i for i in stale if i not in mine]
+        pipe = self.store.client.pipeline(transaction=True)
+        if stale:
+            pipe.hdel(self.key(network_id), *stale)
+        if mine:
+            pipe.hset(self.key(network_id), mapping={i: p.to_json() for i, p in mine.items()})
+        pipe.publish(self.channel, network_id)
+        pipe.execute()
+
+    def drop_host(self, host: str) -> list[str]:
+        """Remove every entry of `host` on every network (`cnm-driver --cleanup`);
+        returns the networks that had some."""
+        touched = []
+        pattern = self.store.key("overlay", "*", "peers")
+        for key in self.store.client.scan_iter(match=pattern, count=1000):
+            network_id = key.split(":")[-2]
+            if any(p.host == host for p in self.peers(network_id)):
+                self.set_host_peers(network_id, host, [])
+                touched.append(network_id)
+        return touched
+
+    def liveness(self, hosts: Iterable[str]) -> dict[str, bool]:
+        """host -> READY (heartbeat within its ttl), from the hosts' records."""
+        ids = sorted(set(hosts))
+        if not ids:
+            return {}
+        pipe = self.store.client.pipeline(transaction=False)
+        for host in ids:
+            pipe.hmget(self.store.key("host", host), "last_heartbeat", "ttl")
+        now = time.time()
+        out = {}
+        for host, (last, ttl) in zip(ids, pipe.execute(), strict=True):
+            try:
+                out[host] = bool(last) and now - float(last) <= float(ttl or 0)
+            except ValueError:
+                out[host] = False
+        return out
