@@ -25,3 +25,5 @@ class ControllerConfig(CommonConfig):
     request_ttl: float = 86400.0
     # Events kept in the stream (approximate trim).
     events_retained: int = 100_000
+    # Where overlay networks' VNIs are taken from ("LO-HI" within 256-16777215).
+    overlay_vni_range: str = "256-16777215"

@@ -35,11 +35,13 @@ class IpamClient:
         self._spaces: tuple[str, str] | None = None
         self._channel = dial(address, timeout=timeout, **tls)
         self._stub = ipam_pb2_grpc.IpamStub(self._channel)
+        self._ids = ipam_pb2_grpc.IdAllocatorStub(self._channel)
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, *, ids: bool = False) -> Any:
         stub = self._stub
+        target = self._ids if ids else stub
         try:
-            return getattr(stub, method)(request, timeout=deadline.timeout(self.timeout))
+            return getattr(target, method)(request, timeout=deadline.timeout(self.timeout))
         except grpc.RpcError as e:
             err = from_rpc_error(e, f"IPAM {method}")
             if e.code() == grpc.StatusCode.UNAVAILABLE:
@@ -55,6 +57,7 @@ class IpamClient:
                 return
             self._channel = dial(self.address, timeout=self.timeout, **self._tls)
             self._stub = ipam_pb2_grpc.IpamStub(self._channel)
+            self._ids = ipam_pb2_grpc.IdAllocatorStub(self._channel)
 
     def default_spaces(self) -> tuple[str, str]:
         """(local, global) default address space names."""
@@ -175,3 +178,34 @@ class IpamClient:
             token = resp.next_page_token
             if not token:
                 return found
+
+    # ---------------------------------------------------------------- id ranges (VNIs)
+
+    def create_id_range(self, name: str, start: int, end: int) -> None:
+        """Idempotent for equal bounds (ALREADY_EXISTS when the name has others)."""
+        self._call(
+            "CreateRange", ipam_pb2.CreateRangeRequest(name=name, start=start, end=end), ids=True
+        )
+
+    def get_id(
+        self,
+        name: str,
+        *,
+        owner: str,
+        id_: int | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+    ) -> int:
+        """`id_` exactly (ALREADY_EXISTS when taken), else the lowest free one in
+        [lo, hi] (or in the whole range); RESOURCE_EXHAUSTED when none is free."""
+        request = ipam_pb2.GetIdRequest(name=name, owner=owner)
+        if id_ is not None:
+            request.id = id_
+        if lo is not None and hi is not None:
+            request.range_start, request.range_end = lo, hi
+        return int(self._call("GetId", request, ids=True).id)
+
+    def release_id(self, name: str, id_: int) -> None:
+        """Idempotent, also when the range itself is gone."""
+        with contextlib.suppress(NotFound):
+            self._call("ReleaseId", ipam_pb2.ReleaseIdRequest(name=name, id=id_), ids=True)

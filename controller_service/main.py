@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from cnm.controller.v1 import controller_pb2_grpc
 
+from controller_service import overlay
 from controller_service.config import ControllerConfig
 from controller_service.controller import Controller
 from controller_service.servicer import ControllerServicer
@@ -36,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"ipam address {cfg.ipam!r}: {e}") from None
         if cfg.driver_timeout <= 0 or cfg.reconcile_interval <= 0 or cfg.instance_ttl <= 0:
             raise ConfigError("driver_timeout, reconcile_interval and instance_ttl must be > 0")
+        try:
+            overlay.parse_range(cfg.overlay_vni_range)
+        except ValueError as e:
+            raise ConfigError(f"overlay_vni_range: {e}") from None
         controller = Controller(cfg, store)
         controller.reconciler.start()
         running.append(controller)

@@ -1,5 +1,6 @@
-"""Networks: create (intent, IPAM pools and gateways, driver), get with IPAM
-status, list, delete, prune; and what the reconciler needs to finish them."""
+"""Networks: create (intent, IPAM pools and gateways, the VNI of an overlay,
+driver), get with IPAM status, list, delete, prune; and what the reconciler
+needs to finish them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 import ipaddress
 import logging
 
-from controller_service import listing, validate
+from controller_service import listing, overlay, validate
 from controller_service.context import Context, describe
 from controller_service.events import EventType
 from controller_service.ipam_client import GATEWAY_OPTIONS
@@ -45,12 +46,20 @@ def _event_attrs(net: Network) -> dict[str, str]:
 class Networks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.vnis = overlay.Vnis(ctx.ipam, ctx.cfg.overlay_vni_range)
 
     # ------------------------------------------------------------------ create
 
     def create(self, spec: NetworkSpec, net_id: str) -> Network:
         ctx = self.ctx
         spec = validate.network_spec(spec)
+        vni_wanted = None
+        if spec.driver == overlay.DRIVER_OVERLAY:
+            vni_wanted = overlay.requested_vni(spec.options)
+            # The key is recorded only once the VNI is ours: a rollback releases
+            # what the record names, never a VNI another network holds.
+            options = {k: v for k, v in spec.options.items() if k != overlay.VXLANID_LIST}
+            spec = dataclasses.replace(spec, options=options)
         scope = ctx.hosts.driver_scope(spec.driver)
         if scope is Scope.LOCAL:
             host = ctx.probe(ctx.hosts.choose(spec.host, driver=spec.driver)).id
@@ -81,8 +90,13 @@ class Networks:
             net = self._write_intent(net)
             undo.step("forget network", self._forget_or_orphan, net, undo)
             pools = self._allocate_pools(net, undo)
+            options = dict(net.options)
+            if net.driver == overlay.DRIVER_OVERLAY:
+                vni = self.vnis.allocate(net.id, net.name, vni_wanted)
+                undo.step(f"release VNI {vni}", self.vnis.release, vni)
+                options[overlay.VXLANID_LIST] = str(vni)
             crash_point("network_after_ipam")
-            net = ctx.transition(net, pools=pools)
+            net = ctx.transition(net, pools=pools, options=options)
             if host:
                 undo.step("driver DeleteNetwork", ctx.driver_any_state(host).delete_network, net.id)
                 self.ensure_on_host(net, host)
@@ -260,6 +274,14 @@ class Networks:
             for pool_id in dict.fromkeys(pool_ids):
                 try:
                     ctx.ipam.release_pool(pool_id)
+                except CnmError as e:
+                    errors.append(e)
+            vni = (
+                overlay.recorded_vni(net.options) if net.driver == overlay.DRIVER_OVERLAY else None
+            )
+            if vni is not None:
+                try:
+                    self.vnis.release(vni)
                 except CnmError as e:
                     errors.append(e)
         if errors:
