@@ -178,6 +178,47 @@ def test_dst_prefix_and_plugin_chosen_mac(env, c):
         _cleanup(c, ["p0"], ["pnet"])
 
 
+def test_ipv6_data_and_addresses(env, c):
+    _w, plugins = env
+    ipam = pb.IpamSpec(
+        configs=[
+            types_pb2.IpamConfig(subnet="10.99.0.0/24"),
+            types_pb2.IpamConfig(subnet="fd99::/64"),
+        ]
+    )
+    net = c.CreateNetwork(
+        pb.CreateNetworkRequest(name="v6net", driver="netplug", ipam=ipam, enable_ipv6=True),
+        timeout=T,
+    )
+    sbs = [c.CreateSandbox(pb.CreateSandboxRequest(name=f"v{i}"), timeout=T) for i in range(2)]
+    try:
+        eps = [
+            c.Connect(pb.ConnectRequest(network="v6net", sandbox=f"v{i}"), timeout=T)
+            for i in (0, 1)
+        ]
+        create = plugins["netplug"].bodies("NetworkDriver.CreateNetwork")[-1]
+        assert create["Options"]["com.docker.network.enable_ipv6"] is True
+        assert create["IPv6Data"] == [
+            {
+                "AddressSpace": "LocalDefault",
+                "Pool": "fd99::/64",
+                "Gateway": "fd99::1/64",
+                "AuxAddresses": {},
+            }
+        ]
+        [ep_body] = [
+            b
+            for b in plugins["netplug"].bodies("NetworkDriver.CreateEndpoint")
+            if b["EndpointID"] == eps[1].id
+        ]
+        assert ep_body["Interface"]["AddressIPv6"] == eps[1].ipv6_address != ""
+        assert f"inet6 {eps[1].ipv6_address} " in addresses_in(sandbox_netns(sbs[1]))
+        assert ping_all(sandbox_netns(sbs[0]), [eps[1].ipv6_address.split("/")[0]]) == []
+        assert net.enable_ipv6
+    finally:
+        _cleanup(c, ["v0", "v1"], ["v6net"])
+
+
 def test_plugin_err_on_create_network_leaves_nothing(env, c):
     w, _plugins = env
     pools_before = c.ListPools(pb.ListPoolsRequest(), timeout=T).pools
