@@ -1,0 +1,359 @@
+"""Overlay networks on a simulated 3-host cluster (tests/harness/cluster.py).
+
+Every host is a namespace running its own cnm-driver with --advertise-addr on
+an underlay bridge; packets between sandboxes of different hosts really are
+VXLAN-encapsulated UDP crossing that bridge. What is checked: all pairs
+reach each other with MTU 1450; two overlays cannot reach each other even on
+one host; a leave withdraws the peer's static FDB and neighbour entries on
+the other hosts within a second; a restarted driver rebuilds lost overlay
+state; a host that stops heartbeating has its peers withdrawn after its ttl
+and shows as unreachable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import subprocess
+import time
+
+import pytest
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.types.v1 import types_pb2 as tpb
+from controller_env import T, ping_all, wait_for
+from harness import kernel_snapshot, netns
+from harness.cluster import Cluster
+from harness.stack import BIN
+
+from driver_service import osl
+from driver_service.drivers.overlay import options as ov
+
+VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
+# Heartbeats fast enough that a silent host is noticed in about two seconds.
+FAST = {"CNM_HEARTBEAT_INTERVAL": "0.5", "CNM_HOST_TTL": "2"}
+
+
+@pytest.fixture
+def make_cluster(spawn, redis_url, netns_prefix):
+    made: list[Cluster] = []
+
+    def make(**kw) -> Cluster:
+        name = f"cnmc-{kernel_snapshot.TEST_TAG}-{len(made)}"
+        cluster = Cluster(spawn, redis_url, name=name, netns_prefix=netns_prefix, **kw)
+        made.append(cluster)
+        return cluster.build()
+
+    yield make
+    errors = []
+    for cluster in made:
+        try:
+            cluster.close()
+        except RuntimeError as e:
+            errors.append(str(e))
+    assert not errors, errors
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def overlay(c, name: str, **kw) -> pb.Network:
+    return c.CreateNetwork(pb.CreateNetworkRequest(name=name, driver="overlay", **kw), timeout=T)
+
+
+def attach(c, net: str, name: str, host: str) -> tuple[pb.Sandbox, pb.Endpoint]:
+    sb = c.CreateSandbox(pb.CreateSandboxRequest(name=name, host=host), timeout=T)
+    ep = c.Connect(pb.ConnectRequest(network=net, sandbox=sb.id), timeout=T)
+    return sb, ep
+
+
+def ns_of(sb: pb.Sandbox) -> str:
+    return sb.key.rsplit("/", 1)[1]
+
+
+def ip_of(ep: pb.Endpoint) -> str:
+    return ep.ipv4_address.split("/")[0]
+
+
+def ov_netns(cluster: Cluster, host: str, net_id: str) -> str:
+    return ov.netns_name(cluster.netns_prefix, host, net_id)
+
+
+def entries(cluster: Cluster, host: str, net_id: str) -> tuple[set, set]:
+    """(FDB {(mac, vtep)}, neighbours {(ip, mac)}) of a host's VXLAN device; empty
+    when the overlay is not built there."""
+    ns = ov_netns(cluster, host, net_id)
+    if not osl.namespace_exists(ns):
+        return set(), set()
+    fdb = {(e.mac, str(e.dst)) for e in osl.list_fdb("vxlan0", netns=ns) if e.dst is not None}
+    neigh = {
+        (str(n.ip), n.mac)
+        for n in osl.list_neighbours(netns=ns, ifname="vxlan0")
+        if "permanent" in n.state
+    }
+    return fdb, neigh
+
+
+def expected_entries(cluster: Cluster, host: str, placed: dict) -> tuple[set, set]:
+    """What `host` must carry: every endpoint placed on another host."""
+    fdb, neigh = set(), set()
+    for ep, where, _ns in placed.values():
+        if where != host:
+            fdb.add((ep.mac_address, cluster.hosts[where].address))
+            neigh.add((ip_of(ep), ep.mac_address))
+    return fdb, neigh
+
+
+def wait_converged(cluster: Cluster, net_id: str, placed: dict, timeout: float = 1.0) -> float:
+    """Wait until every host carries exactly the entries for `placed`; returns the
+    seconds it took. Joins are announced asynchronously (pub/sub): a peer that just
+    joined may be unknown elsewhere for a few milliseconds."""
+    t0 = time.monotonic()
+    wait_for(
+        lambda: all(
+            entries(cluster, h, net_id) == expected_entries(cluster, h, placed)
+            for h in cluster.hosts
+            if any(where == h for _ep, where, _ns in placed.values())
+        ),
+        timeout=timeout,
+        interval=0.01,
+        what="peer entries converged on every host",
+    )
+    return time.monotonic() - t0
+
+
+def unreachable_pairs(placed: dict) -> list[str]:
+    """Every unordered pair pinged once (from the first of the pair); the failures."""
+    names = sorted(placed)
+    failed = []
+    for i, src in enumerate(names):
+        targets = {ip_of(placed[dst][0]): dst for dst in names[i + 1 :]}
+        if not targets:
+            continue
+        sb_ns = placed[src][2]
+        for addr in ping_all(sb_ns, list(targets)):
+            failed.append(f"{src}->{targets[addr]}")
+    return failed
+
+
+def place(c, net: pb.Network, layout: dict[str, str]) -> dict:
+    """name -> (endpoint, host, sandbox namespace) for sandboxes made per `layout`."""
+    placed = {}
+    for name, host in layout.items():
+        sb, ep = attach(c, net.id, name, host)
+        placed[name] = (ep, host, ns_of(sb))
+    return placed
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_one_overlay_on_three_hosts_all_pairs_ping_mtu_1450_and_a_leave_is_withdrawn_fast(
+    make_cluster,
+):
+    cluster = make_cluster(hosts=3)
+    c = cluster.stub()
+    net = overlay(c, "ov")
+    assert net.scope == tpb.SCOPE_GLOBAL and net.host == ""
+    vni = int(net.options[VNI_KEY])
+    assert 256 <= vni < 2**24
+    pools = [p for p in c.ListPools(pb.ListPoolsRequest(), timeout=T).pools if p.owner == net.id]
+    assert [p.address_space for p in pools] == ["GlobalDefault"]
+    subnet = pools[0].pool
+
+    layout = {f"s{h}{k}": f"h{h}" for h in (1, 2, 3) for k in (1, 2)}
+    placed = place(c, net, layout)
+
+    addresses = [ip_of(ep) for ep, _h, _n in placed.values()]
+    assert len(set(addresses)) == 6, "addresses are unique across hosts"
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(subnet) for a in addresses)
+    # A network name means the same network everywhere: one id, one VNI on every host.
+    for host_id, host in cluster.hosts.items():
+        vx = osl.get_link("vxlan0", netns=ov_netns(cluster, host_id, net.id))
+        assert vx.mtu == 1450 and vx.vxlan is not None
+        assert (vx.vxlan.vni, vx.vxlan.port, vx.vxlan.local) == (vni, 4789, host.address)
+        assert not vx.vxlan.learning and vx.vxlan.proxy
+    for _ep, _h, sb_ns in placed.values():
+        assert osl.get_link("eth0", netns=sb_ns).mtu == 1450
+
+    wait_converged(cluster, net.id, placed)
+    assert unreachable_pairs(placed) == []
+    # A packet of the full 1450 bytes crosses hosts unfragmented (DF set).
+    big = netns.exec_in(
+        placed["s11"][2], "ping", "-c1", "-W2", "-M", "do", "-s", "1422",
+        ip_of(placed["s31"][0]), check=False,
+    )  # fmt: skip
+    assert big.returncode == 0, big.stdout + big.stderr
+
+    # Static entries only for the remote peers: nothing to flood to (no all-zero MAC).
+    for host_id in cluster.hosts:
+        assert entries(cluster, host_id, net.id) == expected_entries(cluster, host_id, placed)
+
+    # Leave on h1: the peer disappears from h2 and h3 within a second.
+    leaving_ep = placed["s11"][0]
+    gone = (leaving_ep.mac_address, cluster.hosts["h1"].address)
+    t0 = time.monotonic()
+    c.Disconnect(pb.DisconnectRequest(network=net.id, sandbox="s11"), timeout=T)
+
+    def withdrawn() -> bool:
+        for host_id in ("h2", "h3"):
+            fdb, neigh = entries(cluster, host_id, net.id)
+            if gone in fdb or (ip_of(leaving_ep), leaving_ep.mac_address) in neigh:
+                return False
+        return True
+
+    wait_for(withdrawn, timeout=1.0, interval=0.01, what="peer withdrawn on h2 and h3")
+    elapsed = time.monotonic() - t0
+    print(f"leave -> entries gone on the other hosts: {elapsed * 1000:.0f} ms")
+    del placed["s11"]
+    for host_id in cluster.hosts:
+        assert entries(cluster, host_id, net.id) == expected_entries(cluster, host_id, placed)
+    assert unreachable_pairs(placed) == []
+
+    # The last local endpoint takes the overlay's namespace (bridge, VXLAN) with it.
+    c.Disconnect(pb.DisconnectRequest(network=net.id, sandbox="s12"), timeout=T)
+    assert not osl.namespace_exists(ov_netns(cluster, "h1", net.id))
+    del placed["s12"]
+    wait_for(
+        lambda: all(
+            entries(cluster, h, net.id) == expected_entries(cluster, h, placed)
+            for h in ("h2", "h3")
+        ),
+        timeout=1.0,
+        interval=0.01,
+        what="h1's last peer withdrawn",
+    )
+
+
+def _force_route(sb_ns: str, target: pb.Endpoint) -> None:
+    """Make a sandbox try hard to reach `target` at L2: an on-link route to its
+    address and a permanent neighbour entry with its MAC (no ARP needed)."""
+    addr = ip_of(target)
+    netns.exec_in(sb_ns, "ip", "route", "replace", f"{addr}/32", "dev", "eth0")
+    netns.exec_in(
+        sb_ns, "ip", "neigh", "replace", addr, "lladdr", target.mac_address,
+        "dev", "eth0", "nud", "permanent",
+    )  # fmt: skip
+
+
+def test_two_overlays_cannot_reach_each_other_even_on_the_same_host(make_cluster):
+    cluster = make_cluster(hosts=2)
+    c = cluster.stub()
+    red, blue = overlay(c, "red"), overlay(c, "blue")
+    assert red.options[VNI_KEY] != blue.options[VNI_KEY]
+    reds = place(c, red, {"r1": "h1", "r2": "h2"})
+    blues = place(c, blue, {"b1": "h1", "b2": "h2"})
+    wait_converged(cluster, red.id, reds)
+    wait_converged(cluster, blue.id, blues)
+    assert unreachable_pairs(reds) == [] and unreachable_pairs(blues) == []
+    # Each overlay has its own namespace (bridge + VXLAN) on a host.
+    assert ov_netns(cluster, "h1", red.id) != ov_netns(cluster, "h1", blue.id)
+    for net in (red, blue):
+        assert osl.namespace_exists(ov_netns(cluster, "h1", net.id))
+
+    # r1 is told exactly where b1 (same host) and b2 (other host) are, at L2.
+    r1_ns = reds["r1"][2]
+    for name in ("b1", "b2"):
+        _force_route(r1_ns, blues[name][0])
+    b1_ns = blues["b1"][2]
+    _force_route(b1_ns, reds["r1"][0])
+    _force_route(b1_ns, reds["r2"][0])
+    assert sorted(ping_all(r1_ns, [ip_of(blues["b1"][0]), ip_of(blues["b2"][0])])) == sorted(
+        [ip_of(blues["b1"][0]), ip_of(blues["b2"][0])]
+    )
+    assert sorted(ping_all(b1_ns, [ip_of(reds["r1"][0]), ip_of(reds["r2"][0])])) == sorted(
+        [ip_of(reds["r1"][0]), ip_of(reds["r2"][0])]
+    )
+    # And the other overlay's peers are not in this one's tables at all.
+    fdb, neigh = entries(cluster, "h1", red.id)
+    assert {mac for mac, _ in fdb} == {reds["r2"][0].mac_address}
+    assert {ip for ip, _ in neigh} == {ip_of(reds["r2"][0])}
+    # Its own traffic is unaffected.
+    assert unreachable_pairs(reds) == [] and unreachable_pairs(blues) == []
+
+
+def test_restarted_driver_rebuilds_lost_overlay_state_and_traffic_flows_again(make_cluster):
+    cluster = make_cluster(hosts=3)
+    c = cluster.stub()
+    net = overlay(c, "ov")
+    placed = place(c, net, {"a": "h1", "b1": "h2", "b2": "h2", "c": "h3"})
+    wait_converged(cluster, net.id, placed)
+    assert unreachable_pairs(placed) == []
+
+    # The data plane does not need the driver service: stopped, traffic still flows.
+    cluster.stop_host("h2")
+    assert unreachable_pairs(placed) == []
+    cluster.start_host("h2")
+    assert unreachable_pairs(placed) == []
+
+    # A crash that also loses h2's overlay state (namespace, bridge, VXLAN device, veths).
+    cluster.stop_host("h2", signal.SIGKILL)
+    h2_ns = ov_netns(cluster, "h2", net.id)
+    osl.delete_namespace(h2_ns)
+    wait_for(
+        lambda: not osl.link_exists("eth0", netns=placed["b1"][2]),
+        timeout=5,
+        what="h2's sandboxes lose eth0 with the overlay namespace",
+    )
+    assert set(ping_all(placed["a"][2], [ip_of(placed["b1"][0])])) == {ip_of(placed["b1"][0])}
+
+    cluster.start_host("h2")
+    assert osl.namespace_exists(h2_ns)
+    for name in ("b1", "b2"):
+        eth0 = osl.get_link("eth0", netns=placed[name][2])
+        assert eth0.mtu == 1450 and eth0.mac == placed[name][0].mac_address
+        addrs = {str(a.address) for a in osl.list_addresses(netns=placed[name][2], ifname="eth0")}
+        assert placed[name][0].ipv4_address in addrs
+    assert entries(cluster, "h2", net.id) == expected_entries(cluster, "h2", placed)
+    wait_for(lambda: unreachable_pairs(placed) == [], timeout=5, what="all pairs ping again")
+
+
+def test_dead_host_peers_are_withdrawn_after_its_ttl_and_it_shows_unreachable(make_cluster):
+    cluster = make_cluster(hosts=3, driver_env=FAST)
+    c = cluster.stub()
+    net = overlay(c, "ov")
+    placed = place(c, net, {"a": "h1", "b": "h2", "z": "h3"})
+    wait_converged(cluster, net.id, placed)
+    assert unreachable_pairs(placed) == []
+    z_ep = placed["z"][0]
+    z_entry = (z_ep.mac_address, cluster.hosts["h3"].address)
+
+    t0 = time.monotonic()
+    cluster.stop_host("h3", signal.SIGKILL)
+
+    def z_gone() -> bool:
+        return all(z_entry not in entries(cluster, h, net.id)[0] for h in ("h1", "h2"))
+
+    wait_for(z_gone, timeout=6, interval=0.05, what="h3's peer withdrawn on h1 and h2")
+    elapsed = time.monotonic() - t0
+    print(f"h3 killed -> its peer withdrawn everywhere: {elapsed:.2f} s (ttl 2 s)")
+    # Not before the ttl: the last heartbeat was at most 0.5 s before the kill.
+    assert elapsed >= 1.4
+    assert all(
+        (ip_of(z_ep), z_ep.mac_address) not in entries(cluster, h, net.id)[1] for h in ("h1", "h2")
+    )
+    hosts = {h.id: h.state for h in c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts}
+    assert hosts == {
+        "h1": pb.HOST_STATE_READY,
+        "h2": pb.HOST_STATE_READY,
+        "h3": pb.HOST_STATE_UNREACHABLE,
+    }
+    out = subprocess.run(
+        [str(BIN / "cnmctl"), "--controller", cluster.controller, "host", "ls"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    states = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "unreachable" in states["h3"] and "ready" in states["h1"] and "ready" in states["h2"]
+    live = {k: v for k, v in placed.items() if k != "z"}
+    assert unreachable_pairs(live) == []
+
+    # Back again: its peers return everywhere and traffic flows.
+    cluster.start_host("h3")
+    wait_for(
+        lambda: all(
+            entries(cluster, h, net.id) == expected_entries(cluster, h, placed)
+            for h in cluster.hosts
+        ),
+        timeout=5,
+        what="h3's peer programmed again",
+    )
+    assert unreachable_pairs(placed) == []
