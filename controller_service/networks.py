@@ -55,7 +55,7 @@ class Networks:
         spec = validate.network_spec(spec)
         vni_wanted = None
         if spec.driver == overlay.DRIVER_OVERLAY:
-            vni_wanted = overlay.requested_vni(spec.options)
+            vni_wanted = overlay.check_options(spec.options)
             # The key is recorded only once the VNI is ours: a rollback releases
             # what the record names, never a VNI another network holds.
             options = {k: v for k, v in spec.options.items() if k != overlay.VXLANID_LIST}

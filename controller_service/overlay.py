@@ -26,13 +26,16 @@ import logging
 from collections.abc import Mapping
 
 from controller_service.ipam_client import IpamClient
-from services.errors import Exhausted, InvalidArgument
+from services.errors import AlreadyExists, Exhausted, InvalidArgument
 
 log = logging.getLogger(__name__)
 
 DRIVER_OVERLAY = "overlay"
 # libnetwork's key (also the driver service's, driver_service/drivers/overlay/options.py).
 VXLANID_LIST = "com.docker.network.driver.overlay.vxlanid_list"
+VXLAN_PORT = "com.cnm.overlay.vxlan_port"
+_PREFIXES = ("com.docker.network.driver.overlay.", "com.cnm.overlay.")
+KNOWN_KEYS = frozenset({VXLANID_LIST, VXLAN_PORT})
 RANGE_NAME = "vxlan"
 VNI_MIN = 256
 VNI_MAX = (1 << 24) - 1
@@ -75,6 +78,26 @@ def requested_vni(options: Mapping[str, str]) -> int | None:
     return vni
 
 
+def check_options(options: Mapping[str, str]) -> int | None:
+    """The overlay's own option keys checked at creation, before anything is
+    made (the hosts' drivers check them again); returns the requested VNI."""
+    unknown = sorted(k for k in options if k.startswith(_PREFIXES) and k not in KNOWN_KEYS)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown overlay option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})",
+            reason="INVALID_OPTION",
+            metadata={"option": unknown[0]},
+        )
+    raw = options.get(VXLAN_PORT, "").strip()
+    if raw and not (raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise InvalidArgument(
+            f"invalid VXLAN UDP port {raw!r} (option {VXLAN_PORT}): must be 1..65535",
+            reason="INVALID_OPTION",
+            metadata={"option": VXLAN_PORT},
+        )
+    return requested_vni(options)
+
+
 def recorded_vni(options: Mapping[str, str]) -> int | None:
     try:
         return int(options[VXLANID_LIST])
@@ -97,7 +120,14 @@ class Vnis:
         """The network's VNI, owned by its id: `wanted`, else the lowest free one."""
         self._ensure_range()
         if wanted is not None:
-            return self.ipam.get_id(RANGE_NAME, owner=network_id, id_=wanted)
+            try:
+                return self.ipam.get_id(RANGE_NAME, owner=network_id, id_=wanted)
+            except AlreadyExists as e:
+                raise AlreadyExists(
+                    f"VNI {wanted} asked for by overlay network {name!r} is already used "
+                    f"by another network ({e})",
+                    reason="VNI_TAKEN",
+                ) from e
         try:
             return self.ipam.get_id(RANGE_NAME, owner=network_id, lo=self.lo, hi=self.hi)
         except Exhausted as e:

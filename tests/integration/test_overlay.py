@@ -238,7 +238,11 @@ def _force_route(sb_ns: str, target: pb.Endpoint) -> None:
 def test_two_overlays_cannot_reach_each_other_even_on_the_same_host(make_cluster):
     cluster = make_cluster(hosts=2)
     c = cluster.stub()
-    red, blue = overlay(c, "red"), overlay(c, "blue")
+    # Blue on its own VXLAN UDP port (a per-network option).
+    red, blue = (
+        overlay(c, "red"),
+        overlay(c, "blue", options={"com.cnm.overlay.vxlan_port": "4790"}),
+    )
     assert red.options[VNI_KEY] != blue.options[VNI_KEY]
     reds = place(c, red, {"r1": "h1", "r2": "h2"})
     blues = place(c, blue, {"b1": "h1", "b2": "h2"})
@@ -247,8 +251,9 @@ def test_two_overlays_cannot_reach_each_other_even_on_the_same_host(make_cluster
     assert unreachable_pairs(reds) == [] and unreachable_pairs(blues) == []
     # Each overlay has its own namespace (bridge + VXLAN) on a host.
     assert ov_netns(cluster, "h1", red.id) != ov_netns(cluster, "h1", blue.id)
-    for net in (red, blue):
-        assert osl.namespace_exists(ov_netns(cluster, "h1", net.id))
+    for net, port in ((red, 4789), (blue, 4790)):
+        vx = osl.get_link("vxlan0", netns=ov_netns(cluster, "h1", net.id))
+        assert vx.vxlan is not None and vx.vxlan.port == port
 
     # r1 is told exactly where b1 (same host) and b2 (other host) are, at L2.
     r1_ns = reds["r1"][2]
