@@ -142,3 +142,16 @@ def test_a_restart_removes_allocations_and_map_elements_nobody_owns(host, ext):
     sb = host.sandbox("web")
     eid = host.endpoint(nid, "10.92.0.3/24", name="web", port_bindings=[binding(8787)])
     assert [p.host_port for p in host.join(nid, eid, sb.sandbox_id).port_bindings] == [8787]
+
+
+def test_cleanup_drops_the_hosts_port_allocations_and_maps(host):
+    nid = host.network("10.93.0.0/24")
+    sb = host.sandbox("web")
+    eid = host.endpoint(nid, "10.93.0.2/24", name="web", port_bindings=[binding(8989)])
+    host.join(nid, eid, sb.sandbox_id)
+    assert allocations(host)["owners"] and "8989" in map_elements(host)
+    host.spawn.stop(host.proc)
+    res = host.cleanup()
+    assert res.returncode == 0, res.stderr
+    assert allocations(host) == {"alloc": {}, "owners": {}}
+    assert map_elements(host).strip() == ""
