@@ -45,19 +45,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     p.add_argument("--n", type=int, help="containers of the connect/disconnect phase (200)")
     p.add_argument("--flat-k", type=int, help="containers of the flatness phase (1000)")
-    p.add_argument("--parallel", type=int, help="containers of the parallel phase (400)")
+    p.add_argument("--parallel", type=int, help="cnm's containers of the parallel phase (400)")
+    p.add_argument("--parallel-peers", type=int, help="the peers' containers there (200)")
     p.add_argument("--clients", type=int, default=8, help="parallel clients (8)")
     p.add_argument("--skip", nargs="*", default=[],
                    choices=["connect", "flatness", "parallel", "profile", "ipam"])  # fmt: skip
     p.add_argument("--no-install", action="store_true", help="do not apt-get install the peers")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
-    full = {"n": 200, "flat_k": 1000, "parallel": 400, "per_net": 250, "every": 100,
+    full = {"n": 200, "flat_k": 1000, "parallel": 400, "parallel_peers": 200, "per_net": 250, "every": 100,
             "ipam_prefix": 16, "profile_n": 100, "floor_n": 100}  # fmt: skip
-    quick = {"n": 16, "flat_k": 40, "parallel": 32, "per_net": 20, "every": 20,
+    quick = {"n": 16, "flat_k": 40, "parallel": 32, "parallel_peers": 16, "per_net": 20, "every": 20,
              "ipam_prefix": 22, "profile_n": 16, "floor_n": 20}  # fmt: skip
     args.size = quick if args.quick else full
-    for key in ("n", "flat_k", "parallel"):
+    for key in ("n", "flat_k", "parallel", "parallel_peers"):
         if getattr(args, key) is not None:
             args.size[key] = getattr(args, key)
     return args
@@ -78,6 +79,7 @@ def main() -> int:
     run_dir.mkdir(mode=0o700)
     run = phases.Run(tag=tag, run_dir=run_dir, systems={})
     started = time.time()
+    load_at_start = os.getloadavg()
     size = args.size
     try:
         for name in args.systems:
@@ -100,7 +102,13 @@ def main() -> int:
                 run, size["flat_k"], size["per_net"], size["every"], ["cnm", "netavark"]
             )
         if "parallel" not in args.skip:
-            phases.phase_parallel(run, size["parallel"], args.clients, size["per_net"] // 5 * 4)
+            phases.phase_parallel(
+                run,
+                size["parallel"],
+                size["parallel_peers"],
+                args.clients,
+                size["per_net"] // 5 * 4,
+            )
         cnm = run.systems.get("cnm")
         if "profile" not in args.skip and cnm is not None and "cnm" not in run.failed:
             run.results["profile"] = profile_connect(run, cnm, size["profile_n"])
@@ -136,7 +144,7 @@ def main() -> int:
         "quick": args.quick,
         "sizes": size,
         "clients": args.clients,
-        "machine": machine(),
+        "machine": {**machine(), "load_avg_at_start": load_at_start},
         "skipped": run.skipped,
         "failed": run.failed,
         "versions": versions(run),

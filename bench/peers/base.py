@@ -99,6 +99,14 @@ class System:
         netns.delete_namespaces([self.host_ns])
         return problems
 
+    def restart(self) -> None:
+        """A fresh host namespace (and processes): the fast way to drop everything
+        a stateless peer made there when its own teardown is not what is measured."""
+        self.stop()
+        self.procs = []
+        self.agent = None
+        self.start()
+
     # -------------------------------------------------------------- per system
 
     def create_network(self, plan: NetworkPlan) -> None:

@@ -107,23 +107,29 @@ class Docker(System):
     # -------------------------------------------------------------- API
 
     def request(self, method: str, path: str, body: Any = None, raw: bool = False) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _UnixConnection(self.sock)
         data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if isinstance(body, bytes):
             headers = {"Content-Type": "application/x-tar"}
-        try:
-            conn.request(
-                method, path if path == "/_ping" else API + path, body=data, headers=headers
-            )
-            resp = conn.getresponse()
-            payload = resp.read()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            self._local.conn = None
-            raise
+        for attempt in (1, 2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = _UnixConnection(self.sock)
+            try:
+                conn.request(method, path if path == "/_ping" else API + path, data, headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # A kept-alive connection the daemon closed while idle: once more, anew.
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                raise
         if resp.status >= 400:
             raise RuntimeError(f"docker {method} {path}: {resp.status} {payload[:300]!r}")
         if raw:
@@ -193,7 +199,7 @@ class Docker(System):
         c.path = info["NetworkSettings"]["SandboxKey"]
 
     def prepare(self, containers: list[Container]) -> None:
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(8) as pool:
             list(pool.map(self._make, containers))
 
     def release(self, containers: list[Container]) -> None:

@@ -74,7 +74,8 @@ def table(results: dict[str, Any]) -> str:
         f"cnm vs peers, {meta.get('started', '?')}, {'QUICK' if meta.get('quick') else 'full'} run, "
         f"{meta.get('duration_s', '?')} s; {m.get('cpu', '?')} x{m.get('cpus', '?')}, "
         f"{m.get('mem_gib', '?')} GiB, kernel {m.get('kernel', '?')}, "
-        f"load {_f(_get(m, 'load_avg_at_end') and m['load_avg_at_end'][0], '.1f')}",
+        f"load average {_f(_get(m, 'load_avg_at_start') and m['load_avg_at_start'][0], '.1f')} "
+        f"at start, {_f(_get(m, 'load_avg_at_end') and m['load_avg_at_end'][0], '.1f')} at end",
     ]
     for name, why in meta.get("skipped", {}).items():
         lines.append(f"SKIPPED {name}: {why}")
@@ -134,8 +135,8 @@ def _flatness(results: dict[str, Any]) -> list[str]:
             row += f" {_f(bn.get('p50'), '13.1f')} {_f(bn.get('p99'), '7.1f')} "
             row += _f(rules[n].get(bn.get("last")), "6d")
         lines.append(row)
-    for n in names:
-        d = flat[n].get("disconnect", {})
+    for n in [n for n in names if "disconnect" in flat[n]]:
+        d = flat[n]["disconnect"]
         lines.append(f"  {n}: disconnect of all {d.get('n', '?')}: p50 {_f(d.get('p50'), '.1f')} "
                      f"p99 {_f(d.get('p99'), '.1f')} ms")  # fmt: skip
     return lines
@@ -159,7 +160,7 @@ def _parallel(results: dict[str, Any]) -> list[str]:
         if r:
             c, d = r["connect"], r.get("disconnect", {})
             lines.append(
-                f"{name:<9} {_f(c['per_s'])} {_f(c['p50'])} {_f(c['p99'])} "
+                f"{name:<9} {c['n']:>5} {_f(c['per_s'])} {_f(c['p50'])} {_f(c['p99'])} "
                 f"{_f(d.get('per_s'))} {_f(d.get('p99'))} {_f(ratio(cnm, c['per_s']), '7.2f')}"
             )
     return lines
@@ -212,6 +213,8 @@ def _correctness(results: dict[str, Any]) -> list[str]:
                     line += (
                         f"; published port reached {p['ok']}/{p['checked']} (first, middle, last)"
                     )
+                slow = len(gw.get("missed_first_ping", [])) - len(bad)
+                line += f" ({slow} only on the 3 s retry)" if slow else ""
                 lines.append(line + (f"; NO ANSWER: {bad[:3]}" if bad else ""))
     for name, left in (results.get("leftovers") or {}).items():
         lines.append(f"  left after the run, {name}: {', '.join(left) if left else 'nothing'}")
