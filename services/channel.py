@@ -61,7 +61,14 @@ def dial(
 ) -> grpc.Channel:
     """A channel to `unix:///path` or `host:port` (mutual TLS when files are given)."""
     addr = parse_address(address)
-    options = [("grpc.enable_retries", 0), ("grpc.max_receive_message_length", 64 << 20)]
+    options = [
+        ("grpc.enable_retries", 0),
+        ("grpc.max_receive_message_length", 64 << 20),
+        # Callers re-dial a peer that was UNAVAILABLE (it may have restarted): with
+        # gRPC's global subchannel pool the new channel would inherit the old
+        # connection's reconnect backoff (up to minutes) and keep failing at once.
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
     if addr.kind == "tcp" and tls_ca:
         creds = grpc.ssl_channel_credentials(
             root_certificates=Path(tls_ca).read_bytes(),
