@@ -205,7 +205,8 @@ class Cluster:
         self._ip("-n", self.underlay_ns, "link", "set", host.port, "master", "ul0", "up")
         prefix = self.underlay_net.prefixlen
         self._ip("-n", host.netns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
-        self._ip("-n", host.netns, "link", "set", "eth0", "up")
+        # `mtu` on `link add` sets the first end only.
+        self._ip("-n", host.netns, "link", "set", "eth0", "mtu", str(self.mtu), "up")
         if start:
             self.start_host(host_id)
         return host

@@ -18,6 +18,7 @@ import subprocess
 import time
 
 import pytest
+import redis
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
 from controller_env import T, ping_all, wait_for
@@ -100,6 +101,8 @@ def expected_entries(cluster: Cluster, host: str, placed: dict) -> tuple[set, se
         if where != host:
             fdb.add((ep.mac_address, cluster.hosts[where].address))
             neigh.add((ip_of(ep), ep.mac_address))
+            if ep.ipv6_address:
+                neigh.add((ep.ipv6_address.split("/")[0], ep.mac_address))
     return fdb, neigh
 
 
@@ -276,13 +279,22 @@ def test_two_overlays_cannot_reach_each_other_even_on_the_same_host(make_cluster
     assert unreachable_pairs(reds) == [] and unreachable_pairs(blues) == []
 
 
+def ping6(placed: dict, src: str, dst: str) -> bool:
+    addr = placed[dst][0].ipv6_address.split("/")[0]
+    res = netns.exec_in(placed[src][2], "ping", "-6", "-c1", "-W2", addr, check=False)
+    return res.returncode == 0
+
+
 def test_restarted_driver_rebuilds_lost_overlay_state_and_traffic_flows_again(make_cluster):
     cluster = make_cluster(hosts=3)
     c = cluster.stub()
-    net = overlay(c, "ov")
+    # Dual stack: IPv6 neighbours are proxied by the VXLAN device as IPv4's are.
+    net = overlay(c, "ov", enable_ipv6=True)
     placed = place(c, net, {"a": "h1", "b1": "h2", "b2": "h2", "c": "h3"})
+    assert all(ep.ipv6_address for ep, _h, _n in placed.values())
     wait_converged(cluster, net.id, placed)
     assert unreachable_pairs(placed) == []
+    assert ping6(placed, "a", "c") and ping6(placed, "b1", "a")
 
     # The data plane does not need the driver service: stopped, traffic still flows.
     cluster.stop_host("h2")
@@ -310,6 +322,25 @@ def test_restarted_driver_rebuilds_lost_overlay_state_and_traffic_flows_again(ma
         assert placed[name][0].ipv4_address in addrs
     assert entries(cluster, "h2", net.id) == expected_entries(cluster, "h2", placed)
     wait_for(lambda: unreachable_pairs(placed) == [], timeout=5, what="all pairs ping again")
+    assert ping6(placed, "b2", "c")
+
+    # `cnm-driver --cleanup` on a dead h2 removes its overlay namespace and its peers,
+    # and the other hosts withdraw them at once.
+    cluster.stop_host("h2", signal.SIGKILL)
+    res = cluster.cleanup_host("h2")
+    assert res.returncode == 0, res.stderr
+    assert not osl.namespace_exists(h2_ns)
+    gone = {name: placed.pop(name) for name in ("b1", "b2")}
+    wait_converged(cluster, net.id, placed)
+    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
+    try:
+        peers = client.hgetall(f"cnm:overlay:{net.id}:peers")
+    finally:
+        client.close()
+    assert set(peers) == {placed["a"][0].id, placed["c"][0].id}
+    # Back for the API clean-up (which finds nothing left on h2 and succeeds).
+    cluster.start_host("h2")
+    placed.update(gone)
 
 
 def test_dead_host_peers_are_withdrawn_after_its_ttl_and_it_shows_unreachable(make_cluster):
@@ -362,3 +393,16 @@ def test_dead_host_peers_are_withdrawn_after_its_ttl_and_it_shows_unreachable(ma
         what="h3's peer programmed again",
     )
     assert unreachable_pairs(placed) == []
+
+
+def test_overlay_mtu_is_the_underlay_mtu_minus_50_unless_given(make_cluster):
+    cluster = make_cluster(hosts=1, mtu=9000)
+    c = cluster.stub()
+    jumbo = overlay(c, "jumbo")
+    small = overlay(c, "small", options={"com.docker.network.driver.mtu": "1300"})
+    for net, mtu in ((jumbo, 8950), (small, 1300)):
+        (_ep, _h, sb_ns) = place(c, net, {f"s-{net.name}": "h1"})[f"s-{net.name}"]
+        assert osl.get_link("eth0", netns=sb_ns).mtu == mtu
+        ov_ns = ov_netns(cluster, "h1", net.id)
+        assert osl.get_link("vxlan0", netns=ov_ns).mtu == mtu
+        assert osl.get_link("br0", netns=ov_ns).mtu == mtu
