@@ -136,6 +136,7 @@ class Cluster:
         self._channels: list[grpc.Channel] = []
         self._next = 1
         self._n = hosts
+        self._closed = False
 
     # ------------------------------------------------------------------ building
 
@@ -288,7 +289,10 @@ class Cluster:
                     c.DeleteNetwork(pb.DeleteNetworkRequest(id_or_name=net.id), timeout=T)
 
     def close(self) -> None:
-        """Everything this cluster made goes, whatever state it is in."""
+        """Everything this cluster made goes, whatever state it is in. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         errors: list[str] = []
         try:
             self.delete_everything()
