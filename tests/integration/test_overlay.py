@@ -408,3 +408,42 @@ def test_overlay_mtu_is_the_underlay_mtu_minus_50_unless_given(make_cluster):
         ov_ns = ov_netns(cluster, "h1", net.id)
         assert osl.get_link("vxlan0", netns=ov_ns).mtu == mtu
         assert osl.get_link("br0", netns=ov_ns).mtu == mtu
+
+
+def test_explicit_endpoint_on_an_overlay_reaches_a_host_only_when_joined_there(make_cluster):
+    """The controller's global-scope path for CreateEndpoint + Join (not Connect):
+    the endpoint gets its address at once but exists on no host until joined; the
+    network is created lazily on the host it joins; Leave and Delete undo it;
+    DeleteNetwork removes the network from every host that had it."""
+    cluster = make_cluster(hosts=2)
+    c = cluster.stub()
+    net = overlay(c, "ov")
+    a_sb, a_ep = attach(c, net.id, "a", "h1")
+    ep = c.CreateEndpoint(
+        pb.CreateEndpointRequest(network=net.id, spec=pb.EndpointSpec(name="late")), timeout=T
+    )
+    assert ep.ipv4_address and ep.host == "" and ep.state == pb.ENDPOINT_STATE_READY
+    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
+    try:
+        assert not client.exists(f"cnm:driver:h2:net:{net.id}"), "h2 has not heard of it yet"
+        b_sb = c.CreateSandbox(pb.CreateSandboxRequest(name="b", host="h2"), timeout=T)
+        joined = c.Join(pb.JoinRequest(endpoint_id=ep.id, sandbox=b_sb.id), timeout=T)
+        assert joined.host == "h2" and joined.state == pb.ENDPOINT_STATE_JOINED
+        assert client.exists(f"cnm:driver:h2:net:{net.id}")
+        placed = {"a": (a_ep, "h1", ns_of(a_sb)), "late": (joined, "h2", ns_of(b_sb))}
+        wait_converged(cluster, net.id, placed)
+        assert unreachable_pairs(placed) == []
+
+        c.Leave(pb.LeaveRequest(endpoint_id=ep.id, sandbox=b_sb.id), timeout=T)
+        assert not osl.namespace_exists(ov_netns(cluster, "h2", net.id))
+        del placed["late"]
+        wait_converged(cluster, net.id, placed)
+        c.DeleteEndpoint(pb.DeleteEndpointRequest(id=ep.id), timeout=T)
+        c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="a"), timeout=T)
+        assert not osl.namespace_exists(ov_netns(cluster, "h1", net.id))
+        c.DeleteNetwork(pb.DeleteNetworkRequest(id_or_name=net.id), timeout=T)
+        for host in ("h1", "h2"):
+            assert not client.exists(f"cnm:driver:{host}:net:{net.id}")
+        assert not client.exists(f"cnm:overlay:{net.id}:peers")
+    finally:
+        client.close()
