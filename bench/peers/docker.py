@@ -172,7 +172,17 @@ class Docker(System):
         )
 
     def delete_network(self, plan: NetworkPlan) -> None:
-        self.request("DELETE", f"/networks/{self.net_name(plan)}")
+        # Right after forced container removals dockerd may still be releasing
+        # their endpoints ("has active endpoints"): retried for up to 30 s.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.request("DELETE", f"/networks/{self.net_name(plan)}")
+                return
+            except RuntimeError as e:
+                if "active endpoints" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     # -------------------------------------------------------------- containers
 
