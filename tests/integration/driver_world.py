@@ -31,6 +31,7 @@ from cnm.driver.v1 import driver_pb2_grpc
 from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp, start_driver
 
+from driver_service.osl.query import TOMBSTONE_PREFIX
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds
@@ -297,9 +298,24 @@ def ping(sb: pb.Sandbox, address: str, wait: float = 1) -> bool:
     return netns.ping(netns_name(sb), address, wait=wait)
 
 
-def links(ns: str) -> list[str]:
-    out = netns.run("ip", "-n", ns, "-o", "link", "show").stdout
-    return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
+def links(ns: str, settle: float = 5.0) -> list[str]:
+    """The links of namespace `ns` once background deletions have finished.
+
+    Leave renames a veth end `cnmgc<ifindex>` (down, detached) at once and a
+    background thread deletes it a moment later; waiting here (up to `settle`
+    seconds) checks that the deletion really happens, without racing it.
+    """
+
+    def read() -> list[str]:
+        out = netns.run("ip", "-n", ns, "-o", "link", "show").stdout
+        return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
+
+    deadline = time.monotonic() + settle
+    names = read()
+    while any(n.startswith(TOMBSTONE_PREFIX) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        names = read()
+    return names
 
 
 def default_routes(sb: pb.Sandbox, family: str = "-4") -> list[str]:
