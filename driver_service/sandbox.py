@@ -162,8 +162,11 @@ class Sandboxes:
                 batch, self._pending = self._pending, set()
                 self._busy = True
             try:
-                with self._files_lock:
-                    for sid in sorted(batch):
+                for sid in sorted(batch):
+                    # The lock per file, not per batch: a Join's own write
+                    # (refresh(now=...)) waits for one peer's file at most,
+                    # not for a whole burst of them.
+                    with self._files_lock:
                         self._write_sid(sid)
             finally:
                 with self._cv:
