@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driver_service.drivers.bridge.driver import mac_from_ipv4
 from driver_service.drivers.bridge.options import BridgeConfig, parse
+from driver_service.drivers.common import mac_from_ipv4
 from services.errors import InvalidArgument
 
 NID = "0123456789ab" + "c" * 52

@@ -36,9 +36,6 @@ from collections.abc import Mapping, Sequence
 from driver_service import osl
 from driver_service.conntrack import ConntrackFlusher
 from driver_service.constants import (
-    ALIAS_ENDPOINT,
-    ALIAS_NETWORK,
-    ALIAS_PREFIX,
     DRIVER_BRIDGE,
     HOST_VETH_PREFIX,
     OPER_BRIDGE,
@@ -48,6 +45,14 @@ from driver_service.constants import (
 )
 from driver_service.drivers.bridge import fw, options
 from driver_service.drivers.bridge.options import BridgeConfig
+from driver_service.drivers.common import (
+    check_endpoint_addresses,
+    endpoint_alias,
+    endpoint_mac,
+    host_default_mtu,
+    network_alias,
+    pool_of,
+)
 from driver_service.models import (
     DELETING,
     JOINED,
@@ -72,33 +77,6 @@ from services.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MTU = 1500
-
-
-def network_alias(network_id: str) -> str:
-    return f"{ALIAS_PREFIX}{ALIAS_NETWORK}:{network_id}"
-
-
-def endpoint_alias(endpoint_id: str) -> str:
-    return f"{ALIAS_PREFIX}{ALIAS_ENDPOINT}:{endpoint_id}"
-
-
-def mac_from_ipv4(address: str) -> str:
-    """libnetwork's generated MAC: 02:42 followed by the four bytes of the IPv4 address."""
-    ip = ipaddress.IPv4Interface(address).ip
-    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
-
-
-def host_default_mtu() -> int:
-    """MTU of the interface carrying this namespace's IPv4 default route; 1500 without one."""
-    try:
-        for route in osl.list_routes():
-            if route.dst.prefixlen == 0 and route.dst.version == 4 and route.ifname:
-                return osl.get_link(route.ifname).mtu
-    except CnmError as e:
-        log.warning("cannot read the default route's MTU (%s); using %d", e, DEFAULT_MTU)
-    return DEFAULT_MTU
 
 
 def _bare(cidr: str) -> str:
@@ -217,43 +195,10 @@ class BridgeDriver:
     # --- endpoints ------------------------------------------------------------------------
 
     def plan_endpoint(self, net: NetworkRecord, spec: EndpointSpec) -> str:
-        if not spec.address and not spec.address_ipv6:
-            raise InvalidArgument(
-                f"endpoint {spec.endpoint_id!r} on bridge network {net.id!r} has no address",
-                reason="INVALID_ADDRESS",
-            )
-        for addr, pools, version in (
-            (spec.address, net.spec.ipv4, 4),
-            (spec.address_ipv6, net.spec.ipv6, 6),
-        ):
-            if not addr:
-                continue
-            iface = ipaddress.ip_interface(addr)
-            pool = self._pool_of(iface, pools)
-            if pool is None:
-                raise InvalidArgument(
-                    f"address {addr} of endpoint {spec.endpoint_id!r} is not inside an "
-                    f"IPv{version} subnet of network {net.id!r}",
-                    reason="ADDRESS_OUTSIDE_POOL",
-                )
-            if pool.gateway and ipaddress.ip_interface(pool.gateway).ip == iface.ip:
-                raise InvalidArgument(
-                    f"address {addr} of endpoint {spec.endpoint_id!r} is the network's gateway",
-                    reason="ADDRESS_IS_GATEWAY",
-                )
+        check_endpoint_addresses("bridge", net, spec)
         # Published ports are refused now rather than at Join: nothing is made for them.
         self._port_requests(net, spec)
-        if spec.mac:
-            return spec.mac
-        return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
-
-    @staticmethod
-    def _pool_of(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, pools):  # noqa: ANN205
-        for data in pools:
-            pool = ipaddress.ip_network(data.pool)
-            if iface.ip in pool:
-                return data
-        return None
+        return endpoint_mac(spec)
 
     def gateways(self, net: NetworkRecord, ep: EndpointRecord) -> tuple[str, str]:
         if net.spec.internal:
@@ -263,7 +208,7 @@ class BridgeDriver:
             (ep.spec.address, net.spec.ipv4),
             (ep.spec.address_ipv6, net.spec.ipv6),
         ):
-            data = self._pool_of(ipaddress.ip_interface(addr), pools) if addr else None
+            data = pool_of(addr, pools) if addr else None
             out.append(_bare(data.gateway) if data is not None else "")
         return (out[0], out[1])
 

@@ -36,7 +36,12 @@ from driver_service.constants import (
     OPER_MAC_ADDRESS,
     OPER_SANDBOX_IFNAME,
 )
-from driver_service.drivers.bridge.driver import endpoint_alias, host_default_mtu, mac_from_ipv4
+from driver_service.drivers.common import (
+    check_endpoint_addresses,
+    endpoint_alias,
+    endpoint_mac,
+    host_default_mtu,
+)
 from driver_service.drivers.overlay import fabric, options
 from driver_service.drivers.overlay.options import BRIDGE, OverlayConfig
 from driver_service.drivers.overlay.peers import Peer, PeerTable, Wanted, wanted
@@ -193,34 +198,9 @@ class OverlayDriver:
     # --- endpoints ------------------------------------------------------------------------
 
     def plan_endpoint(self, net: NetworkRecord, spec: EndpointSpec) -> str:
-        if not spec.address and not spec.address_ipv6:
-            raise InvalidArgument(
-                f"endpoint {spec.endpoint_id!r} on overlay network {net.id!r} has no address",
-                reason="INVALID_ADDRESS",
-            )
-        for addr, pools, version in (
-            (spec.address, net.spec.ipv4, 4),
-            (spec.address_ipv6, net.spec.ipv6, 6),
-        ):
-            if not addr:
-                continue
-            ip = ipaddress.ip_interface(addr).ip
-            pool = next((d for d in pools if ip in ipaddress.ip_network(d.pool)), None)
-            if pool is None:
-                raise InvalidArgument(
-                    f"address {addr} of endpoint {spec.endpoint_id!r} is not inside an "
-                    f"IPv{version} subnet of network {net.id!r}",
-                    reason="ADDRESS_OUTSIDE_POOL",
-                )
-            if pool.gateway and ipaddress.ip_interface(pool.gateway).ip == ip:
-                raise InvalidArgument(
-                    f"address {addr} of endpoint {spec.endpoint_id!r} is the network's gateway",
-                    reason="ADDRESS_IS_GATEWAY",
-                )
-        if spec.mac:
-            return spec.mac
-        # Unique across hosts because the address is (one IPAM pool for the network).
-        return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
+        check_endpoint_addresses("overlay", net, spec)
+        # The derived MAC is unique across hosts because the address is (one IPAM pool).
+        return endpoint_mac(spec)
 
     def gateways(self, net: NetworkRecord, ep: EndpointRecord) -> tuple[str, str]:
         return ("", "")

@@ -1,0 +1,88 @@
+"""Helpers shared by the drivers that plumb veths into sandboxes (bridge, overlay).
+
+Kept apart from any one driver so that no driver imports another.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+
+from driver_service import osl
+from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
+from driver_service.models import EndpointSpec, NetworkRecord
+from services.errors import CnmError, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MTU = 1500
+
+
+def network_alias(network_id: str) -> str:
+    return f"{ALIAS_PREFIX}{ALIAS_NETWORK}:{network_id}"
+
+
+def endpoint_alias(endpoint_id: str) -> str:
+    return f"{ALIAS_PREFIX}{ALIAS_ENDPOINT}:{endpoint_id}"
+
+
+def mac_from_ipv4(address: str) -> str:
+    """libnetwork's generated MAC: 02:42 followed by the four bytes of the IPv4 address."""
+    ip = ipaddress.IPv4Interface(address).ip
+    return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def host_default_mtu() -> int:
+    """MTU of the interface carrying this namespace's IPv4 default route; 1500 without one."""
+    try:
+        for route in osl.list_routes():
+            if route.dst.prefixlen == 0 and route.dst.version == 4 and route.ifname:
+                return osl.get_link(route.ifname).mtu
+    except CnmError as e:
+        log.warning("cannot read the default route's MTU (%s); using %d", e, DEFAULT_MTU)
+    return DEFAULT_MTU
+
+
+def pool_of(address: str, pools: Sequence):  # noqa: ANN201 - IpamData of either family
+    """The pool (IpamData) of `pools` whose subnet holds `address` (CIDR or bare), or None."""
+    ip = ipaddress.ip_interface(address).ip
+    return next((d for d in pools if ip in ipaddress.ip_network(d.pool)), None)
+
+
+def check_endpoint_addresses(kind: str, net: NetworkRecord, spec: EndpointSpec) -> None:
+    """An endpoint of a `kind` network needs an address inside one of its subnets,
+    and not the gateway's. Checked before anything is made."""
+    if not spec.address and not spec.address_ipv6:
+        raise InvalidArgument(
+            f"endpoint {spec.endpoint_id!r} on {kind} network {net.id!r} has no address",
+            reason="INVALID_ADDRESS",
+        )
+    for addr, pools, version in (
+        (spec.address, net.spec.ipv4, 4),
+        (spec.address_ipv6, net.spec.ipv6, 6),
+    ):
+        if not addr:
+            continue
+        pool = pool_of(addr, pools)
+        if pool is None:
+            raise InvalidArgument(
+                f"address {addr} of endpoint {spec.endpoint_id!r} is not inside an "
+                f"IPv{version} subnet of network {net.id!r}",
+                reason="ADDRESS_OUTSIDE_POOL",
+            )
+        if (
+            pool.gateway
+            and ipaddress.ip_interface(pool.gateway).ip == ipaddress.ip_interface(addr).ip
+        ):
+            raise InvalidArgument(
+                f"address {addr} of endpoint {spec.endpoint_id!r} is the network's gateway",
+                reason="ADDRESS_IS_GATEWAY",
+            )
+
+
+def endpoint_mac(spec: EndpointSpec) -> str:
+    """The MAC given, else derived from the IPv4 address (unique as the address is), else random."""
+    if spec.mac:
+        return spec.mac
+    return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
