@@ -242,10 +242,19 @@ def _profile(results: dict[str, Any]) -> list[str]:
             total = sum(d["handlers_ms"].values())
             lines.append(f"    {proc} handlers {total:.1f} ms: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in d["categories_ms"].items()))  # fmt: skip
+    if "background_files_writer_ms_per_pair" in prof:
+        lines.append(
+            "  driver's background hosts/resolv.conf writer (peers' files), busy per "
+            f"connect+disconnect: {prof['background_files_writer_ms_per_pair']:.1f} ms"
+        )
     floor = results.get("kernel_floor") or {}
     join = floor.get("join (veth in place + addrs + routes + up)")
+    leave = floor.get("leave, delete_link_async (caller's wait)")
     if join:
-        lines.append(f"  kernel floor (bench_osl join, osl only): p50 {join['p50']:.2f} ms")
+        lines.append(
+            f"  kernel floor (bench_osl, osl alone): join p50 {join['p50']:.2f} ms"
+            + (f", leave (async delete, caller's wait) p50 {leave['p50']:.2f} ms" if leave else "")
+        )
     return lines
 
 

@@ -181,6 +181,30 @@ def test_fold_driver_picks_the_deepest_specific_frame():
     }
 
 
+def test_busy_samples_skip_a_parked_background_thread():
+    writer = "Sandboxes._write_pending (driver_service/sandbox.py:160)"
+    lines = [
+        _line(writer, "Sandboxes._write_sid (driver_service/sandbox.py:180)", count=12),
+        _line(writer, "Condition.wait (threading.py:320)", count=900),
+        _line(writer, "wait (threading.py:331)", count=50),
+        _line(CTRL, count=7),
+    ]
+    assert profile.busy_samples(lines, "Sandboxes._write_pending") == 12
+
+
+def test_fold_splits_the_health_probe_from_other_driver_rpcs():
+    probe = "DriverClient.probe (controller_service/drivers_client.py:76)"
+    lines = [
+        _line(CTRL, "Context.reachable (controller_service/context.py:104)", probe,
+              "DeadlineInterceptor.x (services/channel.py:48)", count=6),
+        _line(CTRL, "DriverClient.join (controller_service/drivers_client.py:160)", count=4),
+    ]  # fmt: skip
+    cats, _ = profile.fold(
+        lines, profile.HANDLERS["connect"]["controller"], profile.CATEGORIES["controller"]
+    )
+    assert cats == {"waits for the driver's health probe": 6, "waits for driver service RPCs": 4}
+
+
 # ------------------------------------------------------------------ IPAM rows, targets, table
 
 
