@@ -66,7 +66,8 @@ class Netavark(System):
             "stdin": json.dumps(self.options(c)),
         }
         # Podman holds its network lock around every netavark call (netavark 1.4
-        # itself does not serialize: parallel setups race on the bridge).
+        # itself does not serialize: parallel setups fail creating their iptables
+        # chains, "iptables: Chain already exists").
         answer = self.agent.chain([step], lock=str(self.run_dir / "netavark.lock"))  # type: ignore[union-attr]
         if answer["rc"] != 0:
             raise RuntimeError(

@@ -152,7 +152,8 @@ def _parallel(results: dict[str, Any]) -> list[str]:
         f"4. Parallel: {clients} clients at once (ms; ratio = cnm's throughput / system's)",
     ]
     lines.append(
-        f"{'system':<9} {'conn/s':>8} {'p50':>8} {'p99':>8} {'disc/s':>8} {'p99':>8} {'cnm/x':>7}"
+        f"{'system':<9} {'n':>5} {'conn/s':>8} {'p50':>8} {'p99':>8} {'disc/s':>8} {'p99':>8}"
+        f" {'cnm/x':>7}"
     )
     cnm = _get(par, "cnm", "connect", "per_s")
     for name in SYSTEMS:
