@@ -73,13 +73,14 @@ def main() -> int:
     if not args.no_install:
         install_peers([s for s in args.systems if s != "cnm"])
     # Keep Ctrl-C and SIGTERM on the path through `finally`, which removes everything.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     tag = f"cnmb{secrets.token_hex(3)}"
     run_dir = Path(f"/tmp/{tag}")
     run_dir.mkdir(mode=0o700)
     run = phases.Run(tag=tag, run_dir=run_dir, systems={})
     started = time.time()
     load_at_start = os.getloadavg()
+    interrupted = False
     size = args.size
     try:
         for name in args.systems:
@@ -120,6 +121,8 @@ def main() -> int:
         run.results["leftovers"] = {
             name: system.leftovers() for name, system in run.systems.items()
         }
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         problems: list[str] = []
         for system in run.systems.values():
@@ -138,6 +141,9 @@ def main() -> int:
         run.results["teardown_problems"] = problems
         for line in problems:
             print(f"LEFT: {line}")
+    if interrupted:
+        print("run_peers: interrupted; everything it made is removed (LEFT lines above if not)")
+        return 130
     run.results["meta"] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
@@ -155,6 +161,10 @@ def main() -> int:
     print(report.table(run.results))
     print(f"JSON: {path}")
     return 1 if run.failed else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def machine() -> dict[str, object]:

@@ -126,7 +126,9 @@ class Docker(System):
                 self._local.conn = None
                 if attempt == 2:
                     raise
-            except (OSError, http.client.HTTPException):
+            except BaseException:
+                # Also on KeyboardInterrupt: a half-used connection must not be
+                # reused by the clean-up that follows.
                 conn.close()
                 self._local.conn = None
                 raise
