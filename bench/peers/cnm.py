@@ -4,6 +4,7 @@ cnm-driver inside cnm's host namespace; connect = one controller `Connect` call.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.types.v1 import types_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from peers import netns
 from peers.base import CONTAINER_PORT, Container, NetworkPlan, System, rss_kib
 from peers.stats import key_patterns
@@ -203,9 +205,12 @@ class Cnm(System):
     def leftovers(self) -> list[str]:
         left = super().leftovers()
         # What a run leaves in Redis by design: the host record and its set, the
-        # event stream, IPAM's address-space config, the controller's instance lease.
+        # event stream, the controller's lease and host-state keys. Anything else
+        # (networks, endpoints, sandboxes, IPAM pools and addresses, ports,
+        # request ids) is a leak of the run.
+        expected = re.compile(r"^[^:]+:(controller:.*|events(:rev)?|host:.*|hosts)$")
         for pattern, n in self.key_patterns().items():
-            if any(part in pattern for part in (":net:", ":ep:", ":sb:", ":pool", ":addr")):
+            if not expected.match(pattern):
                 left.append(f"redis {pattern} x{n}")
         return left
 
