@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 SHORT_ID = 12
 
 
+# network id -> (sandbox id, hosts entry) of its joined endpoints, for one writer batch
+PeerCache = dict[str, list[tuple[str, HostEntry]]]
+
+
 def _bare(cidr: str) -> str:
     """The address of a normalised CIDR ("10.0.0.2/24" -> "10.0.0.2")."""
     return cidr.split("/", 1)[0]
@@ -161,13 +165,17 @@ class Sandboxes:
                     self._cv.wait()
                 batch, self._pending = self._pending, set()
                 self._busy = True
+            # One walk of each network's endpoints per batch, not one per peer
+            # file (that was O(peers^2) per join). A change after the walk
+            # re-queues every peer, so a stale entry lives one batch at most.
+            peer_cache: PeerCache = {}
             try:
                 for sid in sorted(batch):
                     # The lock per file, not per batch: a Join's own write
                     # (refresh(now=...)) waits for one peer's file at most,
                     # not for a whole burst of them.
                     with self._files_lock:
-                        self._write_sid(sid)
+                        self._write_sid(sid, peer_cache)
             finally:
                 with self._cv:
                     self._busy = False
@@ -178,12 +186,12 @@ class Sandboxes:
         with self._cv:
             return self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
 
-    def _write_sid(self, sid: str) -> None:
+    def _write_sid(self, sid: str, peer_cache: PeerCache | None = None) -> None:
         rec = self.state.sandbox(sid)
         if rec is None or rec.state == DELETING:
             return
         try:
-            self._write_unlocked(rec)
+            self._write_unlocked(rec, peer_cache)
         except OSError as e:
             log.error("sandbox %s: cannot write its files: %s", sid, e)
 
@@ -191,15 +199,15 @@ class Sandboxes:
         with self._files_lock:
             self._write_unlocked(rec)
 
-    def _write_unlocked(self, rec: SandboxRecord) -> None:
-        hosts, resolv = self.render(rec)
+    def _write_unlocked(self, rec: SandboxRecord, peer_cache: PeerCache | None = None) -> None:
+        hosts, resolv = self.render(rec, peer_cache)
         for path, text in ((rec.hosts_path, hosts), (rec.resolv_conf_path, resolv)):
             # Unchanged content is not rewritten (resolv.conf rarely changes at all).
             if self._written.get(path) != text or not os.path.exists(path):
                 write_atomic(Path(path), text)
                 self._written[path] = text
 
-    def render(self, rec: SandboxRecord) -> tuple[str, str]:
+    def render(self, rec: SandboxRecord, peer_cache: PeerCache | None = None) -> tuple[str, str]:
         """(hosts, resolv.conf) of a sandbox, from the records."""
         spec = rec.spec
         joined = [
@@ -223,7 +231,7 @@ class Sandboxes:
         peers: list[HostEntry] = []
         seen: set[HostEntry] = set()
         for ep in joined:
-            for entry in self._peer_entries(rec.id, ep):
+            for entry in self._peer_entries(rec.id, ep, peer_cache):
                 if entry not in seen:
                     seen.add(entry)
                     peers.append(entry)
@@ -240,20 +248,32 @@ class Sandboxes:
         net = self.state.network(ep.network_id)
         return net.spec.driver if net else ""
 
-    def _peer_entries(self, sandbox_id: str, ep: EndpointRecord) -> list[HostEntry]:
+    def _peer_entries(
+        self, sandbox_id: str, ep: EndpointRecord, peer_cache: PeerCache | None = None
+    ) -> list[HostEntry]:
         """`IP\\tname name.network aliases...` for every other sandbox on ep's network."""
-        net = self.state.network(ep.network_id)
+        if peer_cache is None:
+            entries = self._network_entries(ep.network_id)
+        elif ep.network_id in peer_cache:
+            entries = peer_cache[ep.network_id]
+        else:
+            entries = peer_cache[ep.network_id] = self._network_entries(ep.network_id)
+        return [entry for sid, entry in entries if sid != sandbox_id]
+
+    def _network_entries(self, network_id: str) -> list[tuple[str, HostEntry]]:
+        """(sandbox id, hosts entry) of every joined endpoint of a network, in address order."""
+        net = self.state.network(network_id)
         if net is None:
             return []
         netname = net.spec.name or net.id[:SHORT_ID]
-        out = []
+        out: list[tuple[str, HostEntry]] = []
         peers = sorted(
             self.state.endpoints_of_network(net.id),
             key=lambda e: (e.spec.address, e.spec.address_ipv6, e.id),
         )
         for peer in peers:
             att = peer.attachment
-            if att is None or att.state != JOINED or att.sandbox_id == sandbox_id:
+            if att is None or att.state != JOINED:
                 continue
             name = peer.spec.name
             if not name:
@@ -261,7 +281,9 @@ class Sandboxes:
                 name = (sb.spec.name if sb else "") or peer.id[:SHORT_ID]
             names = (name, f"{name}.{netname}", *peer.spec.aliases)
             out += [
-                HostEntry(_bare(a), names) for a in (peer.spec.address, peer.spec.address_ipv6) if a
+                (att.sandbox_id, HostEntry(_bare(a), names))
+                for a in (peer.spec.address, peer.spec.address_ipv6)
+                if a
             ]
         return out
 
