@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
 

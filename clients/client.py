@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import grpc
+
+from clients.errors import from_rpc_error
+from clients.portspec import PortMapping
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
-
-from clients.errors import from_rpc_error
-from clients.portspec import PortMapping
 from services.address import parse_address
 
 log = logging.getLogger(__name__)

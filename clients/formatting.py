@@ -13,10 +13,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
-from google.protobuf import timestamp_pb2
 
 SHORT_ID = 12
 # docker's formatter: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from controller_service import models as m
 from controller_service.events import EventType
 from services.errors import InvalidArgument

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
 from controller_service import convert, deadline
 from controller_service.models import (
     Endpoint,

@@ -13,8 +13,8 @@ import threading
 from typing import Any
 
 import grpc
-from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 
+from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from controller_service import deadline
 from controller_service.models import PoolUsage
 from services.channel import dial

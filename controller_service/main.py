@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 
 from cnm.controller.v1 import controller_pb2_grpc
-
 from controller_service import overlay
 from controller_service.config import ControllerConfig
 from controller_service.controller import Controller

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
-
 from controller_service import convert, deadline
 from controller_service.controller import Controller
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-
 from driver_service.models import (
     SCOPE_GLOBAL,
     SCOPE_LOCAL,

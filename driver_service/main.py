@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cnm.driver.v1 import driver_pb2_grpc
-
 from driver_service import osl
 from driver_service.config import DriverConfig, finish
 from driver_service.conntrack import ConntrackFlusher

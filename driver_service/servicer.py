@@ -12,7 +12,6 @@ import threading
 
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
-
 from driver_service import convert
 from driver_service.manager import Manager
 from services.errors import Unavailable

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnm.ipam.v1 import ipam_pb2_grpc
-
 from services.plugins import Discovery
 from services.server import ServiceSpec
 from services.service_main import common_parser, run

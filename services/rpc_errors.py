@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from services import errors
 
 _CLASSES: dict[str, type[errors.CnmError]] = {

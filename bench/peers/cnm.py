@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.types.v1 import types_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from peers import netns
 from peers.base import CONTAINER_PORT, Container, NetworkPlan, System, rss_kib
 from peers.stats import key_patterns

@@ -44,9 +44,9 @@ if __package__ in (None, ""):  # run as a script: make `harness` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc  # noqa: E402
+
 from cnm.controller.v1 import controller_pb2 as pb  # noqa: E402
 from cnm.controller.v1 import controller_pb2_grpc  # noqa: E402
-
 from harness import netns, stack  # noqa: E402
 
 T = 10  # seconds: the timeout of every RPC made here

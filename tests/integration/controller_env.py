@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from harness import stack

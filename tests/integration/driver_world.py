@@ -26,12 +26,12 @@ from pathlib import Path
 
 import grpc
 import redis
+
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
+from driver_service.osl.query import TOMBSTONE_PREFIX
 from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp, start_driver
-
-from driver_service.osl.query import TOMBSTONE_PREFIX
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import redis
 from driver_world import DriverHost, shared_host
+
 from harness import kernel_snapshot, netns
 
 OUTSIDE = "192.0.2.2"

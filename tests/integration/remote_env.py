@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import Spawner
 from controller_env import World, remove_run_dir
+
+from conftest import Spawner
 from harness import kernel_snapshot, netns, stack
 
 BIN = Path(sys.executable).parent

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from harness import kernel_snapshot, netns
 from harness.netns import exec_in
 from harness.stack import BIN, short_tmp, start_controller, start_driver, start_ipam

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from harness.stack import short_tmp, wait_serving
 
 BIN = Path(sys.executable).parent

@@ -8,9 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
 from harness import netns, stack
 
 SANDBOXES = 200

@@ -8,10 +8,11 @@ import time
 
 import grpc
 import pytest
+from controller_env import T, World, kernel_view, remove_run_dir, wait_for
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, World, kernel_view, remove_run_dir, wait_for
 from harness import kernel_snapshot, stack
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
-from harness import kernel_snapshot, netns, stack
-
 from driver_service.osl.query import TOMBSTONE_PREFIX
+from harness import kernel_snapshot, netns, stack
 
 
 @pytest.fixture

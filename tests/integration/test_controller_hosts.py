@@ -10,9 +10,10 @@ import time
 
 import grpc
 import pytest
+from controller_env import T, World, remove_run_dir, snapshot, wait_for
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
-from controller_env import T, World, remove_run_dir, snapshot, wait_for
 from harness import stack
 
 # Fast heartbeats so "unreachable" is reached in about two seconds.

@@ -8,10 +8,11 @@ import time
 
 import grpc
 import pytest
+from controller_env import T, World, addresses_in, ping_all, remove_run_dir, sandbox_netns
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
-from controller_env import T, World, addresses_in, ping_all, remove_run_dir, sandbox_netns
 from harness import netns, stack
 
 

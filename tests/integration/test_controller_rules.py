@@ -8,9 +8,10 @@ import uuid
 
 import grpc
 import pytest
+from controller_env import T, World, kernel_view, remove_run_dir, snapshot
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-from controller_env import T, World, kernel_view, remove_run_dir, snapshot
 from harness import kernel_snapshot, netns, stack
 
 C = grpc.StatusCode
@@ -22,6 +23,7 @@ def world(redis_server, netns_prefix):
     endpoint on h1. Shared by the module: every case must change nothing,
     which is exactly what each one asserts."""
     import redis
+
     from conftest import Spawner
 
     client = redis.Redis.from_url(redis_server)

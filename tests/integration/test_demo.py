@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from harness.stack import BIN, short_tmp
 
 ROOT = Path(__file__).resolve().parents[2]

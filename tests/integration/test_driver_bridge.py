@@ -6,7 +6,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cnm.driver.v1 import driver_pb2 as pb
 from driver_world import (
     T,
     default_routes,
@@ -18,6 +17,7 @@ from driver_world import (
     shared_host,
 )
 
+from cnm.driver.v1 import driver_pb2 as pb
 from services.ids import new_id
 
 

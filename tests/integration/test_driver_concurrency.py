@@ -9,8 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cnm.driver.v1 import driver_pb2 as pb
 from driver_world import T, hosts_text, links, netns_name, ping, shared_host, wait_until
+
+from cnm.driver.v1 import driver_pb2 as pb
 
 N = 16
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import grpc
 import pytest
 import redis
+from driver_world import T, network_request, shared_host
+
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from driver_world import T, network_request, shared_host
 from harness import netns
-
 from services.ids import new_id
 
 BAD = "0" * 63 + "g"  # 64 characters, not hex

@@ -15,9 +15,10 @@ import time
 import uuid
 
 import pytest
+from driver_world import T, default_routes, netns_name, ping, shared_host, wait_until
+
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from driver_world import T, default_routes, netns_name, ping, shared_host, wait_until
 from harness import kernel_snapshot, netns
 
 OUTSIDE = "192.0.2.2"

@@ -12,10 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from cnm.driver.v1 import driver_pb2 as pb
 from driver_world import DriverHost, T, hosts_text, links, netns_name, ping, wait_until
-from harness import netns
 
+from cnm.driver.v1 import driver_pb2 as pb
+from harness import netns
 from services.ids import new_id
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
+from driver_world import T, hosts_text, links, netns_name, ping, shared_host
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
 from cnm.types.v1 import types_pb2 as tpb
-from driver_world import T, hosts_text, links, netns_name, ping, shared_host
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp
-
 from services.ids import new_id
 
 # The overlay driver's capability error on a host without --advertise-addr.

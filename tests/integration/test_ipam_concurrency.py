@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
 from harness.stack import short_tmp, start_ipam

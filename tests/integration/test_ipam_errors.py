@@ -9,9 +9,10 @@ from typing import Any
 import grpc
 import pytest
 import redis
+from test_ipam_service import ipam_process
+
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
-from test_ipam_service import ipam_process
 
 T = 5
 INVALID = grpc.StatusCode.INVALID_ARGUMENT

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from test_ipam_service import ipam_process
+
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
-from test_ipam_service import ipam_process
 
 T = 5
 

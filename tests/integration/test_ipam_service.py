@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 import redis
+
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
 from harness.stack import BIN, short_tmp, start_ipam, wait_serving

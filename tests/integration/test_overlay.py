@@ -19,15 +19,15 @@ import time
 
 import pytest
 import redis
+from controller_env import T, ping_all, wait_for
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from controller_env import T, ping_all, wait_for
+from driver_service import osl
+from driver_service.drivers.overlay import options as ov
 from harness import kernel_snapshot, netns
 from harness.cluster import Cluster
 from harness.stack import BIN
-
-from driver_service import osl
-from driver_service.drivers.overlay import options as ov
 
 VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
 # Heartbeats fast enough that a silent host is noticed within seconds; the ttl

@@ -8,9 +8,10 @@ from __future__ import annotations
 import grpc
 import pytest
 import redis
+from controller_env import T, snapshot
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from controller_env import T, snapshot
 from harness import kernel_snapshot, netns
 from harness.cluster import Cluster, Spawner
 

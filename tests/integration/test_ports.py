@@ -17,10 +17,7 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
-from cnm.driver.v1 import driver_pb2 as pb
-from cnm.types.v1 import types_pb2 as tpb
 from driver_world import T, netns_name, wait_until
-from harness import netns
 from ports_world import (
     HOST,
     HOST6,
@@ -32,6 +29,10 @@ from ports_world import (
     ports_world,
     serve,
 )
+
+from cnm.driver.v1 import driver_pb2 as pb
+from cnm.types.v1 import types_pb2 as tpb
+from harness import netns
 
 TCP, UDP, SCTP = tpb.PROTOCOL_TCP, tpb.PROTOCOL_UDP, tpb.PROTOCOL_SCTP
 

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports_world import ask, serve
+
 from harness.netns import exec_in
 from harness.stack import BIN, short_tmp, start_controller, start_driver, start_ipam
-from ports_world import ask, serve
 
 CNMCTL = str(BIN / "cnmctl")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import grpc
 import pytest
 import redis
-from cnm.driver.v1 import driver_pb2 as pb
-from cnm.types.v1 import types_pb2 as tpb
 from driver_world import T, netns_name
 from ports_world import HOST, OUTSIDE, allocations, ask, map_elements, ports_world, serve
 
+from cnm.driver.v1 import driver_pb2 as pb
+from cnm.types.v1 import types_pb2 as tpb
 from driver_service.ports import PortAllocator, PortRequest, Target
 from services.ids import new_id
 from services.store import Store

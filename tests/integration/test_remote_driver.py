@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from controller_env import T, addresses_in, ping_all, sandbox_netns, wait_for
+from remote_env import remote_world
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, addresses_in, ping_all, sandbox_netns, wait_for
 from harness.netns import exec_in, run
-from remote_env import remote_world
 
 C = grpc.StatusCode
 ACCEPT = "application/vnd.docker.plugins.v1+json"

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from controller_env import T, addresses_in, ping_all, sandbox_netns, snapshot
+from remote_env import remote_world
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
-from controller_env import T, addresses_in, ping_all, sandbox_netns, snapshot
-from remote_env import remote_world
 
 C = grpc.StatusCode
 GATEWAY_OPTIONS = {"RequestAddressType": "com.docker.network.gateway"}

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 
-from cnm.controller.v1 import controller_pb2 as pb
-from cnm.types.v1 import types_pb2
 from controller_env import T, ping_all, sandbox_netns, wait_for
 from remote_env import Plugin, remote_world
+
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.types.v1 import types_pb2
 
 
 def test_driver_service_restart_keeps_remote_networks_working(redis_server, netns_prefix):

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cnm.controller.v1 import controller_pb2 as pb
-from cnm.types.v1 import types_pb2
 from controller_env import T, ping_all, sandbox_netns, wait_for
 from remote_env import Plugin, remote_world
+
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.types.v1 import types_pb2
 
 C = grpc.StatusCode
 REASON = "invalid capability: expecting 'local' or 'global', got "

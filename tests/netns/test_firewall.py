@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from harness import kernel_snapshot, netns
 
 from driver_service.firewall import BridgeNetwork, Firewall, PortMapping, ruleset
 from driver_service.osl.nsenter import run_in_netns
+from harness import kernel_snapshot, netns
 
 UPLINK4, OUTSIDE4 = "10.99.0.1", "10.99.0.2"
 UPLINK6, OUTSIDE6 = "fd99::1", "fd99::2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import netns
 
 from driver_service.firewall import BridgeNetwork, Firewall, FirewallState, PortMapping
 from driver_service.firewall.backend import open_backend
+from harness import netns
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 GOOD_NET = {"network_id": "n1", "bridge": "cnm-br1", "subnets": ("172.30.0.0/24",)}

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from harness import netns as hn
 
 from driver_service import osl
 from driver_service.osl import Route
+from harness import netns as hn
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 
 SUBNET4 = "10.77.0.0/24"

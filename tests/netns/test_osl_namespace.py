@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from harness import netns as hn
 
 from driver_service import osl
 from driver_service.osl.rtnl import rtnl
+from harness import netns as hn
 from services.errors import AlreadyExists, InvalidArgument, NotFound
 
 

@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from harness import kernel_snapshot, netns
 
 from driver_service.drivers.null import NullDriver
 from driver_service.manager import Manager
@@ -31,6 +30,7 @@ from driver_service.models import (
 from driver_service.registry import Registry
 from driver_service.sandbox import Sandboxes
 from driver_service.state import State
+from harness import kernel_snapshot, netns
 from services.errors import InvalidArgument, NotFound
 from services.ids import new_id
 from services.store import Store

@@ -17,10 +17,6 @@ import time
 
 import grpc
 import pytest
-from cnm.controller.v1 import controller_pb2 as pb
-from cnm.controller.v1 import controller_pb2_grpc
-from cnm.events.v1 import events_pb2
-from cnm.types.v1 import types_pb2
 from google.protobuf import timestamp_pb2
 
 from clients import cli
@@ -33,6 +29,10 @@ from clients.errors import (
     UnavailableError,
 )
 from clients.portspec import parse_port_spec
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.controller.v1 import controller_pb2_grpc
+from cnm.events.v1 import events_pb2
+from cnm.types.v1 import types_pb2
 from services import errors
 from services.server import Server, ServiceSpec, TlsFiles
 

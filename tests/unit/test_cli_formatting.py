@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from cnm.controller.v1 import controller_pb2 as pb
-from cnm.events.v1 import events_pb2
-from cnm.types.v1 import types_pb2
 from google.protobuf import timestamp_pb2
 
 from clients import formatting as fmt
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.events.v1 import events_pb2
+from cnm.types.v1 import types_pb2
 
 NET_ID = "a" * 60 + "0001"
 SB_ID = "b" * 60 + "0002"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-
 from controller_service import convert, validate
 from controller_service.models import (
     DnsConfig,
