@@ -31,6 +31,7 @@ from controller_service.networks import Networks
 from controller_service.repository import Record, in_transition
 from controller_service.sandboxes import Sandboxes
 from services.errors import CnmError
+from services.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class Reconciler:
         self._renew = store.script(_RENEW)
         self._release = store.script(_RELEASE)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops = [
+            Periodic("liveness", self.heartbeat, max(0.1, ctx.cfg.instance_ttl / 4)),
+            Periodic("reconciler", self.pass_once, ctx.cfg.reconcile_interval),
+        ]
         # member -> monotonic time before which a failed intent is not retried
         self._backoff: dict[str, tuple[float, float]] = {}
 
@@ -87,17 +91,15 @@ class Reconciler:
             self.heartbeat()
         except CnmError as e:  # Redis down at start: the liveness thread retries
             log.warning("liveness heartbeat failed: %s", e)
-        for name, target in (("liveness", self._liveness_loop), ("reconciler", self._loop)):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        for loop in self._loops:
+            loop.start()
 
     def stop(self) -> None:
         """Stops the threads. The liveness key is left to expire: requests still
         finishing during the server's grace period remain ours until then."""
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
+        for loop in self._loops:
+            loop.stop()
         try:
             # Handing the lease on at once lets a replica take over without
             # waiting for it to expire.
@@ -109,25 +111,10 @@ class Reconciler:
         ttl_ms = int(self.ctx.cfg.instance_ttl * 1000)
         self.ctx.repo.c.set(self.instance_key, f"{socket.gethostname()}:{os.getpid()}", px=ttl_ms)
 
-    def _liveness_loop(self) -> None:
-        period = max(0.1, self.ctx.cfg.instance_ttl / 4)
-        while not self._stop.wait(period):
-            try:
-                self.heartbeat()
-            except CnmError as e:
-                log.warning("liveness heartbeat failed: %s", e)
-
-    def _loop(self) -> None:
-        interval = self.ctx.cfg.reconcile_interval
-        while not self._stop.wait(interval):
-            try:
-                if self.acquire_lease():
-                    self.track_hosts()
-                    self.run_once()
-            except CnmError as e:
-                log.warning("reconciler pass failed: %s", e)
-            except Exception:  # noqa: BLE001 - the loop must survive any one bug
-                log.exception("reconciler pass crashed")
+    def pass_once(self) -> None:
+        if self.acquire_lease():
+            self.track_hosts()
+            self.run_once()
 
     # ------------------------------------------------------------------ lease
 

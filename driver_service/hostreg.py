@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Sequence
 
 from driver_service.models import Capability
-from services.errors import CnmError
+from services.periodic import Periodic
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,9 @@ class HostRegistration:
         self.drivers = list(drivers)
         self.interval = interval
         self.ttl = ttl
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # start() follows a successful register(): the first wait is a full interval.
+        self._registered = True
+        self._loop = Periodic("cnm-heartbeat", self._tick, interval)
 
     @property
     def key(self) -> str:
@@ -71,28 +71,19 @@ class HostRegistration:
         self.store.client.hset(self.key, "last_heartbeat", repr(time.time()))
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="cnm-heartbeat", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
-    def _run(self) -> None:
-        # start() follows a successful register(): the first wait is a full interval.
-        registered = True
-        while not self._stop.wait(self.interval):
-            try:
-                # The full record again after Redis came back (it may have lost it).
-                if registered and self.store.client.exists(self.key):
-                    self.beat()
-                else:
-                    self.register()
-                    registered = True
-            except CnmError as e:
-                log.warning("heartbeat of host %s failed: %s", self.host_id, e)
-                registered = False
+    def _tick(self) -> None:
+        try:
+            # The full record again after Redis came back (it may have lost it).
+            if self._registered and self.store.client.exists(self.key):
+                self.beat()
+            else:
+                self.register()
+                self._registered = True
+        except BaseException:
+            self._registered = False
+            raise
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()

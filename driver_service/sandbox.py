@@ -174,8 +174,11 @@ class Sandboxes:
                     # The lock per file, not per batch: a Join's own write
                     # (refresh(now=...)) waits for one peer's file at most,
                     # not for a whole burst of them.
-                    with self._files_lock:
-                        self._write_sid(sid, peer_cache)
+                    try:
+                        with self._files_lock:
+                            self._write_sid(sid, peer_cache)
+                    except Exception:  # noqa: BLE001 - one bad file must not stop the writer
+                        log.exception("sandbox %s: writing its files failed", sid[:12])
             finally:
                 with self._cv:
                     self._busy = False

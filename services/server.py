@@ -161,7 +161,11 @@ class Server:
         self.start()
         last: bool | None = None
         while not stop.is_set():
-            ok = readiness() if readiness else True
+            try:
+                ok = readiness() if readiness else True
+            except Exception:  # noqa: BLE001 - a failing check means not ready, not a dead server
+                log.exception("readiness check failed")
+                ok = False
             if ok != last:
                 self.set_serving(ok)
                 if not ok:

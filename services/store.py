@@ -7,6 +7,7 @@ decoding, for binary values such as serialized bit sequences.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,13 @@ from services.errors import Aborted, Unavailable
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis is down, unreachable, still loading its data (BusyLoadingError is a
+# ConnectionError), or a read-only replica after a failover: all "try again later".
+_CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
 def _unavailable(url: str, exc: Exception) -> Unavailable:
@@ -30,16 +37,56 @@ def _unavailable(url: str, exc: Exception) -> Unavailable:
     )
 
 
-class _Redis(redis.Redis):
-    """redis.Redis whose connection failures are domain errors naming the URL."""
+def _mapped(method: Callable[..., T]) -> Callable[..., T]:
+    """`method` of a client, pipeline or pub/sub object, its connection errors
+    turned into Unavailable naming the object's `cnm_url`."""
 
-    cnm_url = ""
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> T:
         try:
-            return super().execute_command(*args, **options)
+            return method(self, *args, **kwargs)
         except _CONNECTION_ERRORS as e:
             raise _unavailable(self.cnm_url, e) from e
+
+    return call
+
+
+class _Pipeline(redis.client.Pipeline):
+    """Pipelines (MULTI/EXEC, WATCH, scripts queued in them) fail like commands."""
+
+    cnm_url = ""
+    execute = _mapped(redis.client.Pipeline.execute)
+    immediate_execute_command = _mapped(redis.client.Pipeline.immediate_execute_command)
+    watch = _mapped(redis.client.Pipeline.watch)
+    unwatch = _mapped(redis.client.Pipeline.unwatch)
+
+
+class _PubSub(redis.client.PubSub):
+    """Pub/sub (subscribe, get_message, listen) fails like commands."""
+
+    cnm_url = ""
+    execute_command = _mapped(redis.client.PubSub.execute_command)
+    parse_response = _mapped(redis.client.PubSub.parse_response)
+    get_message = _mapped(redis.client.PubSub.get_message)
+    ping = _mapped(redis.client.PubSub.ping)
+
+
+class _Redis(redis.Redis):
+    """redis.Redis whose every call path (commands, EVALSHA, pipelines,
+    WATCH/MULTI, pub/sub) turns connection failures into Unavailable naming the URL."""
+
+    cnm_url = ""
+    execute_command = _mapped(redis.Redis.execute_command)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
+        pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.cnm_url = self.cnm_url
+        return pipe
+
+    def pubsub(self, **kwargs: Any) -> _PubSub:
+        ps = _PubSub(self.connection_pool, event_dispatcher=self._event_dispatcher, **kwargs)
+        ps.cnm_url = self.cnm_url
+        return ps
 
 
 class Store:

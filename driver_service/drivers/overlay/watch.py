@@ -78,9 +78,12 @@ class PeerWatcher:
             except (redis.exceptions.RedisError, CnmError, OSError) as e:
                 log.warning("overlay peer watcher: %s; retrying in %.0fs", e, _RETRY)
                 self._stop.wait(_RETRY)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bug
+                log.exception("overlay peer watcher crashed; retrying in %.0fs", _RETRY)
+                self._stop.wait(_RETRY)
             finally:
                 if pubsub is not None:
-                    with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    with contextlib.suppress(redis.exceptions.RedisError, CnmError, OSError):
                         pubsub.close()
 
     def _loop(self, pubsub: redis.client.PubSub) -> None:
