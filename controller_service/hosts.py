@@ -2,36 +2,35 @@
 
 Each driver service writes `host:<id>` (a hash: id, address,
 advertise_address, drivers (JSON list of {"name","scope","error"}),
-last_heartbeat (unix seconds), ttl) and adds its id to the set `hosts`, then
-heartbeats. A host is READY while now - last_heartbeat <= ttl; the record is
-kept afterwards so that it shows as UNREACHABLE. The controller only reads.
+last_heartbeat (unix seconds on Redis' clock), ttl) and adds its id to the set
+`hosts`, then heartbeats. A host is READY while Redis' TIME - last_heartbeat
+<= ttl (with a grace after a Redis restart: services/liveness.py); the record
+is kept afterwards so that it shows as UNREACHABLE. The controller only reads.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from controller_service.models import DriverCap, DriverInfo, Host, HostState, Scope
+from services import liveness
 from services.errors import FailedPrecondition, NotFound, Unavailable
 from services.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def parse_host(host_id: str, fields: Mapping[str, str], now: float, default_ttl: float) -> Host:
-    """A Host from its hash; tolerant of missing or malformed fields (a host
-    registering right now may have written only part of them)."""
-    try:
-        last = float(fields.get("last_heartbeat") or 0)
-    except ValueError:
-        last = 0.0
-    try:
-        ttl = float(fields.get("ttl") or default_ttl)
-    except ValueError:
-        ttl = default_ttl
+def heartbeat_of(fields: Mapping[str, str], default_ttl: float) -> tuple[float, float]:
+    """(last_heartbeat, ttl) of a host's hash; tolerant of missing or malformed
+    fields (a host registering right now may have written only part of them)."""
+    last = liveness.as_float(fields.get("last_heartbeat"))
+    return last, liveness.as_float(fields.get("ttl"), default_ttl) or default_ttl
+
+
+def parse_host(host_id: str, fields: Mapping[str, str], default_ttl: float, live: bool) -> Host:
+    last, ttl = heartbeat_of(fields, default_ttl)
     return Host(
         id=fields.get("id") or host_id,
         address=fields.get("address", ""),
@@ -39,7 +38,7 @@ def parse_host(host_id: str, fields: Mapping[str, str], now: float, default_ttl:
         drivers=parse_drivers(fields.get("drivers", "")),
         last_heartbeat=last,
         ttl=ttl,
-        state=HostState.READY if last and now - last <= ttl else HostState.UNREACHABLE,
+        state=HostState.READY if live else HostState.UNREACHABLE,
     )
 
 
@@ -95,21 +94,32 @@ def aggregate_drivers(hosts: Sequence[Host]) -> list[DriverInfo]:
 
 
 class Hosts:
-    def __init__(
-        self, store: Store, default_ttl: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, store: Store, default_ttl: float) -> None:
         self.store = store
         self.default_ttl = default_ttl
-        self.clock = clock
 
     def _key(self, host_id: str) -> str:
         return self.store.key("host", host_id)
 
+    def _read(self) -> tuple[list[Host], liveness.StoreClock]:
+        """Every registered host, judged together on Redis' clock (a host's
+        liveness after a Redis restart depends on the others' heartbeats)."""
+        ids = sorted(self.store.client.smembers(self.store.key("hosts")))
+        pipe = self.store.client.pipeline(transaction=False)
+        liveness.queue_clock(pipe)
+        for host_id in ids:
+            pipe.hgetall(self._key(host_id))
+        t, info, *rows = pipe.execute()
+        clock = liveness.read_clock(t, info)
+        found = {host_id: fields for host_id, fields in zip(ids, rows, strict=True) if fields}
+        beats = {h: heartbeat_of(f, self.default_ttl) for h, f in found.items()}
+        live = liveness.judge(beats, clock)
+        hosts = [parse_host(h, f, self.default_ttl, live[h]) for h, f in found.items()]
+        return hosts, clock
+
     def find(self, host_id: str) -> Host | None:
-        fields = self.store.client.hgetall(self._key(host_id))
-        if not fields:
-            return None
-        return parse_host(host_id, fields, self.clock(), self.default_ttl)
+        hosts, _clock = self._read()
+        return next((h for h in hosts if h.id == host_id), None)
 
     def get(self, host_id: str) -> Host:
         host = self.find(host_id) if host_id else None
@@ -118,22 +128,16 @@ class Hosts:
         return host
 
     def all(self) -> list[Host]:
-        ids = sorted(self.store.client.smembers(self.store.key("hosts")))
-        pipe = self.store.client.pipeline(transaction=False)
-        for host_id in ids:
-            pipe.hgetall(self._key(host_id))
-        now = self.clock()
-        return [
-            parse_host(host_id, fields, now, self.default_ttl)
-            for host_id, fields in zip(ids, pipe.execute(), strict=True)
-            if fields
-        ]
+        return self._read()[0]
 
     def ready(self, host_id: str) -> Host:
         """The host, READY; UNAVAILABLE naming it when it missed its heartbeat."""
-        host = self.get(host_id)
+        hosts, clock = self._read() if host_id else ([], None)
+        host = next((h for h in hosts if h.id == host_id), None)
+        if host is None or clock is None:
+            raise NotFound(f"no such host {host_id!r}", reason="HOST_NOT_FOUND")
         if host.state is not HostState.READY:
-            age = self.clock() - host.last_heartbeat if host.last_heartbeat else float("inf")
+            age = clock.now - host.last_heartbeat if host.last_heartbeat else float("inf")
             raise Unavailable(
                 f"host {host_id!r} is unreachable: last heartbeat {age:.0f}s ago "
                 f"(ttl {host.ttl:.0f}s)",

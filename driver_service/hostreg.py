@@ -2,23 +2,33 @@
 
 `host:<id>` (a hash) and the set `hosts`, as the cross-team contract says:
 id, address (this service's gRPC address), advertise_address, drivers (JSON
-list of {"name", "scope", "error"}), last_heartbeat (unix seconds, float),
-ttl (seconds). A host is READY while now - last_heartbeat <= ttl. The record
-is never expired: a silent host stays listed, as UNREACHABLE.
+list of {"name", "scope", "error"}), last_heartbeat (unix seconds, float, on
+Redis' own clock: services/liveness.py), ttl (seconds), clock_offset (this
+host's clock minus Redis', for diagnosis only). A host is READY while Redis'
+TIME - last_heartbeat <= ttl. The record is never expired: a silent host
+stays listed, as UNREACHABLE.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 
+from driver_service import testhooks
 from driver_service.models import Capability
+from services import liveness
 from services.periodic import Periodic
 from services.store import Store
 
 log = logging.getLogger(__name__)
+
+# KEYS[1] host hash, KEYS[2] the set of hosts. ARGV: field, value, ... (the
+# static fields); the heartbeat fields are stamped by liveness.HEARTBEAT after.
+_REGISTER = """
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('SADD', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+"""
 
 
 class HostRegistration:
@@ -43,6 +53,8 @@ class HostRegistration:
         # start() follows a successful register(): the first wait is a full interval.
         self._registered = True
         self._loop = Periodic("cnm-heartbeat", self._tick, interval)
+        self._register = store.script(_REGISTER)
+        self._heartbeat = store.script(liveness.HEARTBEAT)
 
     @property
     def key(self) -> str:
@@ -51,24 +63,23 @@ class HostRegistration:
     def register(self) -> None:
         """Write the whole record and add the host to `hosts`."""
         drivers = [{"name": d.name, "scope": d.scope, "error": d.error} for d in self.drivers]
+        fields = {
+            "id": self.host_id,
+            "address": self.address,
+            "advertise_address": self.advertise_address,
+            "drivers": json.dumps(drivers),
+            "ttl": repr(float(self.ttl)),
+        }
+        args = [x for kv in fields.items() for x in kv]
         pipe = self.store.client.pipeline(transaction=True)
-        pipe.hset(
-            self.key,
-            mapping={
-                "id": self.host_id,
-                "address": self.address,
-                "advertise_address": self.advertise_address,
-                "drivers": json.dumps(drivers),
-                "last_heartbeat": repr(time.time()),
-                "ttl": repr(float(self.ttl)),
-            },
-        )
-        pipe.sadd(self.store.key("hosts"), self.host_id)
+        self._register(keys=[self.key, self.store.key("hosts")], args=args, client=pipe)
+        self._heartbeat(keys=[self.key], args=[repr(testhooks.wallclock())], client=pipe)
         pipe.execute()
         log.info("registered host %s at %s", self.host_id, self.address)
 
-    def beat(self) -> None:
-        self.store.client.hset(self.key, "last_heartbeat", repr(time.time()))
+    def beat(self) -> bool:
+        """Stamp the heartbeat; False (nothing written) when Redis lost the record."""
+        return bool(self._heartbeat(keys=[self.key], args=[repr(testhooks.wallclock())]))
 
     def start(self) -> None:
         self._loop.start()
@@ -76,9 +87,7 @@ class HostRegistration:
     def _tick(self) -> None:
         try:
             # The full record again after Redis came back (it may have lost it).
-            if self._registered and self.store.client.exists(self.key):
-                self.beat()
-            else:
+            if not (self._registered and self.beat()):
                 self.register()
                 self._registered = True
         except BaseException:

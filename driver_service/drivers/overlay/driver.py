@@ -343,7 +343,9 @@ class OverlayDriver:
 
     def _wanted(self, network_id: str) -> Wanted:
         peers = self.peers.peers(network_id)
-        live = self.peers.liveness(p.host for p in peers if p.host != self.host_id)
+        live = self.peers.liveness(
+            (p.host for p in peers if p.host != self.host_id), me=self.host_id
+        )
         return wanted(peers, live, self.host_id, self.vtep)
 
     def _sync_locked(self, network_id: str, *, full: bool) -> None:

@@ -10,19 +10,20 @@ Only the host an endpoint is joined on writes (or removes) its entry; every
 write is followed by a PUBLISH in the same MULTI, so other hosts hear of it at
 once. Messages can be lost (a subscriber reconnecting), which is why every
 host also resyncs periodically. Liveness comes from the hosts' own records
-(`host:<id>`, written by their heartbeats): a peer whose host stopped
-heartbeating for longer than its ttl is not programmed anywhere, but its entry
-stays, so it comes back as soon as the host does.
+(`host:<id>`, written by their heartbeats, judged on Redis' clock by
+services/liveness.py): a peer whose host stopped heartbeating for longer than
+its ttl is not programmed anywhere, but its entry stays, so it comes back as
+soon as the host does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
+from services import liveness
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -145,19 +146,22 @@ class PeerTable:
                 touched.append(network_id)
         return touched
 
-    def liveness(self, hosts: Iterable[str]) -> dict[str, bool]:
-        """host -> READY (heartbeat within its ttl), from the hosts' records."""
+    def liveness(self, hosts: Iterable[str], me: str = "") -> dict[str, bool]:
+        """host -> READY, from the hosts' records on Redis' clock (`me`, this
+        host, is read too: its heartbeat anchors the judgement after a Redis
+        restart)."""
         ids = sorted(set(hosts))
         if not ids:
             return {}
+        read = sorted({*ids, me} - {""})
         pipe = self.store.client.pipeline(transaction=False)
-        for host in ids:
+        liveness.queue_clock(pipe)
+        for host in read:
             pipe.hmget(self.store.key("host", host), "last_heartbeat", "ttl")
-        now = time.time()
-        out = {}
-        for host, (last, ttl) in zip(ids, pipe.execute(), strict=True):
-            try:
-                out[host] = bool(last) and now - float(last) <= float(ttl or 0)
-            except ValueError:
-                out[host] = False
-        return out
+        t, info, *rows = pipe.execute()
+        beats = {
+            host: (liveness.as_float(last), liveness.as_float(ttl))
+            for host, (last, ttl) in zip(read, rows, strict=True)
+        }
+        live = liveness.judge(beats, liveness.read_clock(t, info))
+        return {host: live[host] for host in ids}

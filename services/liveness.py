@@ -1,0 +1,87 @@
+"""Host liveness on Redis' own clock, never the writer's clock against the reader's.
+
+A driver's heartbeat stamps `last_heartbeat` with Redis' TIME (the Lua script
+below), and readers compare it with Redis' TIME read at the same moment: no
+two machines' clocks are ever compared, so clock skew between hosts cannot
+split the cluster. The writer's own clock is only recorded, as `clock_offset`
+(its time minus Redis'), for diagnosis.
+
+Redis that restarts (from its persisted data) finds every heartbeat as old as
+the outage: judged against "now" every host would look dead until it beats
+again, and peers would be withdrawn everywhere at once. So for one ttl after
+Redis started, a heartbeat written before the start is judged against the
+newest heartbeat written before it (the store's last known moment) instead.
+A host that died during the outage is then still live for one ttl after
+Redis came back, and withdrawn after that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# KEYS[1] host hash. ARGV[1] the writer's own time (seconds, float).
+# Stamps the heartbeat when the record exists; 0 when it does not (Redis lost
+# it), so the caller writes the whole record again.
+HEARTBEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('HSET', KEYS[1], 'last_heartbeat', string.format('%.6f', now),
+           'clock_offset', string.format('%.3f', tonumber(ARGV[1]) - now))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class StoreClock:
+    now: float  # Redis' TIME
+    started: float  # when this redis-server process started, on the same clock
+
+
+def queue_clock(pipe: Any) -> None:
+    """Queue what `read_clock` needs (TIME, INFO server) on a pipeline."""
+    pipe.time()
+    pipe.info("server")
+
+
+def read_clock(time_reply: Any, info_reply: Mapping[str, Any]) -> StoreClock:
+    seconds, micros = time_reply
+    now = float(seconds) + float(micros) / 1e6
+    uptime = float(info_reply.get("uptime_in_seconds", 1e9))
+    return StoreClock(now=now, started=now - uptime)
+
+
+def store_clock(client: Any) -> StoreClock:
+    pipe = client.pipeline(transaction=False)
+    queue_clock(pipe)
+    t, info = pipe.execute()
+    return read_clock(t, info)
+
+
+def judge(beats: Mapping[str, tuple[float, float]], clock: StoreClock) -> dict[str, bool]:
+    """host -> live, from host -> (last_heartbeat, ttl) on Redis' clock; pure.
+
+    Pass every host whose record was read (the reader's own too): the newest
+    heartbeat written before Redis started is the reference during the grace.
+    """
+    before = [last for last, _ttl in beats.values() if 0 < last < clock.started]
+    reference = max(before, default=0.0)
+    out = {}
+    for host, (last, ttl) in beats.items():
+        if not last:
+            out[host] = False
+        elif clock.now - last <= ttl:
+            out[host] = True
+        else:
+            grace = clock.now - clock.started <= ttl and last < clock.started
+            out[host] = grace and reference - last <= ttl
+    return out
+
+
+def as_float(text: Any, default: float = 0.0) -> float:
+    try:
+        return float(text) if text not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
