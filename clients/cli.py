@@ -68,6 +68,13 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--host", default="", help="host of a local-scope network")
+    p.add_argument("--config-only", action="store_true", help="create a configuration only network")
+    p.add_argument(
+        "--config-from",
+        default="",
+        metavar="NAME",
+        help="the network from which to copy the configuration",
+    )
     p.add_argument("name", metavar="NAME")
 
     p = _sub(net, "ls", "list networks", commands.network_ls, aliases=["list"])

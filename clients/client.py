@@ -203,6 +203,8 @@ class Client:
         labels: Mapping[str, str] | None = None,
         host: str = "",
         request_id: str = "",
+        config_only: bool = False,
+        config_from: str = "",
     ) -> pb.Network:
         request = pb.CreateNetworkRequest(
             name=name,
@@ -216,6 +218,8 @@ class Client:
             labels=dict(labels or {}),
             host=host,
             request_id=request_id or new_request_id(),
+            config_only=config_only,
+            config_from=config_from,
         )
         return self._call("CreateNetwork", request)
 

@@ -150,6 +150,8 @@ def network_create(ctx: Context, args: argparse.Namespace) -> int:
         options=options,
         labels=labels,
         host=args.host,
+        config_only=args.config_only,
+        config_from=args.config_from,
     )
     out(net.id)
     return 0

@@ -163,6 +163,8 @@ def network_inspect(
             ],
         },
         "Internal": net.internal,
+        "ConfigFrom": {"Network": net.config_from},
+        "ConfigOnly": net.config_only,
         "Containers": containers,
         "Options": dict(net.options),
         "Labels": dict(net.labels),

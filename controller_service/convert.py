@@ -136,7 +136,22 @@ def ipam_from(spec: pb.IpamSpec) -> m.IpamSpec:
 
 
 def ipam_to(net: m.Network) -> pb.IpamSpec:
-    """The IPAM configuration in force: the subnets IPAM actually gave."""
+    """The IPAM configuration in force: the subnets IPAM actually gave (a
+    config-only network allocates none: the configuration it holds)."""
+    if net.config_only:
+        return pb.IpamSpec(
+            driver=net.ipam.driver,
+            options=dict(net.ipam.options),
+            configs=[
+                types_pb2.IpamConfig(
+                    subnet=c.subnet,
+                    ip_range=c.ip_range,
+                    gateway=c.gateway,
+                    aux_addresses=dict(c.aux_addresses),
+                )
+                for c in net.ipam.configs
+            ],
+        )
     configs = [
         types_pb2.IpamConfig(
             subnet=p.subnet,
@@ -159,6 +174,8 @@ def network_spec_from(req: pb.CreateNetworkRequest) -> m.NetworkSpec:
         options=dict(req.options),
         labels=dict(req.labels),
         host=req.host,
+        config_only=req.config_only,
+        config_from=req.config_from,
     )
 
 
@@ -189,6 +206,8 @@ def network_to(
             for s in subnets
         ],
         endpoint_ids=sorted(endpoint_ids),
+        config_only=net.config_only,
+        config_from=net.config_from,
     )
 
 

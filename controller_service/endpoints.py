@@ -7,7 +7,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from controller_service import listing, rules, validate
+from controller_service import config_networks, listing, rules, validate
 from controller_service.context import Context, describe
 from controller_service.events import EventType
 from controller_service.models import (
@@ -88,6 +88,7 @@ class Endpoints:
         ctx = self.ctx
         spec = validate.endpoint_spec(spec)
         net = ctx.network(network)
+        config_networks.check_takes_endpoints(net)
         rules.check_network_ready(net)
         self._check_static(net, spec)
         if sandbox is not None:

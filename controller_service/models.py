@@ -124,6 +124,9 @@ class NetworkSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     host: str = ""
+    # Docker's --config-only / --config-from (name of a config-only network).
+    config_only: bool = False
+    config_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,11 @@ class Network:
     state: State = State.CREATING
     owner: str = ""
     op_since: float = 0.0
+    # A configuration network: `ipam` is the configuration it holds (nothing
+    # allocated), driver "null", no host, no endpoints.
+    config_only: bool = False
+    # The config-only network this one took its configuration from.
+    config_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import dataclasses
 import ipaddress
 import logging
 
-from controller_service import listing, overlay, validate
+from controller_service import config_networks, listing, overlay, validate
 from controller_service.context import Context, describe
 from controller_service.events import EventType
 from controller_service.ipam_client import GATEWAY_OPTIONS
@@ -53,6 +53,14 @@ class Networks:
     def create(self, spec: NetworkSpec, net_id: str) -> Network:
         ctx = self.ctx
         spec = validate.network_spec(spec)
+        config_networks.check_spec(spec, default_ipam_driver=validate.IPAM_DEFAULT)
+        if spec.config_only:
+            return self._create_config_only(spec, net_id)
+        if spec.config_from:
+            source = config_networks.usable_source(
+                self._by_name(spec.config_from), spec.config_from
+            )
+            spec = validate.network_spec(config_networks.apply(source, spec))
         vni_wanted = None
         if spec.driver == overlay.DRIVER_OVERLAY:
             vni_wanted = overlay.check_options(spec.options)
@@ -84,6 +92,7 @@ class Networks:
             created=now,
             host=host,
             state=State.CREATING,
+            config_from=spec.config_from,
             **ctx.intent(),
         )
         with Undo() as undo:
@@ -120,11 +129,40 @@ class Networks:
                     f"network name {net.name!r} is already taken (by {taken})",
                     reason="NETWORK_NAME_TAKEN",
                 )
+            if net.config_from:
+                # Watched: a concurrent delete of the config network retries this.
+                source_id = tx.name_taken(keys.network_name(net.config_from))
+                source = tx.network(source_id) if source_id else None
+                config_networks.usable_source(source, net.config_from)
             tx.begin()
             tx.put(net)
             return net
 
         return self.ctx.repo.tx(fn)
+
+    def _by_name(self, name: str) -> Network | None:
+        net_id = self.ctx.repo.network_id_by_name(name)
+        return self.ctx.repo.network(net_id) if net_id else None
+
+    def _create_config_only(self, spec: NetworkSpec, net_id: str) -> Network:
+        """A record and its event, nothing else: no pool, no host, no driver."""
+        net = config_networks.record(spec, net_id, self.ctx.now())
+
+        def fn(tx: Tx) -> Network:
+            taken = tx.name_taken(self.ctx.repo.keys.network_name(net.name))
+            if taken:
+                raise AlreadyExists(
+                    f"network name {net.name!r} is already taken (by {taken})",
+                    reason="NETWORK_NAME_TAKEN",
+                )
+            tx.begin()
+            tx.put(net)
+            tx.event(EventType.NETWORK_CREATED, net.id, net.name, _event_attrs(net))
+            return net
+
+        net = self.ctx.repo.tx(fn)
+        log.info("created configuration network %s (%s)", net.name, net.id)
+        return net
 
     def _forget_or_orphan(self, net: Network, undo: Undo) -> None:
         # Earlier rollback steps failed: keep the intent for the reconciler.
@@ -236,6 +274,10 @@ class Networks:
             if current is None or current.state is State.CREATING:
                 raise FailedPrecondition(f"{describe(net)} changed concurrently; retry")
             self._check_no_endpoints(current, tx.members(ctx.repo.keys.network_endpoints(net.id)))
+            if current.config_only:
+                # Watched first: a network created meanwhile (the index changes) retries this.
+                tx.watch(ctx.repo.keys.index("net"))
+                config_networks.check_unused(current, ctx.repo.all_networks())
             new = dataclasses.replace(current, state=State.DELETING, **ctx.intent())
             tx.begin()
             tx.put(new)
