@@ -8,7 +8,7 @@ import time
 import pytest
 
 from controller_service import deadline, listing, rules
-from controller_service.hosts import aggregate_drivers, parse_drivers, parse_host
+from controller_service.hosts import aggregate_drivers, heartbeat_of, parse_drivers, parse_host
 from controller_service.models import (
     DnsConfig,
     DriverCap,
@@ -32,6 +32,7 @@ from controller_service.models import (
 from controller_service.resolve import resolve
 from controller_service.rollback import Undo
 from services.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.liveness import StoreClock, judge
 
 A = "a" * 64
 AB = "ab" + "0" * 62
@@ -222,11 +223,16 @@ def _fields(last: float, drivers: str = '[{"name":"bridge","scope":"local","erro
     ],
 )
 def test_host_state_follows_heartbeat_age(age, state):
-    assert parse_host("h1", _fields(1000 - age), 1000, 10).state is state
+    fields = _fields(1000 - age)
+    live = judge({"h1": heartbeat_of(fields, 10)}, StoreClock(now=1000, started=0))["h1"]
+    assert parse_host("h1", fields, 10, live).state is state
 
 
 def test_host_with_garbage_fields_is_unreachable_not_an_error():
-    host = parse_host("h1", {"last_heartbeat": "soon", "ttl": "x", "drivers": "{"}, 1000, 10)
+    fields = {"last_heartbeat": "soon", "ttl": "x", "drivers": "{"}
+    assert heartbeat_of(fields, 10) == (0.0, 10)
+    live = judge({"h1": heartbeat_of(fields, 10)}, StoreClock(now=1000, started=0))["h1"]
+    host = parse_host("h1", fields, 10, live)
     assert host.state is HostState.UNREACHABLE and host.drivers == ()
 
 
