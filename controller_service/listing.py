@@ -13,11 +13,15 @@ from typing import TypeVar
 
 from controller_service.models import Network, NetworkFilter, Page
 from services.errors import InvalidArgument
+from services.limits import shown
 
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000
+# A page stops early once its objects hold about this much (their repr's length),
+# so a response fits gRPC's default 4 MiB message limit whatever labels they carry.
+PAGE_BYTES = 2 << 20
 
 
 _TOKEN_TAG = "after:"
@@ -35,7 +39,7 @@ def decode_token(token: str) -> str:
         return text[len(_TOKEN_TAG) :]
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidArgument(
-            f"invalid page_token {token!r}: pass back a next_page_token unchanged",
+            f"invalid page_token {shown(token)}: pass back a next_page_token unchanged",
             reason="INVALID_PAGE_TOKEN",
         ) from None
 
@@ -49,14 +53,21 @@ def page_size(requested: int) -> int:
 
 
 def paginate(items: Iterable[T], key: Callable[[T], str], size: int, token: str) -> Page[T]:
-    """One page of `items` (any order) sorted by `key`, after the token's key."""
+    """One page of `items` (any order) sorted by `key`, after the token's key: at most
+    `size` items, fewer when they would exceed PAGE_BYTES (never fewer than one)."""
     limit = page_size(size)
     after = decode_token(token) if token else None
     ordered = sorted(items, key=key)
     if after is not None:
         ordered = [i for i in ordered if key(i) > after]
     chunk = ordered[:limit]
-    more = len(ordered) > limit
+    budget = PAGE_BYTES
+    for n, item in enumerate(chunk):
+        budget -= len(repr(item))
+        if budget < 0 and n:
+            chunk = chunk[:n]
+            break
+    more = len(ordered) > len(chunk)
     return Page(items=tuple(chunk), next_token=encode_token(key(chunk[-1])) if more else "")
 
 
@@ -92,7 +103,7 @@ def validate_filter(f: NetworkFilter) -> NetworkFilter:
     for label in f.labels:
         if not label.partition("=")[0]:
             raise InvalidArgument(
-                f"invalid label filter {label!r}: expected key or key=value",
+                f"invalid label filter {shown(label)}: expected key or key=value",
                 reason="INVALID_FILTER",
             )
     return f

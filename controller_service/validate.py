@@ -23,6 +23,7 @@ from controller_service.models import (
 )
 from services.errors import InvalidArgument
 from services.ids import validate_name
+from services.limits import shown
 
 DEFAULT_DRIVER = "bridge"
 # Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
@@ -40,7 +41,9 @@ _DNS_OPTION = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
-    return InvalidArgument(f"invalid {field} {value!r}: {why}", reason="INVALID_" + _reason(field))
+    return InvalidArgument(
+        f"invalid {field} {shown(value)}: {why}", reason="INVALID_" + _reason(field)
+    )
 
 
 def _reason(field: str) -> str:

@@ -25,6 +25,7 @@ from driver_service.models import (
 from driver_service.osl import validate
 from services.errors import InvalidArgument
 from services.ids import validate_name
+from services.limits import shown
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 # A DNS name as it may appear in /etc/hosts or resolv.conf: labels of
@@ -40,7 +41,7 @@ def object_id(kind: str, value: str) -> str:
     """A full libnetwork id: 64 lower-case hex characters."""
     if not isinstance(value, str) or not _FULL_ID.fullmatch(value):
         raise InvalidArgument(
-            f"invalid {kind} id {value!r}: expected 64 hex characters", reason="INVALID_ID"
+            f"invalid {kind} id {shown(value)}: expected 64 hex characters", reason="INVALID_ID"
         )
     return value
 
@@ -48,7 +49,7 @@ def object_id(kind: str, value: str) -> str:
 def dns_name(what: str, value: str) -> str:
     if len(value) > 253 or not _DNS_NAME.fullmatch(value):
         raise InvalidArgument(
-            f"invalid {what} {value!r}: use DNS labels of letters, digits, '-' and '_'"
+            f"invalid {what} {shown(value)}: use DNS labels of letters, digits, '-' and '_'"
         )
     return value
 
@@ -56,26 +57,26 @@ def dns_name(what: str, value: str) -> str:
 def _interface(value: str, version: int, what: str) -> str:
     iface = validate.ip_interface(value, what)
     if iface.version != version:
-        raise InvalidArgument(f"invalid {what} {value!r}: not an IPv{version} address")
+        raise InvalidArgument(f"invalid {what} {shown(value)}: not an IPv{version} address")
     return str(iface)
 
 
 def _ipam(data: IpamData, version: int) -> IpamData:
     pool = validate.ip_network(data.pool, f"IPv{version} pool")
     if pool.version != version:
-        raise InvalidArgument(f"invalid IPv{version} pool {data.pool!r}: wrong address family")
+        raise InvalidArgument(f"invalid IPv{version} pool {shown(data.pool)}: wrong address family")
     gateway = ""
     if data.gateway:
         gw = validate.ip_interface(data.gateway, f"gateway of pool {pool}")
         if gw.version != version or gw.ip not in pool:
-            raise InvalidArgument(f"gateway {data.gateway!r} is not inside pool {pool}")
+            raise InvalidArgument(f"gateway {shown(data.gateway)} is not inside pool {pool}")
         # The gateway carries the pool's prefix: it becomes the bridge's subnet route.
         gateway = f"{gw.ip}/{pool.prefixlen}"
     aux = {}
     for name, addr in data.aux_addresses.items():
         ip = validate.ip_interface(addr if "/" in addr else f"{addr}/{pool.prefixlen}", name)
         if ip.ip not in pool:
-            raise InvalidArgument(f"aux address {name}={addr!r} is not inside pool {pool}")
+            raise InvalidArgument(f"aux address {name}={shown(addr)} is not inside pool {pool}")
         aux[name] = str(ip)
     return IpamData(
         pool=str(pool), gateway=gateway, address_space=data.address_space, aux_addresses=aux
@@ -128,7 +129,7 @@ def _dns(dns: DnsConfig) -> DnsConfig:
     search = tuple(dns_name("DNS search domain", s) for s in dns.search)
     for opt in dns.options:
         if not _RESOLV_OPTION.fullmatch(opt):
-            raise InvalidArgument(f"invalid resolv.conf option {opt!r}")
+            raise InvalidArgument(f"invalid resolv.conf option {shown(opt)}")
     return DnsConfig(servers=servers, search=search, options=tuple(dns.options))
 
 

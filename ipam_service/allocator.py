@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from services.errors import InvalidArgument
+from services.limits import shown
 
 from .spaces import Network, validate_space
 
@@ -84,12 +85,14 @@ def parse_network(what: str, text: str) -> Network:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise InvalidArgument(
-            f"invalid {what} {text!r}: not a CIDR such as 172.20.0.0/16"
+            f"invalid {what} {shown(text)}: not a CIDR such as 172.20.0.0/16"
         ) from None
     if "/" not in text:
-        raise InvalidArgument(f"invalid {what} {text!r}: give a prefix length, e.g. {net}")
+        raise InvalidArgument(f"invalid {what} {shown(text)}: give a prefix length, e.g. {net}")
     if int(ipaddress.ip_interface(text).ip) != int(net.network_address):
-        raise InvalidArgument(f"invalid {what} {text!r}: host bits are set (did you mean {net}?)")
+        raise InvalidArgument(
+            f"invalid {what} {shown(text)}: host bits are set (did you mean {net}?)"
+        )
     return net
 
 
@@ -102,9 +105,9 @@ def parse_address(what: str, text: str) -> tuple[Address, int | None]:
         else:
             address, prefixlen = ipaddress.ip_address(text), None
     except ValueError:
-        raise InvalidArgument(f"invalid {what} {text!r}: not an IP address") from None
+        raise InvalidArgument(f"invalid {what} {shown(text)}: not an IP address") from None
     if getattr(address, "scope_id", None):
-        raise InvalidArgument(f"invalid {what} {text!r}: a zone (%...) has no place in a pool")
+        raise InvalidArgument(f"invalid {what} {shown(text)}: a zone (%...) has no place in a pool")
     return address, prefixlen
 
 
@@ -184,7 +187,7 @@ class PoolId:
         address, prefixlen = parse_address(what, text)
         if prefixlen is not None and prefixlen != self.subnet.prefixlen:
             raise InvalidArgument(
-                f"invalid {what} {text!r}: prefix length /{prefixlen} differs from pool "
+                f"invalid {what} {shown(text)}: prefix length /{prefixlen} differs from pool "
                 f"{str(self)!r}"
             )
         return self.ordinal_of(address)
@@ -219,7 +222,7 @@ def parse_pool_id(text: str) -> PoolId:
     parts = text.split("/")
     if len(parts) not in (3, 5) or not text:
         raise InvalidArgument(
-            f"invalid pool id {text!r}: expected <space>/<subnet> or <space>/<subnet>/<sub_pool>",
+            f"invalid pool id {shown(text)}: expected <space>/<subnet> or <space>/<subnet>/<sub_pool>",
             reason="INVALID_POOL_ID",
         )
     try:
@@ -228,7 +231,9 @@ def parse_pool_id(text: str) -> PoolId:
         sub_pool = parse_network("sub-pool", "/".join(parts[3:5])) if len(parts) == 5 else None
         _check_geometry(subnet, sub_pool)
     except InvalidArgument as e:
-        raise InvalidArgument(f"invalid pool id {text!r}: {e}", reason="INVALID_POOL_ID") from None
+        raise InvalidArgument(
+            f"invalid pool id {shown(text)}: {e}", reason="INVALID_POOL_ID"
+        ) from None
     return PoolId(space, subnet, sub_pool)
 
 
@@ -286,7 +291,7 @@ def _check_owner(owner: str) -> str:
 def _check_request_id(request_id: str) -> str:
     if request_id and not _REQUEST_ID.match(request_id):
         raise InvalidArgument(
-            f"invalid request_id {request_id!r}: use 1-128 characters of [A-Za-z0-9_.:-]"
+            f"invalid request_id {shown(request_id)}: use 1-128 characters of [A-Za-z0-9_.:-]"
         )
     return request_id
 
@@ -296,7 +301,7 @@ def _own_options(options: Mapping[str, str], allowed_prefixes: tuple[str, ...]) 
         if not key:
             raise InvalidArgument("invalid option: empty key")
         if key.startswith(OWN_OPTION_PREFIX) and not key.startswith(allowed_prefixes):
-            raise InvalidArgument(f"unknown option {key!r}")
+            raise InvalidArgument(f"unknown option {shown(key)}")
 
 
 def pool_request(
@@ -317,26 +322,28 @@ def pool_request(
     subnet = parse_network("pool", pool) if pool else None
     sub = parse_network("sub_pool", sub_pool) if sub_pool else None
     if subnet is None and sub is not None:
-        raise InvalidArgument(f"sub_pool {sub_pool!r} needs a pool to be inside of")
+        raise InvalidArgument(f"sub_pool {shown(sub_pool)} needs a pool to be inside of")
     if subnet is not None:
         if v6 and subnet.version == 4:
-            raise InvalidArgument(f"v6 is set but pool {pool!r} is IPv4")
+            raise InvalidArgument(f"v6 is set but pool {shown(pool)} is IPv4")
         _check_geometry(subnet, sub)
     aux: list[tuple[str, Address]] = []
     for key in sorted(k for k in options if k.startswith(AUX_ADDRESS_PREFIX)):
         name, value = key[len(AUX_ADDRESS_PREFIX) :], options[key]
         if not _AUX_NAME.match(name):
-            raise InvalidArgument(f"invalid option {key!r}: aux address name {name!r} is invalid")
+            raise InvalidArgument(
+                f"invalid option {shown(key)}: aux address name {shown(name)} is invalid"
+            )
         if subnet is None:
-            raise InvalidArgument(f"option {key!r} needs an explicit pool")
+            raise InvalidArgument(f"option {shown(key)} needs an explicit pool")
         address, prefixlen = parse_address(f"aux address {name!r}", value)
         if prefixlen is not None:
             raise InvalidArgument(
-                f"invalid option {key!r}: give an address without prefix, not {value!r}"
+                f"invalid option {shown(key)}: give an address without prefix, not {shown(value)}"
             )
         PoolId(space, subnet, sub).ordinal_of(address)
         if any(address == a for _, a in aux):
-            raise InvalidArgument(f"option {key!r}: aux address {address} is given twice")
+            raise InvalidArgument(f"option {shown(key)}: aux address {address} is given twice")
         aux.append((name, address))
     fingerprint = hashlib.sha256(
         json.dumps(
@@ -365,7 +372,7 @@ def address_request(
     kind = options.get(REQUEST_ADDRESS_TYPE)
     if kind is not None and kind != GATEWAY_REQUEST_TYPE:
         raise InvalidArgument(
-            f"invalid option {REQUEST_ADDRESS_TYPE}={kind!r}: only {GATEWAY_REQUEST_TYPE!r} is known"
+            f"invalid option {REQUEST_ADDRESS_TYPE}={shown(kind)}: only {shown(GATEWAY_REQUEST_TYPE)} is known"
         )
     if kind is not None and not owner:
         owner = GATEWAY_OWNER
@@ -391,10 +398,10 @@ def decode_token(token: str, nparts: int) -> list[str]:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument(f"invalid page_token {token!r}") from None
+        raise InvalidArgument(f"invalid page_token {shown(token)}") from None
     parts = text.split("\n")
     if len(parts) != nparts:
-        raise InvalidArgument(f"invalid page_token {token!r}")
+        raise InvalidArgument(f"invalid page_token {shown(token)}")
     return parts
 
 

@@ -21,6 +21,7 @@ import redis
 
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 from services.ids import new_id
+from services.limits import shown
 from services.store import Store
 
 from .bitseq_redis import RedisBitSequence
@@ -43,7 +44,7 @@ class RangeBounds:
 def validate_range_name(name: str) -> str:
     if not _NAME.match(name or ""):
         raise InvalidArgument(
-            f"invalid id range name {name!r}: use 1-128 characters of [A-Za-z0-9_.:-], "
+            f"invalid id range name {shown(name)}: use 1-128 characters of [A-Za-z0-9_.:-], "
             "starting with a letter or digit"
         )
     return name

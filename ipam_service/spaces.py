@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from services.errors import InvalidArgument
+from services.limits import shown
 
 __all__ = [
     "GLOBAL_DEFAULT",
@@ -76,7 +77,7 @@ def validate_space(space: str) -> str:
         )
     if not _SPACE.match(space):
         raise InvalidArgument(
-            f"invalid address space {space!r}: use 1-64 characters of [A-Za-z0-9_.-], "
+            f"invalid address space {shown(space)}: use 1-64 characters of [A-Za-z0-9_.-], "
             "starting with a letter or digit",
             reason="INVALID_ADDRESS_SPACE",
         )

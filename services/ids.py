@@ -6,6 +6,7 @@ import re
 import secrets
 
 from services.errors import InvalidArgument
+from services.limits import shown
 
 ID_LENGTH = 64
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -30,7 +31,7 @@ def validate_name(kind: str, name: str) -> str:
     """A name of 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit."""
     if not _NAME.match(name or ""):
         raise InvalidArgument(
-            f"invalid {kind} name {name!r}: use 1-64 characters of [A-Za-z0-9_-], "
+            f"invalid {kind} name {shown(name)}: use 1-64 characters of [A-Za-z0-9_-], "
             "starting with a letter or digit",
             reason="INVALID_NAME",
         )

@@ -1,4 +1,5 @@
-"""Server interceptor: domain errors -> gRPC status (once, here), access logging."""
+"""Server interceptor: input size bounds, domain errors -> gRPC status (once, here),
+access logging."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import grpc
 import redis.exceptions
 
-from services import errors
+from services import errors, limits
 from services.rpc_errors import to_status
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     if isinstance(err, errors.Internal) and not isinstance(exc, errors.CnmError):
         log.exception("unexpected error in %s", method)
     else:
-        log.info("%s failed: %s %s", method, err.code, err.message)
+        log.info("%s failed: %s %s", method, err.code, limits.clip(err.message, limits.MESSAGE_MAX))
     context.abort_with_status(to_status(err))
 
 
@@ -46,6 +47,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
                 start = time.perf_counter()
                 try:
+                    limits.check_request(request)
                     return inner(request, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     if _is_abort(context):
@@ -63,6 +65,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
+                    limits.check_request(request)
                     yield from inner_stream(request, context)
                 except Exception as exc:  # noqa: BLE001 - mapped to a status
                     if _is_abort(context):

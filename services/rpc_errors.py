@@ -13,7 +13,7 @@ from google.protobuf import any_pb2
 from grpc_status import rpc_status
 
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from services import errors
+from services import errors, limits
 
 _CLASSES: dict[str, type[errors.CnmError]] = {
     cls.code: cls
@@ -31,13 +31,18 @@ _CLASSES: dict[str, type[errors.CnmError]] = {
 
 
 def to_status(err: errors.CnmError) -> grpc.Status:
+    """The status of `err`; message and metadata cut short, so that a message echoing
+    a huge input still fits gRPC's header limit and arrives as the intended code."""
+    metadata = {limits.clip(k): limits.clip(v, 256) for k, v in err.metadata.items()}
     info = error_details_pb2.ErrorInfo(
-        reason=err.reason, domain=errors.ERROR_DOMAIN, metadata=err.metadata
+        reason=err.reason, domain=errors.ERROR_DOMAIN, metadata=metadata
     )
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(
-        code=getattr(code_pb2, err.code, code_pb2.UNKNOWN), message=err.message, details=[detail]
+        code=getattr(code_pb2, err.code, code_pb2.UNKNOWN),
+        message=limits.clip(limits.cut_quoted(err.message), limits.MESSAGE_MAX),
+        details=[detail],
     )
     return rpc_status.to_status(status)
 

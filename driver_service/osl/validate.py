@@ -13,6 +13,7 @@ import ipaddress
 import re
 
 from services.errors import InvalidArgument
+from services.limits import shown
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -34,12 +35,12 @@ _SYSCTL_VALUE = re.compile(r"[A-Za-z0-9_.:/ -]*")
 
 def _safe_name(value: object, what: str, limit: int) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"invalid {what} {value!r}: must be a non-empty string")
+        raise InvalidArgument(f"invalid {what} {shown(value)}: must be a non-empty string")
     if len(value) > limit:
-        raise InvalidArgument(f"invalid {what} {value!r}: longer than {limit} characters")
+        raise InvalidArgument(f"invalid {what} {shown(value)}: longer than {limit} characters")
     if not _SAFE.fullmatch(value) or value in (".", ".."):
         raise InvalidArgument(
-            f"invalid {what} {value!r}: use only letters, digits, '_', '.' and '-'"
+            f"invalid {what} {shown(value)}: use only letters, digits, '_', '.' and '-'"
         )
     return value
 
@@ -61,22 +62,22 @@ def mac(value: object, *, unicast: bool = True) -> str:
     all-zero addresses are rejected: the kernel refuses them with a bare EINVAL.
     """
     if not isinstance(value, str):
-        raise InvalidArgument(f"invalid MAC address {value!r}")
+        raise InvalidArgument(f"invalid MAC address {shown(value)}")
     norm = value.strip().lower().replace("-", ":")
     if not _MAC.fullmatch(norm):
-        raise InvalidArgument(f"invalid MAC address {value!r}: expected xx:xx:xx:xx:xx:xx")
+        raise InvalidArgument(f"invalid MAC address {shown(value)}: expected xx:xx:xx:xx:xx:xx")
     if unicast:
         if int(norm[:2], 16) & 1:
-            raise InvalidArgument(f"invalid MAC address {value!r}: multicast bit set")
+            raise InvalidArgument(f"invalid MAC address {shown(value)}: multicast bit set")
         if norm == "00:00:00:00:00:00":
-            raise InvalidArgument(f"invalid MAC address {value!r}: all zero")
+            raise InvalidArgument(f"invalid MAC address {shown(value)}: all zero")
     return norm
 
 
 def mtu(value: object) -> int:
     """An MTU in 68..65535 (IPv4's minimum to the largest the kernel accepts)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"invalid MTU {value!r}: must be an integer")
+        raise InvalidArgument(f"invalid MTU {shown(value)}: must be an integer")
     if not MTU_MIN <= value <= MTU_MAX:
         raise InvalidArgument(f"invalid MTU {value}: must be within {MTU_MIN}..{MTU_MAX}")
     return value
@@ -89,7 +90,7 @@ def ip_address(value: object, what: str = "IP address") -> IPAddress:
     try:
         return ipaddress.ip_address(str(value))
     except ValueError as e:
-        raise InvalidArgument(f"invalid {what} {value!r}: {e}") from e
+        raise InvalidArgument(f"invalid {what} {shown(value)}: {e}") from e
 
 
 def ip_interface(value: object, what: str = "interface address") -> IPInterface:
@@ -104,14 +105,14 @@ def ip_interface(value: object, what: str = "interface address") -> IPInterface:
     else:
         text = str(value)
         if "/" not in text:
-            raise InvalidArgument(f"invalid {what} {value!r}: a prefix length is required")
+            raise InvalidArgument(f"invalid {what} {shown(value)}: a prefix length is required")
         try:
             iface = ipaddress.ip_interface(text)
         except ValueError as e:
-            raise InvalidArgument(f"invalid {what} {value!r}: {e}") from e
+            raise InvalidArgument(f"invalid {what} {shown(value)}: {e}") from e
     ip = iface.ip
     if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
-        raise InvalidArgument(f"invalid {what} {value!r}: not a usable unicast address")
+        raise InvalidArgument(f"invalid {what} {shown(value)}: not a usable unicast address")
     return iface
 
 
@@ -122,20 +123,20 @@ def ip_network(value: object, what: str = "CIDR") -> IPNetwork:
     try:
         return ipaddress.ip_network(str(value), strict=True)
     except ValueError as e:
-        raise InvalidArgument(f"invalid {what} {value!r}: {e}") from e
+        raise InvalidArgument(f"invalid {what} {shown(value)}: {e}") from e
 
 
 def vni(value: object) -> int:
     """A VXLAN network identifier, 1..16777215."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= VNI_MAX:
-        raise InvalidArgument(f"invalid VXLAN VNI {value!r}: must be within 1..{VNI_MAX}")
+        raise InvalidArgument(f"invalid VXLAN VNI {shown(value)}: must be within 1..{VNI_MAX}")
     return value
 
 
 def port(value: object, what: str = "port") -> int:
     """A UDP/TCP port, 1..65535."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InvalidArgument(f"invalid {what} {value!r}: must be within 1..65535")
+        raise InvalidArgument(f"invalid {what} {shown(value)}: must be within 1..65535")
     return value
 
 
@@ -147,13 +148,13 @@ def sysctl_key(value: object) -> tuple[str, ...]:
     under `net` are allowed: this layer configures networking, nothing else.
     """
     if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"invalid sysctl key {value!r}")
+        raise InvalidArgument(f"invalid sysctl key {shown(value)}")
     parts = tuple(value.split("/") if "/" in value else value.split("."))
     if parts[0] != "net" or len(parts) < 2:
-        raise InvalidArgument(f"invalid sysctl key {value!r}: only net.* keys may be set")
+        raise InvalidArgument(f"invalid sysctl key {shown(value)}: only net.* keys may be set")
     for part in parts:
         if not _SYSCTL_PART.fullmatch(part) or part in (".", ".."):
-            raise InvalidArgument(f"invalid sysctl key {value!r}: bad component {part!r}")
+            raise InvalidArgument(f"invalid sysctl key {shown(value)}: bad component {shown(part)}")
     return parts
 
 
@@ -163,5 +164,5 @@ def sysctl_value(value: object) -> str:
         value = int(value)
     text = str(value) if isinstance(value, int) else value
     if not isinstance(text, str) or len(text) > 256 or not _SYSCTL_VALUE.fullmatch(text):
-        raise InvalidArgument(f"invalid sysctl value {value!r}")
+        raise InvalidArgument(f"invalid sysctl value {shown(value)}")
     return text

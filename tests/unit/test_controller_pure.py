@@ -147,6 +147,22 @@ def test_pagination_survives_deletion_of_the_last_item_seen():
     assert listing.paginate(rest, lambda s: s, 3, page.next_token).items == ("n3", "n4", "n5")
 
 
+def test_pagination_cuts_a_page_of_big_objects_by_bytes_and_still_walks_all():
+    big = "x" * (listing.PAGE_BYTES // 5)
+    items = [f"n{i}{big}" for i in range(12)]
+    seen, token, pages = [], "", 0
+    while True:
+        page = listing.paginate(items, lambda s: s[:3], 1000, token)
+        assert 1 <= len(page.items) <= 5
+        seen += page.items
+        pages += 1
+        token = page.next_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(items)
+    assert pages >= 3
+
+
 @pytest.mark.parametrize(
     ("size", "token"),
     [pytest.param(-1, "", id="negative-size"), pytest.param(0, "%%%", id="garbage-token")],
