@@ -46,7 +46,9 @@ def _event_attrs(net: Network) -> dict[str, str]:
 class Networks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.vnis = overlay.Vnis(ctx.ipam, ctx.cfg.overlay_vni_range)
+        self.vnis = overlay.Vnis(
+            ctx.ipam, ctx.cfg.overlay_vni_range, overlay.host_vni_user(ctx.repo.store)
+        )
 
     # ------------------------------------------------------------------ create
 

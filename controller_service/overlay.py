@@ -15,6 +15,14 @@ network is deleted or its creation rolled back.
 automatic VNIs are taken from; the stored range keeps its full bounds, so
 controllers configured differently still agree on it.
 
+The store may lose its data (Redis back empty) while hosts still carry
+overlay networks: IPAM then offers their VNIs again. Each host's driver
+records the VNIs it uses in `overlay:host:<host>:vnis` (VNI -> network id,
+put back by the driver after such a loss), and a VNI some host uses for
+another network is never handed out: it is held in IPAM for that network
+instead, and a user asking for it gets ALREADY_EXISTS. The id range itself
+is created again when IPAM lost it.
+
 Known gap: a controller killed between IPAM's GetId answer and the network
 record's update leaks that one VNI (IPAM offers no lookup by owner for ids,
 unlike pools); it stays owned by the dead network's id in IPAM.
@@ -22,11 +30,13 @@ unlike pools); it stays owned by the dead network's id in IPAM.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from controller_service.ipam_client import IpamClient
-from services.errors import AlreadyExists, Exhausted, InvalidArgument
+from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
+from services.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ RANGE_NAME = "vxlan"
 VNI_MIN = 256
 VNI_MAX = (1 << 24) - 1
 DEFAULT_VNI_RANGE = f"{VNI_MIN}-{VNI_MAX}"
+# How many VNIs held by hosts for networks the store forgot are skipped per creation.
+_MAX_SKIPPED = 64
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -105,10 +117,32 @@ def recorded_vni(options: Mapping[str, str]) -> int | None:
         return None
 
 
+def host_vni_user(store: Store) -> Callable[[int], str | None]:
+    """vni -> the id of the network some registered host uses it for (its
+    driver's `overlay:host:<host>:vnis` record), or None."""
+
+    def user(vni: int) -> str | None:
+        hosts = sorted(store.client.smembers(store.key("hosts")))
+        if not hosts:
+            return None
+        pipe = store.client.pipeline(transaction=False)
+        for host in hosts:
+            pipe.hget(store.key("overlay", "host", host, "vnis"), str(vni))
+        return next((n for n in pipe.execute() if n), None)
+
+    return user
+
+
 class Vnis:
-    def __init__(self, ipam: IpamClient, vni_range: str = DEFAULT_VNI_RANGE) -> None:
+    def __init__(
+        self,
+        ipam: IpamClient,
+        vni_range: str = DEFAULT_VNI_RANGE,
+        used_by_host: Callable[[int], str | None] = lambda _vni: None,
+    ) -> None:
         self.ipam = ipam
         self.lo, self.hi = parse_range(vni_range)
+        self.used_by_host = used_by_host
         self._range_ready = False
 
     def _ensure_range(self) -> None:
@@ -116,25 +150,62 @@ class Vnis:
             self.ipam.create_id_range(RANGE_NAME, VNI_MIN, VNI_MAX)
             self._range_ready = True
 
-    def allocate(self, network_id: str, name: str, wanted: int | None) -> int:
-        """The network's VNI, owned by its id: `wanted`, else the lowest free one."""
+    def _get_id(self, owner: str, **kw: int) -> int:
         self._ensure_range()
+        try:
+            return self.ipam.get_id(RANGE_NAME, owner=owner, **kw)
+        except NotFound:
+            # IPAM lost the range (the store came back empty): make it again.
+            self._range_ready = False
+            self._ensure_range()
+            return self.ipam.get_id(RANGE_NAME, owner=owner, **kw)
+
+    def allocate(self, network_id: str, name: str, wanted: int | None) -> int:
+        """The network's VNI, owned by its id: `wanted`, else the lowest free one.
+        Never one a host still uses for another network."""
         if wanted is not None:
             try:
-                return self.ipam.get_id(RANGE_NAME, owner=network_id, id_=wanted)
+                vni = self._get_id(network_id, id_=wanted)
             except AlreadyExists as e:
-                raise AlreadyExists(
-                    f"VNI {wanted} asked for by overlay network {name!r} is already used "
-                    f"by another network ({e})",
-                    reason="VNI_TAKEN",
+                raise self._taken(wanted, name, str(e)) from e
+            user = self.used_by_host(vni)
+            if user and user != network_id:
+                self._hold(vni, user)
+                raise self._taken(wanted, name, f"a host still uses it for network {user[:12]}")
+            return vni
+        for _ in range(_MAX_SKIPPED):
+            try:
+                vni = self._get_id(network_id, lo=self.lo, hi=self.hi)
+            except Exhausted as e:
+                raise Exhausted(
+                    f"no free VNI for overlay network {name!r} in {self.lo}-{self.hi}: {e}",
+                    reason="VNI_EXHAUSTED",
                 ) from e
-        try:
-            return self.ipam.get_id(RANGE_NAME, owner=network_id, lo=self.lo, hi=self.hi)
-        except Exhausted as e:
-            raise Exhausted(
-                f"no free VNI for overlay network {name!r} in {self.lo}-{self.hi}: {e}",
-                reason="VNI_EXHAUSTED",
-            ) from e
+            user = self.used_by_host(vni)
+            if not user or user == network_id:
+                return vni
+            self._hold(vni, user)
+        raise Exhausted(
+            f"no free VNI for overlay network {name!r}: {_MAX_SKIPPED} in a row are still "
+            "used by hosts for networks the store no longer knows",
+            reason="VNI_EXHAUSTED",
+        )
+
+    @staticmethod
+    def _taken(vni: int, name: str, why: str) -> AlreadyExists:
+        return AlreadyExists(
+            f"VNI {vni} asked for by overlay network {name!r} is already used "
+            f"by another network ({why})",
+            reason="VNI_TAKEN",
+        )
+
+    def _hold(self, vni: int, user: str) -> None:
+        """Give `vni` to the network a host still uses it for (the store forgot it)."""
+        log.warning("VNI %d is still used by network %s on a host; not handing it out", vni, user)
+        self.release(vni)
+        # AlreadyExists: someone else holds it now, not free either way.
+        with contextlib.suppress(AlreadyExists):
+            self._get_id(user, id_=vni)
 
     def release(self, vni: int) -> None:
         """Idempotent."""

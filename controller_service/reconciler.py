@@ -148,14 +148,19 @@ class Reconciler:
             record = self.ctx.repo.record(kind, obj_id)
             if record is None or not in_transition(record):
                 self.ctx.repo.c.zrem(self.ctx.repo.keys.intents, member)
+                self.ctx.repo.inflight.forget(member)
                 continue
             stale = self.ctx.now() - record.op_since > _ABANDONED_AFTER
-            if self.owner_alive(record.owner) and not stale:
+            # Ours, but the request that wrote it has ended (Redis failed mid-way).
+            left = record.owner == self.ctx.instance and self.ctx.repo.inflight.left(member)
+            if self.owner_alive(record.owner) and not stale and not left:
                 continue
             try:
-                self._take_over(record)
+                with self.ctx.repo.inflight.operation():
+                    self._take_over(record)
                 settled += 1
                 self._backoff.pop(member, None)
+                self.ctx.repo.inflight.forget(member)
             except CnmError as e:
                 delay = min(30.0, max(self.ctx.cfg.reconcile_interval, _delay * 2))
                 self._backoff[member] = (time.monotonic() + delay, delay)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from controller_service.events import EventLog, EventType
+from controller_service.inflight import Inflight
 from controller_service.models import (
     Endpoint,
     EndpointState,
@@ -148,12 +149,14 @@ class Tx:
             self.pipe.zadd(self.keys.intents, {member: obj.op_since})
         else:
             self.pipe.zrem(self.keys.intents, member)
+        self.repo.inflight.note(member, open_=in_transition(obj))
 
     def remove(self, obj: Record) -> None:
         kind = kind_of(obj)
         self.pipe.delete(self.keys.obj(kind, obj.id), self.keys.name(obj))
         self.pipe.zrem(self.keys.index(kind), obj.id)
         self.pipe.zrem(self.keys.intents, f"{kind}:{obj.id}")
+        self.repo.inflight.note(f"{kind}:{obj.id}", open_=False)
 
     def event(
         self,
@@ -171,6 +174,7 @@ class Repository:
         self.c = store.client
         self.keys = Keys(store)
         self.events = events
+        self.inflight = Inflight()
 
     def tx(self, fn: Callable[[Tx], T], *watch: str) -> T:
         return self.store.transaction(lambda pipe: fn(Tx(self, pipe)), *watch)

@@ -23,7 +23,8 @@ def _within_deadline(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        with deadline.serving(context.time_remaining()):
+        # An intent the call leaves open goes to the reconciler at once (inflight.py).
+        with deadline.serving(context.time_remaining()), self.c.ctx.repo.inflight.operation():
             return method(self, request, context)
 
     return wrapper  # type: ignore[return-value]

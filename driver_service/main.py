@@ -40,10 +40,13 @@ from driver_service.registry import Registry
 from driver_service.sandbox import Sandboxes
 from driver_service.servicer import DriverServicer, Gate
 from driver_service.state import State
+from driver_service.store_recovery import StoreRecovery
 from services.address import parse_address
 from services.config import ConfigError, load
+from services.epoch import StoreEpoch
 from services.errors import CnmError
 from services.logsetup import setup_logging
+from services.periodic import Periodic
 from services.plugins import Discovery
 from services.server import ServiceSpec
 from services.service_main import common_parser, flags_of, run
@@ -100,6 +103,8 @@ class DriverApp:
         self.hostreg: HostRegistration | None = None
         self.plugins: PluginLoader | None = None
         self.overlay: OverlayDriver | None = None
+        self.recovery: StoreRecovery | None = None
+        self.recovery_loop: Periodic | None = None
         self.reconciled = False
         self.cfg: DriverConfig | None = None
 
@@ -115,8 +120,17 @@ class DriverApp:
             advertise_addr=cfg.advertise_addr,
             netns_prefix=cfg.netns_prefix,
             sandbox_of=state.sandbox,
+            endpoints_of=state.endpoints_of_network,
+            settling=lambda: self.recovery is not None and self.recovery.settling(),
+            settle=cfg.host_ttl,
             tick=cfg.heartbeat_interval,
             resync_interval=cfg.overlay_resync_interval,
+        )
+        self.recovery = StoreRecovery(
+            StoreEpoch(store), state, ports, self.overlay, settle=cfg.host_ttl
+        )
+        self.recovery_loop = Periodic(
+            "cnm-store-recovery", self.recovery.check, cfg.heartbeat_interval
         )
         registry = Registry(
             [
@@ -154,6 +168,9 @@ class DriverApp:
             if not self.reconciled:
                 assert self.manager is not None and self.cfg is not None
                 try:
+                    assert self.recovery is not None and self.recovery_loop is not None
+                    # The store as this process first sees it: later changes mean a loss.
+                    self.recovery.epoch.check()
                     Reconciler(self.manager, store, self.cfg.netns_prefix).run()
                     assert self.firewall is not None and self.hostreg is not None
                     self.firewall.start()
@@ -163,6 +180,7 @@ class DriverApp:
                     self.hostreg.start()
                     assert self.plugins is not None
                     self.plugins.start(self.cfg.heartbeat_interval)
+                    self.recovery_loop.start()
                 except CnmError as e:
                     log.error("start-up reconciliation failed (will retry): %s", e)
                     return False
@@ -186,6 +204,8 @@ class DriverApp:
     def stop(self) -> None:
         if self.plugins is not None:
             self.plugins.stop()
+        if self.recovery_loop is not None:
+            self.recovery_loop.stop()
         if self.hostreg is not None:
             self.hostreg.stop()
         if self.overlay is not None:

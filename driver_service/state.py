@@ -105,6 +105,25 @@ class State:
             pipe.sadd(self.key(_KINDS[kind]), ident)
         pipe.execute()
 
+    def rewrite_all(self) -> int:
+        """Write every record in memory back to Redis (after the store lost
+        them: services/epoch.py); one MULTI. Returns how many were written."""
+        with self._lock:
+            kinds = (
+                ("net", self._networks),
+                ("ep", self._endpoints),
+                ("sb", self._sandboxes),
+            )
+            pipe = self.store.client.pipeline(transaction=True)
+            n = 0
+            for kind, records in kinds:
+                for ident, rec in records.items():
+                    pipe.set(self.key(kind, ident), json.dumps(to_json_obj(rec), sort_keys=True))
+                    pipe.sadd(self.key(_KINDS[kind]), ident)
+                    n += 1
+            pipe.execute()
+        return n
+
     def put_network(self, rec: NetworkRecord) -> None:
         with self._lock:
             self._write("net", rec.id, rec)

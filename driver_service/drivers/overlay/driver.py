@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -94,6 +95,9 @@ class OverlayDriver:
         advertise_addr: str,
         netns_prefix: str,
         sandbox_of: Callable[[str], SandboxRecord | None],
+        endpoints_of: Callable[[str], Sequence[EndpointRecord]] = lambda _net: (),
+        settling: Callable[[], bool] = lambda: False,
+        settle: float = 10.0,
         tick: float = 2.0,
         resync_interval: float = 15.0,
     ) -> None:
@@ -101,6 +105,13 @@ class OverlayDriver:
         self.vtep = advertise_addr
         self.netns_prefix = netns_prefix
         self.sandbox_of = sandbox_of
+        # This host's endpoints of a network (its own records), and whether the
+        # store just lost its data and others may still be re-announcing theirs.
+        self.endpoints_of = endpoints_of
+        self.settling = settling
+        self.settle = settle
+        # When this host last found its own peers missing from the store.
+        self._incomplete_at = float("-inf")
         self.peers = PeerTable(store)
         # Reported with the capability: the controller will not use a host without a VTEP.
         self.error = (
@@ -177,13 +188,14 @@ class OverlayDriver:
 
     def create_network(self, net: NetworkRecord) -> None:
         # Nothing in the kernel yet: the first Join on this host builds it.
-        return None
+        self.peers.set_vni(self.host_id, self._config(net).vni, net.id)
 
     def delete_network(self, net: NetworkRecord) -> None:
         cfg = self._config(net)
         with self._lock(net.id):
             self._forget(net.id)
             fabric.teardown(cfg.netns)
+            self.peers.set_vni(self.host_id, cfg.vni, None)
 
     def _remember(self, net: NetworkRecord) -> None:
         with self._guard:
@@ -341,26 +353,58 @@ class OverlayDriver:
 
     # --- peers ----------------------------------------------------------------------------
 
-    def _wanted(self, network_id: str) -> Wanted:
-        peers = self.peers.peers(network_id)
-        live = self.peers.liveness(
-            (p.host for p in peers if p.host != self.host_id), me=self.host_id
-        )
-        return wanted(peers, live, self.host_id, self.vtep)
-
     def _sync_locked(self, network_id: str, *, full: bool) -> None:
         net = self._local.get(network_id)
         if net is None:
             return
-        want = self._wanted(network_id)
-        if not full and self._programmed.get(network_id) == want:
+        cfg = self._config(net)
+        peers = self.peers.peers(network_id)
+        if self._reannounce_missing(net, cfg, peers):
+            self._incomplete_at = time.monotonic()
+        incomplete = time.monotonic() - self._incomplete_at < self.settle
+        live = self.peers.liveness(
+            (p.host for p in peers if p.host != self.host_id), me=self.host_id
+        )
+        want = wanted(peers, live, self.host_id, self.vtep)
+        # A store that lost (some of) its data must not make this host drop
+        # entries that carry working traffic: only add until it is whole again.
+        keep = incomplete or self.settling()
+        if not full and not keep and self._programmed.get(network_id) == want:
             return
-        added, removed = fabric.program(self._config(net).netns, want)
+        added, removed = fabric.program(cfg.netns, want, keep_unknown=keep)
         self._programmed[network_id] = want
         if added or removed:
             log.info(
                 "overlay %s: %d peer entries added, %d removed", network_id[:12], added, removed
             )
+
+    def _reannounce_missing(
+        self, net: NetworkRecord, cfg: OverlayConfig, peers: list[Peer]
+    ) -> bool:
+        """Put back this host's joined endpoints the store does not list (it
+        lost them); True when some were missing."""
+        listed = {p.endpoint_id for p in peers}
+        missing = [
+            self._peer(ep, cfg)
+            for ep in self.endpoints_of(net.id)
+            if ep.attachment is not None and ep.attachment.state == JOINED and ep.id not in listed
+        ]
+        if not missing:
+            return False
+        log.warning(
+            "overlay %s: the store lost %d of this host's peers; announcing them again",
+            net.id[:12],
+            len(missing),
+        )
+        self.peers.announce(net.id, missing)
+        self.peers.set_vni(self.host_id, cfg.vni, net.id)
+        return True
+
+    def announce_vnis(self, nets: Sequence[NetworkRecord]) -> None:
+        """Make this host's VNI records match its overlay networks (at start,
+        and after the store lost its data)."""
+        vnis = {self._config(n).vni: n.id for n in nets if n.spec.driver == DRIVER_OVERLAY}
+        self.peers.set_vnis(self.host_id, vnis)
 
     def sync(self, network_id: str, *, full: bool = False) -> None:
         """Bring the network's static entries up to date (no-op when not built here)."""
@@ -420,6 +464,10 @@ class OverlayDriver:
                 log.error("overlay %s: restore failed: %s", net.id[:12], e)
                 errors.append(e)
         errors += self._remove_orphan_namespaces(keep)
+        try:
+            self.announce_vnis(nets)
+        except CnmError as e:
+            errors.append(e)
         if errors:
             raise errors[0] if len(errors) == 1 else MultiError(errors)
 

@@ -123,19 +123,24 @@ def programmed(netns: str) -> Wanted:
     return Wanted(fdb=frozenset(fdb), neighbours=frozenset(neigh))
 
 
-def program(netns: str, wanted: Wanted) -> tuple[int, int]:
+def program(netns: str, wanted: Wanted, *, keep_unknown: bool = False) -> tuple[int, int]:
     """Make the VXLAN device's static entries exactly `wanted`; returns (added, removed).
 
     Stale entries go first, so a MAC that moved to another VTEP never has two.
+    With `keep_unknown` (the store's view may be incomplete), entries for MACs
+    and IPs `wanted` does not mention are kept: only moves and additions.
     """
     have = programmed(netns)
     removed = added = 0
+    wanted_macs = {mac for mac, _dst in wanted.fdb}
     for mac, dst in have.fdb - wanted.fdb:
+        if keep_unknown and mac not in wanted_macs:
+            continue
         osl.delete_fdb(VXLAN, mac, dst, netns=netns)
         removed += 1
     wanted_ips = {ip for ip, _mac in wanted.neighbours}
     for ip, _mac in have.neighbours - wanted.neighbours:
-        if ip not in wanted_ips:
+        if ip not in wanted_ips and not keep_unknown:
             osl.delete_neighbour(VXLAN, ip, netns=netns)
             removed += 1
     for mac, dst in wanted.fdb - have.fdb:

@@ -5,6 +5,9 @@ its MAC and the VTEP (underlay address) of the host it is on. Keys:
 
     overlay:<network id>:peers   hash: endpoint id -> JSON {host, vtep, mac, ip, ipv6}
     overlay:peers                pub/sub channel: a network id whose peers changed
+    overlay:host:<host>:vnis     hash: VNI -> network id, the overlay networks
+                                 recorded on that host (the controller never
+                                 hands out a VNI a host still uses)
 
 Only the host an endpoint is joined on writes (or removes) its entry; every
 write is followed by a PUBLISH in the same MULTI, so other hosts hear of it at
@@ -101,6 +104,35 @@ class PeerTable:
         pipe = self.store.client.pipeline(transaction=True)
         pipe.hset(self.key(network_id), peer.endpoint_id, peer.to_json())
         pipe.publish(self.channel, network_id)
+        pipe.execute()
+
+    def announce(self, network_id: str, peers: Iterable[Peer]) -> None:
+        """Add (or refresh) entries without touching any other (re-announcing
+        this host's peers after the store lost them)."""
+        mine = {p.endpoint_id: p.to_json() for p in peers}
+        if not mine:
+            return
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.hset(self.key(network_id), mapping=mine)
+        pipe.publish(self.channel, network_id)
+        pipe.execute()
+
+    def vnis_key(self, host: str) -> str:
+        return self.store.key("overlay", "host", host, "vnis")
+
+    def set_vni(self, host: str, vni: int, network_id: str | None) -> None:
+        """Record (or with None forget) that `host` has overlay network `network_id` on `vni`."""
+        if network_id is None:
+            self.store.client.hdel(self.vnis_key(host), str(vni))
+        else:
+            self.store.client.hset(self.vnis_key(host), str(vni), network_id)
+
+    def set_vnis(self, host: str, vnis: Mapping[int, str]) -> None:
+        """Make `host`'s VNI records exactly `vnis`."""
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.delete(self.vnis_key(host))
+        if vnis:
+            pipe.hset(self.vnis_key(host), mapping={str(v): n for v, n in vnis.items()})
         pipe.execute()
 
     def remove(self, network_id: str, endpoint_ids: Iterable[str]) -> None:
