@@ -30,5 +30,8 @@ ALIAS_ENDPOINT = "ep"
 
 # Interfaces inside a sandbox are named <SANDBOX_IFNAME_PREFIX><n>: eth0, eth1, ...
 SANDBOX_IFNAME_PREFIX = "eth"
+# Endpoint option asking for a given interface name inside the sandbox instead
+# (a CNI runtime's CNI_IFNAME); the same key reports the name in oper info.
+ENDPOINT_IFNAME_OPTION = OPER_SANDBOX_IFNAME
 # Host ends of veths: "veth" + 11 hex characters of the endpoint id (15 chars).
 HOST_VETH_PREFIX = "veth"

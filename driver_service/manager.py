@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 
 from driver_service import osl, specs
-from driver_service.constants import SANDBOX_IFNAME_PREFIX
+from driver_service.constants import ENDPOINT_IFNAME_OPTION, SANDBOX_IFNAME_PREFIX
 from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
@@ -334,10 +334,18 @@ class Manager:
         ifname = ""
         if driver.makes_interface:
             used = {a.ifname for a in atts}
+            ifname = ep.spec.options.get(ENDPOINT_IFNAME_OPTION, "")
+            if ifname in used:
+                raise AlreadyExists(
+                    f"sandbox {sb.id[:12]} already has an interface named {ifname!r}",
+                    reason="INTERFACE_NAME_TAKEN",
+                    metadata={"sandbox_id": sb.id, "interface": ifname},
+                )
             n = 0
-            while f"{SANDBOX_IFNAME_PREFIX}{n}" in used:
+            while not ifname:
+                if f"{SANDBOX_IFNAME_PREFIX}{n}" not in used:
+                    ifname = f"{SANDBOX_IFNAME_PREFIX}{n}"
                 n += 1
-            ifname = f"{SANDBOX_IFNAME_PREFIX}{n}"
         gw4, gw6 = driver.gateways(net, ep)
         has_default = any(a.default_route for a in atts)
         return Attachment(

@@ -12,6 +12,7 @@ import dataclasses
 import re
 
 from driver_service import ports
+from driver_service.constants import ENDPOINT_IFNAME_OPTION
 from driver_service.models import (
     DnsConfig,
     EndpointSpec,
@@ -110,6 +111,8 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         if ep.protocol.lower() not in PROTOCOLS or not 1 <= ep.port <= 65535:
             raise InvalidArgument(f"invalid exposed port {ep.port}/{ep.protocol}")
         exposed.append(ExposedPort(protocol=ep.protocol.lower(), port=ep.port))
+    if ENDPOINT_IFNAME_OPTION in spec.options:
+        validate.ifname(spec.options[ENDPOINT_IFNAME_OPTION], "requested interface name")
     return dataclasses.replace(
         spec,
         address=_interface(spec.address, 4, "endpoint address") if spec.address else "",
