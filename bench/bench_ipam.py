@@ -157,7 +157,7 @@ class Stack:
         self.dir = Path(tempfile.mkdtemp(prefix="cnm-bench-"))
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, replicas: int) -> list[str]:
+    def start(self, replicas: int, space: str) -> list[str]:
         redis_sock = self.dir / "redis.sock"
         self.procs.append(
             subprocess.Popen(
@@ -176,7 +176,8 @@ class Stack:
             self.procs.append(
                 subprocess.Popen(
                     [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url",
-                     f"unix://{redis_sock}", "--log-level", "warning"],
+                     f"unix://{redis_sock}", "--log-level", "warning",
+                     "--address-spaces", space],
                 )
             )  # fmt: skip
         for address in addresses:
@@ -206,11 +207,15 @@ def main() -> int:
     )
     p.add_argument("--clients", type=int, nargs="+", default=[1, 4])
     p.add_argument("--prefix", type=int, default=16, help="pool prefix length (default 16)")
-    p.add_argument("--space", default="bench", help="address space of the bench pools")
+    p.add_argument(
+        "--space",
+        default="bench",
+        help="address space of the bench pools (an --ipam given must declare it)",
+    )
     args = p.parse_args()
     stack = None if args.ipam else Stack()
     try:
-        addresses = args.ipam or stack.start(args.replicas)  # type: ignore[union-attr]
+        addresses = args.ipam or stack.start(args.replicas, args.space)  # type: ignore[union-attr]
         print(
             f"cnm-ipam x{len(addresses)} at {' '.join(addresses)}; pool /{args.prefix}; "
             f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}"

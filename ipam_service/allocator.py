@@ -194,6 +194,8 @@ class PoolId:
 
 
 def _check_geometry(subnet: Network, sub_pool: Network | None) -> None:
+    if subnet.prefixlen == 0:
+        raise InvalidArgument(f"pool {subnet} covers every address: give a smaller subnet")
     # A pool needs at least one address that is neither network nor broadcast.
     if subnet.version == 4 and subnet.prefixlen > 30:
         raise InvalidArgument(

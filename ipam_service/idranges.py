@@ -21,7 +21,8 @@ import redis
 
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 from services.ids import new_id
-from services.limits import shown
+from services.limits import ID_RANGE_MAX, shown
+from services.limits import REASON as LIMIT_REASON
 from services.store import Store
 
 from .bitseq_redis import RedisBitSequence
@@ -72,6 +73,12 @@ class IdRanges:
     def create_range(self, name: str, start: int, end: int) -> None:
         """Idempotent for equal bounds; AlreadyExists when the name has other bounds."""
         validate_range_name(name)
+        if end >= start and end - start + 1 > ID_RANGE_MAX:
+            raise InvalidArgument(
+                f"id range [{start}, {end}] holds {end - start + 1} ids, at most {ID_RANGE_MAX}",
+                reason=LIMIT_REASON,
+                metadata={"field": "end", "limit": str(ID_RANGE_MAX)},
+            )
         fresh = IdRange(start, end)  # validates the bounds (InvalidArgument)
         meta_key = self._meta_key(name)
 

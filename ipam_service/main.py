@@ -24,7 +24,7 @@ def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
         ServiceSpec(
             "cnm.ipam.v1.Ipam",
             ipam_pb2_grpc.add_IpamServicer_to_server,
-            IpamServicer(Pools(store), remote),
+            IpamServicer(Pools(store, cfg.address_spaces), remote),
         ),
         ServiceSpec(
             "cnm.ipam.v1.IdAllocator",
@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common_parser("cnm-ipam", "IPAM: address pools, addresses and id ranges over Redis.")
     parser.add_argument(
         "--plugin-dirs", metavar="DIRS", help="remote IPAM plugin directories, comma-separated"
+    )
+    parser.add_argument(
+        "--address-spaces",
+        metavar="NAMES",
+        help="address spaces besides LocalDefault and GlobalDefault, comma-separated",
     )
     return run(
         prog="cnm-ipam",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -47,7 +48,13 @@ from .allocator import (
 )
 from .bitseq import BitSequence
 from .bitseq_redis import RedisBitSequence
-from .spaces import find_overlap, first_free_subnet, predefined_bases, validate_space
+from .spaces import (
+    check_declared,
+    find_overlap,
+    first_free_subnet,
+    predefined_bases,
+    validate_space,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +65,10 @@ _ALL_SPACES = "*"
 class Pools:
     """Every IPAM operation on pools and addresses; raises domain errors only."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, address_spaces: Iterable[str] = ()) -> None:
         self.store = store
+        # Spaces besides the two defaults that pools may be requested in.
+        self.address_spaces = frozenset(address_spaces)
         self.all_key = store.key("ipam", "pools")
 
     # --- keys -----------------------------------------------------------------------------
@@ -81,6 +90,7 @@ class Pools:
 
     def request_pool(self, req: PoolRequest) -> PoolGrant:
         """Reserve exactly `req.subnet`, or the first free predefined pool of the space."""
+        check_declared(req.space, self.address_spaces)
         space_key = self.space_key(req.space)
         req_key = self.request_key(req.request_id) if req.request_id else None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from services.errors import InvalidArgument
@@ -30,6 +30,7 @@ __all__ = [
     "LOCAL_DEFAULT",
     "Network",
     "PredefinedBase",
+    "check_declared",
     "first_free_subnet",
     "find_overlap",
     "overlaps",
@@ -80,6 +81,20 @@ def validate_space(space: str) -> str:
             f"invalid address space {shown(space)}: use 1-64 characters of [A-Za-z0-9_.-], "
             "starting with a letter or digit",
             reason="INVALID_ADDRESS_SPACE",
+        )
+    return space
+
+
+def check_declared(space: str, declared: Collection[str]) -> str:
+    """`space` when it is LocalDefault, GlobalDefault or one of `declared` (the
+    IPAM service's `address_spaces`); InvalidArgument otherwise, as libnetwork
+    refuses a space its IPAM does not know."""
+    if space not in (LOCAL_DEFAULT, GLOBAL_DEFAULT) and space not in declared:
+        raise InvalidArgument(
+            f"cannot find address space {shown(space)}: use {LOCAL_DEFAULT}, {GLOBAL_DEFAULT}"
+            " or a space named in the IPAM service's address_spaces",
+            reason="UNKNOWN_ADDRESS_SPACE",
+            metadata={"address_space": space},
         )
     return space
 

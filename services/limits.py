@@ -37,6 +37,9 @@ LIST_MAX_BY_FIELD = {
     "cnm.driver.v1.CreateEndpointRequest.exposed_ports": 65535,
 }
 
+# Ids of one IdAllocator range: 2^32 (VNIs need 2^24); a range is one Redis value.
+ID_RANGE_MAX = 1 << 32
+
 SHOWN_MAX = 64  # characters of a value echoed in an error message
 MESSAGE_MAX = 1024  # characters of an error message (a safety net over `shown`)
 

@@ -43,9 +43,16 @@ def wait_serving(address: str, service: str = "", timeout: float = 15.0, proc=No
     raise TimeoutError(f"{address} not SERVING after {timeout}s (last: {last})")
 
 
+# Address spaces the IPAM tests use besides LocalDefault and GlobalDefault.
+TEST_ADDRESS_SPACES = "blue,green,race"
+
+
 def start_ipam(spawn, redis_url: str, run_dir: Path, name: str = "ipam") -> str:
     address = f"unix://{run_dir}/{name}.sock"
-    proc = spawn([str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url])
+    proc = spawn(
+        [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url]
+        + ["--address-spaces", TEST_ADDRESS_SPACES]
+    )
     wait_serving(address, proc=proc)
     return address
 

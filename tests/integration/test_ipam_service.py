@@ -18,7 +18,7 @@ import redis
 
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
-from harness.stack import BIN, short_tmp, start_ipam, wait_serving
+from harness.stack import BIN, TEST_ADDRESS_SPACES, short_tmp, start_ipam, wait_serving
 
 T = 5  # seconds: deadline of every call
 
@@ -30,7 +30,8 @@ def ipam_process(redis_url: str, name: str = "ipam") -> Iterator[str]:
     address = f"unix://{run_dir}/{name}.sock"
     with open(run_dir / f"{name}.log", "wb") as log:
         proc = subprocess.Popen(
-            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url],
+            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url]
+            + ["--address-spaces", TEST_ADDRESS_SPACES],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
