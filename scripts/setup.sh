@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server nftables libnftables1 iproute2 iputils-ping conntrack
-              python3 python3-venv python3-dev procps kmod util-linux)
+              python3 python3-venv python3-dev procps kmod util-linux
+              # cnm-cni's tests: containerd's ctr as the CNI caller, a busybox rootfs,
+              # and the reference plugins chained around cnm (loopback, tuning)
+              containerd busybox-static containernetworking-plugins)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

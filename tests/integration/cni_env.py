@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,12 +28,13 @@ SYSTEM_PLUGINS = Path("/usr/lib/cni")
 
 def make_bin_dir(path: Path, *system: str) -> Path:
     """A CNI bin dir holding the `cnm` plugin (installed by `cnm-cni install`)
-    and links to Debian's reference plugins named in `system`."""
+    and copies of Debian's reference plugins named in `system` (copies: the
+    containerd test mounts this directory over /usr/lib/cni)."""
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(BIN / "cnm-cni"), "install", "--bin-dir", str(path)], check=True,
                    capture_output=True)  # fmt: skip
     for name in system:
-        (path / name).symlink_to(SYSTEM_PLUGINS / name)
+        shutil.copy2(SYSTEM_PLUGINS / name, path / name)
     return path
 
 
