@@ -2,9 +2,10 @@
 
 containerd runs inside the test host's network namespace and in a private
 mount namespace where /etc/cni/net.d holds only this test's conflist and the
-CNI bin dirs (/usr/lib/cni, /opt/cni/bin) hold only `cnm` and `loopback`;
-/run, /var/lib and /opt are private tmpfs there, /etc an overlay, so nothing
-of it reaches the machine. The container is a busybox-static rootfs.
+CNI bin dir (Debian builds ctr with /usr/lib/cni) holds only `cnm` and
+`loopback`; /run and /var/lib (libcni's cache) are private tmpfs there, /etc
+an overlay, so nothing of it reaches the machine. The container is a
+busybox-static rootfs.
 
 ctr passes no capability arguments, so the conflist itself carries the
 `runtimeConfig.portMappings` a CRI runtime would insert (libcni passes a
@@ -44,9 +45,6 @@ T="$1"; HOST="$2"
 touch "$T/hostns"; mount --bind "/run/netns/$HOST" "$T/hostns"
 mount -t tmpfs -o mode=755 cnmtest /run
 mount -t tmpfs -o mode=755 cnmtest /var/lib
-mount -t tmpfs -o mode=755 cnmtest /opt
-mkdir -p /opt/cni/bin
-mount --bind "$T/bin" /opt/cni/bin
 mount --bind "$T/bin" /usr/lib/cni
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/etc.up,workdir=$T/etc.work" /etc
 mkdir -p /etc/cni/net.d
