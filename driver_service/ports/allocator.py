@@ -33,11 +33,11 @@ from typing import Any
 
 from driver_service import osl
 from driver_service.models import PortBinding
-from services.errors import AlreadyExists, CnmError, Exhausted, Internal
+from services.errors import AlreadyExists, CnmError, Exhausted, FailedPrecondition, Internal
 from services.store import Store
 
 from . import lua
-from .listeners import Listener, busy_ports, overlaps, read_listeners
+from .listeners import Listener, busy_ports, is_local_address, overlaps, read_listeners
 from .plan import DEFAULT_DYNAMIC_RANGE, PortRequest, Target, host_binding, parse_port_range
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,14 @@ class PortAllocator:
         *,
         listeners: Callable[[str], set[Listener]] = read_listeners,
         dynamic_range: Callable[[], tuple[int, int]] = read_dynamic_range,
+        is_local: Callable[[str], bool] = is_local_address,
     ) -> None:
         self.store = store
         self.host_id = host_id
         self.keys = [store.key("ports", host_id, part) for part in ("alloc", "owners", "cursor")]
         self._listeners = listeners
         self._dynamic_range = dynamic_range
+        self._is_local = is_local
         self._allocate = store.script(lua.ALLOCATE)
         self._release = store.script(lua.RELEASE)
 
@@ -117,8 +119,11 @@ class PortAllocator:
 
         Replaces whatever `owner` held before (so a retry converges). Raises
         AlreadyExists for a given port that is taken (allocated, or listened on
-        by a host process), Exhausted when a range has no free port left.
+        by a host process), Exhausted when a range has no free port left,
+        FailedPrecondition for a host address that is on no interface of the host.
         """
+        if check_listeners:
+            self._check_local(requests)
         dynamic = self._dynamic_range() if any(r.dynamic for r in requests) else (0, 0)
         seen: dict[str, set[Listener]] = {}
         payload = []
@@ -152,6 +157,18 @@ class PortAllocator:
             raise self._error(requests[i], ranges[i], result, seen.get(requests[i].protocol, set()))
         ok = result.get("ok")
         return tuple(_binding(d) for d in ok) if isinstance(ok, list) else ()
+
+    def _check_local(self, requests: Sequence[PortRequest]) -> None:
+        for r in requests:
+            for t in r.targets:
+                if not self._is_local(t.host_ip):
+                    host = host_binding(t.host_ip, r.low) if r.low else t.host_ip
+                    raise FailedPrecondition(
+                        f"Bind for {host} failed: cannot assign requested address "
+                        f"({t.host_ip} is not an address of this host)",
+                        reason="HOST_IP_NOT_LOCAL",
+                        metadata={"protocol": r.protocol, "binding": r.spec, "host_ip": t.host_ip},
+                    )
 
     def _error(
         self,

@@ -24,8 +24,10 @@ namespace, so both are the host's view.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -137,3 +139,25 @@ def busy_ports(
             if low <= port <= high and any(overlaps(ip, h) for h in ips)
         }
     )
+
+
+def is_local_address(ip: str) -> bool:
+    """Whether `ip` is an address of this host (the driver's namespace), so a
+    server could bind it: a wildcard, or an address on one of its interfaces.
+
+    Found by binding a UDP socket to it with port 0, which takes no port and
+    answers EADDRNOTAVAIL exactly as Docker's userland proxy would ("cannot
+    assign requested address").
+    """
+    addr = ipaddress.ip_address(ip)
+    if addr.is_unspecified:
+        return True
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return True

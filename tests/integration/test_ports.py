@@ -318,6 +318,26 @@ def test_a_port_a_host_process_listens_on_is_refused(host, host_listener):
     assert [p.host_port for p in res.port_bindings] == [8384]
 
 
+def test_a_host_ip_on_no_interface_of_the_host_is_refused_like_docker(host):
+    nid = host.network("10.82.0.0/24")
+    before = allocations(host), map_elements(host)
+    sb = host.sandbox("nolocal")
+    eid = host.endpoint(
+        nid, "10.82.0.2/24", name="nolocal", port_bindings=[binding(8585, host_ip="192.0.2.77")]
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        host.join(nid, eid, sb.sandbox_id)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == (
+        "Bind for 192.0.2.77:8585 failed: cannot assign requested address "
+        "(192.0.2.77 is not an address of this host)"
+    )
+    assert (allocations(host), map_elements(host)) == before
+    # The host's own address is accepted.
+    _, _, res = publish(host, nid, "10.82.0.3/24", "local", binding(8585, host_ip=HOST))
+    assert published(res.port_bindings) == [(HOST, 8585, "10.82.0.3", 80)]
+
+
 def test_after_leave_the_port_refuses_and_is_free_again(host, ext):
     nid = host.network("10.80.0.0/24")
     sb, eid, _ = publish(host, nid, "10.80.0.2/24", "gone", binding(8484))

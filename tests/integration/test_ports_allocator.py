@@ -44,7 +44,10 @@ def store(redis_url):
 
 @pytest.fixture
 def ports(store):
-    return PortAllocator(store, "h1", dynamic_range=lambda: (40000, 40004))
+    # The conflict rules use documentation addresses that are on no interface here.
+    return PortAllocator(
+        store, "h1", dynamic_range=lambda: (40000, 40004), is_local=lambda ip: True
+    )
 
 
 def held(ports: PortAllocator, owner: str) -> list[tuple[str, int]]:
