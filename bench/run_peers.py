@@ -30,13 +30,16 @@ from peers import netns, phases, report  # noqa: E402
 from peers.base import Skip, System, pids_under  # noqa: E402
 from peers.cni import Cni  # noqa: E402
 from peers.cnm import Cnm  # noqa: E402
+from peers.cnm_cni import CnmCni  # noqa: E402
 from peers.docker import Docker  # noqa: E402
 from peers.netavark import Netavark  # noqa: E402
 from peers.profile import kernel_floor, profile_connect  # noqa: E402
 from peers.setup import install_peers  # noqa: E402
 
-SYSTEMS: dict[str, type[System]] = {"cnm": Cnm, "cni": Cni, "netavark": Netavark, "docker": Docker}
-OCTETS = {"cnm": 200, "cni": 201, "netavark": 202, "docker": 203}
+SYSTEMS: dict[str, type[System]] = {
+    "cnm": Cnm, "cnm-cni": CnmCni, "cni": Cni, "netavark": Netavark, "docker": Docker,
+}  # fmt: skip
+OCTETS = {"cnm": 200, "cni": 201, "netavark": 202, "docker": 203, "cnm-cni": 204}
 
 
 def parse_args() -> argparse.Namespace:
@@ -71,7 +74,7 @@ def main() -> int:
         print("run_peers: needs root (namespaces, bridges, nftables)", file=sys.stderr)
         return 2
     if not args.no_install:
-        install_peers([s for s in args.systems if s != "cnm"])
+        install_peers([s for s in args.systems if not s.startswith("cnm")])
     # Keep Ctrl-C and SIGTERM on the path through `finally`, which removes everything.
     signal.signal(signal.SIGTERM, _interrupt)
     tag = f"cnmb{secrets.token_hex(3)}"

@@ -54,6 +54,8 @@ class System:
     """Base: a host namespace of its own; subclasses do the rest."""
 
     name = "?"
+    # In the names of its containers' namespaces; unique among the systems.
+    short = ""
     # Whether the runner makes the container namespaces (`ip netns add`), or the
     # system does (Docker: runc makes them when a container starts).
     runner_makes_namespaces = True

@@ -60,7 +60,7 @@ def make_containers(
         system.create_network(plan)
     containers = [
         Container(
-            name=f"{run.tag}-{system.name[:3]}-{phase}{i}",
+            name=f"{run.tag}-{system.short or system.name[:3]}-{phase}{i}",
             network=plans[i // per_network].index,
             slot=i % per_network,
             host_port=next(ports),
