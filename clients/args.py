@@ -10,9 +10,6 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-NETWORK_FILTERS = ("name", "id", "driver", "label", "scope")
-SCOPES = ("local", "global")
-
 
 def key_value(text: str, *, what: str = "option", value_required: bool = True) -> tuple[str, str]:
     """("k", "v") from "k=v"; "k" alone is ("k", "") unless `value_required`."""
@@ -44,21 +41,6 @@ def extra_host(text: str) -> tuple[str, str]:
     if not found or not name or not address:
         raise ValueError(f"invalid extra host {text!r}: expected NAME:IP")
     return name, _ip(address, f"address in extra host {text!r}:")
-
-
-def network_filters(items: Sequence[str]) -> dict[str, list[str]]:
-    """`-f KEY=VALUE` flags grouped by key (values of one key are OR'ed)."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"bad format of filter (expected name=value): {item!r}")
-        if key not in NETWORK_FILTERS:
-            raise ValueError(f"invalid filter {key!r} (known: {', '.join(NETWORK_FILTERS)})")
-        if key == "scope" and value not in SCOPES:
-            raise ValueError(f"invalid filter 'scope={value}' (local or global)")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 @dataclass(frozen=True)

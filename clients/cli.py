@@ -85,7 +85,8 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="name, id, driver, label, scope; repeated keys are OR'ed",
+        help="name, id, driver, label, scope, type (builtin|custom), dangling (true|false); "
+        "repeated keys are OR'ed, except label: every label must match",
     )
 
     p = _sub(net, "inspect", "show networks as a JSON array", commands.network_inspect)
@@ -96,6 +97,13 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
 
     p = _sub(net, "prune", "remove every network without endpoints", commands.network_prune)
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label=KEY[=VALUE] (every one must match), until=TIME (created before)",
+    )
 
     p = _sub(net, "connect", "connect a sandbox to a network", commands.network_connect)
     p.add_argument("--ip", default="", help="IPv4 address")
@@ -179,10 +187,31 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
     p = _sub(top, "events", "stream events (until interrupted)", commands.events)
     p.add_argument(
         "--since",
+        default="",
+        metavar="TIME",
+        help="replay retained events from this time: RFC 3339, Unix seconds or a duration (10m)",
+    )
+    p.add_argument(
+        "--until",
+        default="",
+        metavar="TIME",
+        help="stop at this time (RFC 3339, Unix seconds or a duration before now)",
+    )
+    p.add_argument(
+        "--since-revision",
         type=_non_negative,
         default=0,
         metavar="REV",
-        help="start after this revision (default 0: only new events)",
+        help="replay events after this revision (default 0: only new events)",
+    )
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="type (network|endpoint|sandbox|host), event (create|destroy|join|leave|"
+        "connect|disconnect|up|down), network=NAME|ID, sandbox=NAME|ID",
     )
     p.add_argument("--limit", type=_non_negative, default=0, metavar="N", help="stop after N")
     # Its own dest: the global --timeout (per-call deadline) must not be overwritten.

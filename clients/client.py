@@ -234,27 +234,39 @@ class Client:
         drivers: Iterable[str] = (),
         labels: Iterable[str] = (),
         scopes: Iterable[str | int] = (),
+        types: Iterable[str] = (),
+        dangling: bool | None = None,
         page_size: int = 0,
     ) -> list[pb.Network]:
-        """Filters are AND'ed across keys, OR'ed within one (the controller applies them)."""
+        """Filters are AND'ed across keys, OR'ed within one except labels, which
+        must all match (the controller applies them). `types`: "builtin"/"custom";
+        `dangling`: True for networks without endpoints, False for those with."""
         scope_values = [SCOPES[s] if isinstance(s, str) else s for s in scopes]
-        request = pb.ListNetworksRequest(
-            filter=pb.NetworkFilter(
-                names=list(names),
-                ids=list(ids),
-                drivers=list(drivers),
-                labels=list(labels),
-                scopes=scope_values,
-            ),
-            page_size=page_size,
+        flt = pb.NetworkFilter(
+            names=list(names),
+            ids=list(ids),
+            drivers=list(drivers),
+            labels=list(labels),
+            scopes=scope_values,
+            types=list(types),
         )
+        if dangling is not None:
+            flt.dangling = dangling
+        request = pb.ListNetworksRequest(filter=flt, page_size=page_size)
         return self._list("ListNetworks", request, "networks")
 
     def delete_network(self, id_or_name: str) -> None:
         self._call("DeleteNetwork", pb.DeleteNetworkRequest(id_or_name=id_or_name))
 
-    def prune_networks(self) -> list[str]:
-        return list(self._call("PruneNetworks", pb.PruneNetworksRequest()).deleted_ids)
+    def prune_networks(
+        self, *, labels: Iterable[str] = (), until: float | None = None
+    ) -> list[str]:
+        """Deletes networks without endpoints (all `labels` carried, created
+        before `until`, Unix seconds); returns their ids."""
+        request = pb.PruneNetworksRequest(labels=list(labels))
+        if until is not None:
+            request.until.FromNanoseconds(int(until * 1e9))
+        return list(self._call("PruneNetworks", request).deleted_ids)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -378,12 +390,21 @@ class Client:
     # ------------------------------------------------------------------ events and gc
 
     def watch(
-        self, since: int = 0, *, timeout: float | None = None, resume: bool = True
+        self,
+        since: int = 0,
+        *,
+        since_time: float | None = None,
+        timeout: float | None = None,
+        resume: bool = True,
+        markers: bool = False,
     ) -> Iterator[events_pb2.Event]:
-        """Events after revision `since` (0: only new ones), in order, until closed.
+        """Events after revision `since` (0: only new ones; `since_time`, Unix
+        seconds: retained ones from that time on), in order, until closed.
 
-        The stream has no deadline unless `timeout` is given (it is meant to
-        last). When the connection drops (UNAVAILABLE), it is re-opened from
+        With `markers`, each stream's first message (EVENT_TYPE_WATCH_STARTED,
+        whose revision is where replay ends and live events begin) is yielded
+        too. The stream has no deadline unless `timeout` is given (it is meant
+        to last). When the connection drops (UNAVAILABLE), it is re-opened from
         the last revision seen, so nothing still retained is lost; `retries`
         consecutive failures without an event in between end it with
         UnavailableError. With `timeout`, the iteration simply ends when it
@@ -394,10 +415,21 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            call = self._stub.Watch(pb.WatchRequest(since_revision=last), timeout=remaining)
+            request = pb.WatchRequest(since_revision=last)
+            if not last and since_time is not None:
+                request.since_time.FromNanoseconds(int(since_time * 1e9))
+            call = self._stub.Watch(request, timeout=remaining)
             try:
                 for event in call:
                     failures = 0
+                    if event.type == events_pb2.EVENT_TYPE_WATCH_STARTED:
+                        if not last and since_time is None:
+                            # A re-opened stream resumes here, not at "only new
+                            # events" (with since_time, it asks by time again).
+                            last = event.revision
+                        if markers:
+                            yield event
+                        continue
                     last = max(last, event.revision)
                     yield event
                 return

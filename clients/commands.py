@@ -10,19 +10,24 @@ print one error line per failure, and exit 1 at the end, as docker does.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from clients import formatting as fmt
-from clients.args import extra_host, ip_address, ipam_configs, key_value, network_filters
+from clients.args import extra_host, ip_address, ipam_configs, key_value
 from clients.client import Client, IpamConfig
 from clients.completion import SHELLS
-from clients.errors import ClientError
+from clients.errors import ClientError, NotFoundError
+from clients.filters import boolean, event_filter, network_filters, parse_time, prune_filter
 from clients.portspec import PortSpecError, parse_port_spec
+from cnm.events.v1 import events_pb2
 
 T = TypeVar("T")
 
@@ -165,6 +170,8 @@ def network_ls(ctx: Context, args: argparse.Namespace) -> int:
         drivers=filters.get("driver", ()),
         labels=filters.get("label", ()),
         scopes=filters.get("scope", ()),
+        types=filters.get("type", ()),
+        dangling=boolean("dangling", filters["dangling"][0]) if "dangling" in filters else None,
     )
     nets = sorted(nets, key=lambda n: n.name)
     return _listing(
@@ -201,6 +208,7 @@ def network_rm(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def network_prune(ctx: Context, args: argparse.Namespace) -> int:
+    flt = _usage(lambda: prune_filter(args.filter))
     if not args.force:
         sys.stdout.write(
             "WARNING! This will remove all networks without endpoints.\n"
@@ -213,7 +221,7 @@ def network_prune(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
     # Prune answers ids; docker prints names, so learn them first.
     names = {n.id: n.name for n in client.list_networks()}
-    deleted = client.prune_networks()
+    deleted = client.prune_networks(labels=flt.labels, until=flt.until)
     if deleted:
         out("Deleted Networks:")
         for net_id in deleted:
@@ -397,15 +405,48 @@ def ipam_ls(ctx: Context, args: argparse.Namespace) -> int:
 def events(ctx: Context, args: argparse.Namespace) -> int:
     if args.watch_timeout is not None and args.watch_timeout <= 0:
         raise UsageError("--timeout must be positive")
-    stream = ctx.client.watch(args.since, timeout=args.watch_timeout)
+    if args.since and args.since_revision:
+        raise UsageError("--since and --since-revision are exclusive")
+    flt = _usage(lambda: event_filter(args.filter))
+    if flt.sandboxes:
+        # Endpoint events name their sandbox by id: add the ids of the names given
+        # (a sandbox already gone still matches its own events by name).
+        ids = []
+        for ref in flt.sandboxes:
+            with contextlib.suppress(NotFoundError):
+                ids.append(ctx.client.get_sandbox(ref).id)
+        flt = dataclasses.replace(flt, sandboxes=(*flt.sandboxes, *ids))
+    since_time = _usage(lambda: parse_time(args.since)) if args.since else None
+    until = _usage(lambda: parse_time(args.until)) if args.until else None
+    timeout = args.watch_timeout
+    if until is not None and until > time.time():
+        left = until - time.time()
+        timeout = left if timeout is None else min(timeout, left)
+    stream = ctx.client.watch(
+        args.since_revision, since_time=since_time, timeout=timeout, markers=True
+    )
+    # A --until already past: replay the window, stop where live events begin.
+    past = until is not None and until <= time.time()
     seen = 0
+    head: int | None = None
     try:
         for event in stream:
-            text = fmt.json_line(fmt.event_json(event)) if args.format == "json" else None
-            out(text or fmt.event_line(event))
-            sys.stdout.flush()
-            seen += 1
-            if args.limit and seen >= args.limit:
+            if event.type == events_pb2.EVENT_TYPE_WATCH_STARTED:
+                head = event.revision
+                if past and int(event.attributes.get("replay_after", head)) >= head:
+                    break  # nothing to replay
+                continue
+            if until is not None and event.time.ToNanoseconds() / 1e9 > until:
+                break
+            obj, action = fmt.event_kind(event.type)
+            if flt.matches(obj, action, event.id, event.name, event.attributes):
+                text = fmt.json_line(fmt.event_json(event)) if args.format == "json" else None
+                out(text or fmt.event_line(event))
+                sys.stdout.flush()
+                seen += 1
+                if args.limit and seen >= args.limit:
+                    break
+            if past and head is not None and event.revision >= head:
                 break
     finally:
         stream.close()  # cancels the stream

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from services.rpc_errors import error_info
+from services.rpc_errors import error_info, field_violations
 
 
 class ClientError(Exception):
@@ -25,11 +25,14 @@ class ClientError(Exception):
         reason: str = "",
         metadata: dict[str, str] | None = None,
         code: grpc.StatusCode | None = None,
+        fields: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or (code or self.code).name
         self.metadata = dict(metadata or {})
+        # google.rpc.BadRequest field violations: request field path -> description.
+        self.fields = dict(fields or {})
         if code is not None:
             self.code = code
 
@@ -111,4 +114,5 @@ def from_rpc_error(exc: grpc.RpcError, *, target: str = "") -> ClientError:
         reason=info.reason if info else "",
         metadata=dict(info.metadata) if info else None,
         code=code,
+        fields=dict(field_violations(exc)),
     )

@@ -158,8 +158,8 @@ class Controller:
     def delete_network(self, text: str) -> None:
         self.networks.delete(text)
 
-    def prune_networks(self) -> list[str]:
-        return self.networks.prune()
+    def prune_networks(self, labels: tuple[str, ...] = (), until: float | None = None) -> list[str]:
+        return self.networks.prune(labels, until)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -242,8 +242,14 @@ class Controller:
 
     # ------------------------------------------------------------------ events, gc
 
-    def watch(self, since_revision: int, active: Callable[[], bool]) -> Iterator[Event]:
-        return self.events.follow(since_revision, active)
+    def watch(
+        self, since_revision: int, active: Callable[[], bool], since_time: float | None = None
+    ) -> Iterator[Event]:
+        return self.events.follow(since_revision, active, since_time)
+
+    def revision(self) -> int:
+        """The last committed event revision (what list responses report)."""
+        return self.events.last_revision()
 
     def garbage_collect(self, valid_sandbox_ids: list[str]) -> GcResult:
         return garbage_collect(self.ctx, self.sandboxes, valid_sandbox_ids)

@@ -218,6 +218,8 @@ def filter_from(f: pb.NetworkFilter) -> m.NetworkFilter:
         drivers=tuple(f.drivers),
         labels=tuple(f.labels),
         scopes=tuple(scope_from(s) for s in f.scopes),
+        types=tuple(f.types),
+        dangling=f.dangling if f.HasField("dangling") else None,
     )
 
 

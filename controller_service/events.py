@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from controller_service.models import Event
+from services.errors import OutOfRange
 from services.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class EventType(enum.StrEnum):
     ENDPOINT_LEFT = "endpoint_left"
     HOST_UP = "host_up"
     HOST_DOWN = "host_down"
+    # The first message of a Watch stream, never stored.
+    WATCH_STARTED = "watch_started"
 
 
 _APPEND = """
@@ -102,11 +105,52 @@ class EventLog:
                 events.append(_event(entry_id, fields))
         return events
 
-    def follow(self, since: int, active: Any) -> Iterator[Event]:
-        """Events after `since` (0: only those appended from now on), until
-        `active()` turns false. Blocks in short slices so a gone caller is noticed.
+    def oldest_revision(self, head: int) -> int:
+        """The oldest retained revision (head + 1 when none is retained)."""
+        first = self.store.client.xrange(self.stream, count=1)
+        return int(first[0][0].split("-", 1)[0]) if first else head + 1
+
+    def _first_after_time(self, since_time: float, head: int) -> int:
+        """The revision after which events are at or later than `since_time`."""
+        start = "-"
+        while True:
+            batch = self.store.client.xrange(self.stream, min=start, count=512)
+            for entry_id, fields in batch:
+                if float(fields.get("time", "0") or 0) >= since_time:
+                    return int(entry_id.split("-", 1)[0]) - 1
+            if len(batch) < 512:
+                return head
+            start = "(" + batch[-1][0]
+
+    def follow(self, since: int, active: Any, since_time: float | None = None) -> Iterator[Event]:
+        """A WATCH_STARTED marker, then events after `since` (0: only those
+        appended from now on; `since_time`: retained ones from that time on),
+        until `active()` turns false. Blocks in short slices so a gone caller
+        is noticed. OutOfRange when events after `since` are no longer retained.
         """
-        last = since or self.last_revision()
+        head = self.last_revision()
+        oldest = self.oldest_revision(head)
+        if since and since + 1 < oldest:
+            raise OutOfRange(
+                f"revision {since} is no longer retained: the oldest event is {oldest}; "
+                "list again and watch from the list's revision",
+                reason="REVISION_EXPIRED",
+                metadata={"oldest_revision": str(oldest)},
+                field="since_revision",
+            )
+        if since:
+            last = since
+        elif since_time is not None:
+            last = self._first_after_time(since_time, head)
+        else:
+            last = head
+        yield Event(
+            revision=head,
+            type=EventType.WATCH_STARTED.value,
+            time=time.time(),
+            id="",
+            attributes={"oldest_revision": str(oldest), "replay_after": str(last)},
+        )
         while active():
             for event in self.read(last, block_ms=_BLOCK_MS):
                 last = event.revision

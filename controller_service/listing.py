@@ -11,6 +11,7 @@ import binascii
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+from controller_service.builtin import is_builtin
 from controller_service.models import Network, NetworkFilter, Page
 from services.errors import InvalidArgument
 from services.limits import shown
@@ -83,27 +84,47 @@ def label_matches(labels: dict[str, str] | object, wanted: str) -> bool:
     return not sep or labels[name] == value  # type: ignore[index]
 
 
-def network_matches(n: Network, f: NetworkFilter) -> bool:
-    """AND across filter keys, OR within one key (Docker's `network ls --filter`).
+def network_matches(n: Network, f: NetworkFilter, endpoints: int = 0) -> bool:
+    """AND across filter keys, OR within one key except labels, which must all
+    match (Docker's `network ls --filter`). `endpoints`: how many the network
+    has (only read for `dangling`).
 
     Names match on all or part of the name, as Docker's name filter does; ids
-    match by prefix.
+    match by prefix. Built-in networks are never dangling, as in Docker.
     """
+    builtin = is_builtin(n)
     checks: Sequence[bool] = (
         not f.names or any(v in n.name for v in f.names),
         not f.ids or any(n.id.startswith(v) for v in f.ids),
         not f.drivers or n.driver in f.drivers,
-        not f.labels or any(label_matches(n.labels, v) for v in f.labels),
+        all(label_matches(n.labels, v) for v in f.labels),
         not f.scopes or n.scope in f.scopes,
+        not f.types or ("builtin" if builtin else "custom") in f.types,
+        f.dangling is None or f.dangling == (not builtin and endpoints == 0),
     )
     return all(checks)
 
 
-def validate_filter(f: NetworkFilter) -> NetworkFilter:
-    for label in f.labels:
+NETWORK_TYPES = ("builtin", "custom")
+
+
+def validate_labels(labels: Sequence[str], field: str) -> None:
+    for label in labels:
         if not label.partition("=")[0]:
             raise InvalidArgument(
                 f"invalid label filter {shown(label)}: expected key or key=value",
                 reason="INVALID_FILTER",
+                field=field,
+            )
+
+
+def validate_filter(f: NetworkFilter) -> NetworkFilter:
+    validate_labels(f.labels, "filter.labels")
+    for t in f.types:
+        if t not in NETWORK_TYPES:
+            raise InvalidArgument(
+                f"invalid filter 'type={t}': builtin or custom",
+                reason="INVALID_FILTER",
+                field="filter.types",
             )
     return f

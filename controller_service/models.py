@@ -156,13 +156,16 @@ class SandboxSpec:
 
 @dataclass(frozen=True)
 class NetworkFilter:
-    """AND across fields, OR within one field; empty fields match everything."""
+    """AND across fields, OR within one field (labels: all must match); empty
+    fields match everything."""
 
     names: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     drivers: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     scopes: tuple[Scope, ...] = ()
+    types: tuple[str, ...] = ()  # "builtin" | "custom"
+    dangling: bool | None = None
 
 
 # ------------------------------------------------------------------ records

@@ -9,6 +9,7 @@ import ipaddress
 import logging
 
 from controller_service import config_networks, listing, overlay, validate
+from controller_service.builtin import is_builtin
 from controller_service.context import Context, describe
 from controller_service.events import EventType
 from controller_service.ipam_client import GATEWAY_OPTIONS
@@ -246,7 +247,14 @@ class Networks:
 
     def list(self, flt: NetworkFilter, page_size: int, token: str) -> Page[Network]:
         flt = listing.validate_filter(flt)
-        nets = [n for n in self.ctx.repo.all_networks() if listing.network_matches(n, flt)]
+        repo = self.ctx.repo
+        nets = [
+            n
+            for n in repo.all_networks()
+            if listing.network_matches(
+                n, flt, len(repo.network_endpoint_ids(n.id)) if flt.dangling is not None else 0
+            )
+        ]
         return listing.paginate(nets, listing.network_key, page_size, token)
 
     def endpoint_ids(self, net: Network) -> set[str]:
@@ -353,10 +361,19 @@ class Networks:
 
         self.ctx.repo.tx(fn)
 
-    def prune(self) -> list[str]:
+    def prune(self, labels: tuple[str, ...] = (), until: float | None = None) -> list[str]:
+        """Deletes networks without endpoints that carry every label of `labels`
+        and were created before `until`; built-in networks are never pruned."""
+        listing.validate_labels(labels, "labels")
         deleted = []
         for net in self.ctx.repo.all_networks():
-            if net.state is not State.READY or self.ctx.repo.network_endpoint_ids(net.id):
+            if net.state is not State.READY or is_builtin(net):
+                continue
+            if not all(listing.label_matches(net.labels, v) for v in labels):
+                continue
+            if until is not None and net.created >= until:
+                continue
+            if self.ctx.repo.network_endpoint_ids(net.id):
                 continue
             try:
                 self.delete(net.id)

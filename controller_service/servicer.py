@@ -50,10 +50,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def ListNetworks(
         self, request: pb.ListNetworksRequest, context: Any
     ) -> pb.ListNetworksResponse:
+        revision = self.c.revision()
         page = self.c.list_networks(
             convert.filter_from(request.filter), request.page_size, request.page_token
         )
         return pb.ListNetworksResponse(
+            revision=revision,
             networks=[
                 convert.network_to(n, endpoint_ids=self.c.network_endpoint_ids(n))
                 for n in page.items
@@ -72,7 +74,9 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def PruneNetworks(
         self, request: pb.PruneNetworksRequest, context: Any
     ) -> pb.PruneNetworksResponse:
-        return pb.PruneNetworksResponse(deleted_ids=self.c.prune_networks())
+        until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else None
+        deleted = self.c.prune_networks(tuple(request.labels), until)
+        return pb.PruneNetworksResponse(deleted_ids=deleted)
 
     # ------------------------------------------------------------------ endpoints
 
@@ -91,10 +95,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def ListEndpoints(
         self, request: pb.ListEndpointsRequest, context: Any
     ) -> pb.ListEndpointsResponse:
+        revision = self.c.revision()
         page = self.c.list_endpoints(
             request.network, request.sandbox, request.page_size, request.page_token
         )
         return pb.ListEndpointsResponse(
+            revision=revision,
             endpoints=[convert.endpoint_to(e) for e in page.items],
             next_page_token=page.next_token,
         )
@@ -122,8 +128,10 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def ListSandboxes(
         self, request: pb.ListSandboxesRequest, context: Any
     ) -> pb.ListSandboxesResponse:
+        revision = self.c.revision()
         page = self.c.list_sandboxes(request.host, request.page_size, request.page_token)
         return pb.ListSandboxesResponse(
+            revision=revision,
             sandboxes=[convert.sandbox_to(s, self.c.sandbox_endpoints(s)) for s in page.items],
             next_page_token=page.next_token,
         )
@@ -192,7 +200,10 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     # ------------------------------------------------------------------ events, gc
 
     def Watch(self, request: pb.WatchRequest, context: Any) -> Iterator[events_pb2.Event]:
-        for event in self.c.watch(request.since_revision, context.is_active):
+        since_time = (
+            request.since_time.ToNanoseconds() / 1e9 if request.HasField("since_time") else None
+        )
+        for event in self.c.watch(request.since_revision, context.is_active, since_time):
             yield convert.event_to(event)
 
     @_within_deadline

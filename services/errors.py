@@ -17,12 +17,20 @@ class CnmError(Exception):
     default_reason = "UNKNOWN"
 
     def __init__(
-        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: dict[str, str] | None = None,
+        field: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})
+        # The request field at fault ("spec.ipv4_address"): sent as a
+        # google.rpc.BadRequest field violation next to the ErrorInfo.
+        self.field = field
 
     def __str__(self) -> str:
         return self.message
@@ -71,6 +79,13 @@ class Aborted(CnmError):
 
     code = "ABORTED"
     default_reason = "ABORTED"
+
+
+class OutOfRange(CnmError):
+    """A position past what exists or is retained (e.g. an expired event revision)."""
+
+    code = "OUT_OF_RANGE"
+    default_reason = "OUT_OF_RANGE"
 
 
 class Internal(CnmError):

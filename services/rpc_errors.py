@@ -8,6 +8,8 @@ so a controller calling a driver service can re-raise what the driver meant.
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import any_pb2
 from grpc_status import rpc_status
@@ -25,6 +27,7 @@ _CLASSES: dict[str, type[errors.CnmError]] = {
         errors.Exhausted,
         errors.Unavailable,
         errors.Aborted,
+        errors.OutOfRange,
         errors.Internal,
     )
 }
@@ -39,16 +42,28 @@ def to_status(err: errors.CnmError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    message = limits.clip(limits.cut_quoted(err.message), limits.MESSAGE_MAX)
+    if err.field:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=limits.clip(err.field), description=message
+                )
+            ]
+        )
+        violation = any_pb2.Any()
+        violation.Pack(bad)
+        details.append(violation)
     status = status_pb2.Status(
         code=getattr(code_pb2, err.code, code_pb2.UNKNOWN),
-        message=limits.clip(limits.cut_quoted(err.message), limits.MESSAGE_MAX),
-        details=[detail],
+        message=message,
+        details=details,
     )
     return rpc_status.to_status(status)
 
 
-def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    """The ErrorInfo a cnm server attached to a failed call, if any."""
+def _detail(exc: grpc.RpcError, cls: type) -> Any:
     try:
         status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     except (ValueError, AttributeError):
@@ -56,11 +71,22 @@ def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     if status is None:
         return None
     for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
+        if detail.Is(cls.DESCRIPTOR):
+            message = cls()
+            detail.Unpack(message)
+            return message
     return None
+
+
+def error_info(exc: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo a cnm server attached to a failed call, if any."""
+    return _detail(exc, error_details_pb2.ErrorInfo)
+
+
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field path, description) of the google.rpc.BadRequest of a failed call."""
+    bad = _detail(exc, error_details_pb2.BadRequest)
+    return [(v.field, v.description) for v in bad.field_violations] if bad else []
 
 
 def from_rpc_error(exc: grpc.RpcError, context: str = "") -> errors.CnmError:
@@ -74,4 +100,5 @@ def from_rpc_error(exc: grpc.RpcError, context: str = "") -> errors.CnmError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return errors.Unavailable(message or "deadline exceeded", reason="DEADLINE_EXCEEDED")
     cls = _CLASSES.get(code.name, errors.Internal)
-    return cls(message, reason=reason, metadata=metadata)
+    fields = field_violations(exc)
+    return cls(message, reason=reason, metadata=metadata, field=fields[0][0] if fields else "")

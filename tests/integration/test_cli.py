@@ -403,13 +403,13 @@ def test_hosts_drivers_pools_events_and_gc(stack):
     assert revs == sorted(revs) and len(set(revs)) == len(revs)
 
     # Replaying from revision 1: everything after it, in order, then --timeout ends it.
-    lines = ok(stack, "events", "--since", "1", "--timeout", "1", "--format", "json")
+    lines = ok(stack, "events", "--since-revision", "1", "--timeout", "1", "--format", "json")
     events = [json.loads(line) for line in lines.splitlines()]
     revisions = [e["Revision"] for e in events]
     assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
     assert revisions and revisions[0] > 1
     assert {e["Name"] for e in events if e["Type"] == "network"} >= set(created[1:])
-    text = ok(stack, "events", "--since", "1", "--limit", "1")
+    text = ok(stack, "events", "--since-revision", "1", "--limit", "1")
     assert re.match(r"^\S+Z \w+ \w+ \S+ \(.*revision=2\)$", text.strip()), text
 
     # Pools: one per network, with used/free.

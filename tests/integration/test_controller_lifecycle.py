@@ -4,7 +4,6 @@ service in a namespace "host": the full lifecycle with real pings."""
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 import pytest
@@ -161,11 +160,12 @@ def _take(stream, n: int) -> list:
 def test_watch_delivers_in_order_and_resumes_from_a_revision(world):
     c = world.stub()
     live = c.Watch(pb.WatchRequest(since_revision=0), timeout=60)
+    # The first message says the stream is live: what happens from now on is seen.
+    marker = next(live)
+    assert marker.type == events_pb2.EVENT_TYPE_WATCH_STARTED
     got: list = []
     reader = threading.Thread(target=lambda: got.extend(_take(live, 6)))
     reader.start()
-    # Watch(0) only delivers what happens after it started; give it a moment to start.
-    time.sleep(0.5)
     net = _net(c, "watched", "10.78.9.0/24")
     sb = c.CreateSandbox(pb.CreateSandboxRequest(name="w1"), timeout=T)
     ep = c.Connect(pb.ConnectRequest(network="watched", sandbox="w1"), timeout=T)
@@ -182,12 +182,13 @@ def test_watch_delivers_in_order_and_resumes_from_a_revision(world):
     ]
     assert [e.id for e in got] == [net.id, sb.id, ep.id, ep.id, ep.id, ep.id]
     revisions = [e.revision for e in got]
-    assert revisions == sorted(set(revisions)) and revisions[0] > 0
+    assert revisions == sorted(set(revisions)) and revisions[0] > marker.revision
     assert got[2].attributes["network"] == net.id and got[3].attributes["sandbox"] == sb.id
 
     # Resume after the third event: exactly the rest, then what happens next.
     # (Host events may sit between them; _take skips those.)
     resumed = c.Watch(pb.WatchRequest(since_revision=revisions[2]), timeout=60)
+    assert next(resumed).type == events_pb2.EVENT_TYPE_WATCH_STARTED
     c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="w1"), timeout=T)
     rest = _take(resumed, 4)
     assert [e.revision for e in rest[:3]] == revisions[3:]

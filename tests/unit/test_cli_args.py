@@ -10,8 +10,9 @@ import subprocess
 import pytest
 
 from clients import cli
-from clients.args import SubnetConfig, extra_host, ipam_configs, key_value, network_filters
+from clients.args import SubnetConfig, extra_host, ipam_configs, key_value
 from clients.completion import bash_script
+from clients.filters import network_filters
 
 # Nothing listens here: a command that got past its usage checks would fail
 # with exit 1 (unreachable), never 2, so exit 2 proves nothing was sent.
@@ -85,10 +86,12 @@ def test_network_filters_group_repeated_keys():
     "item,message",
     [
         ("name", "expected name=value"),
-        ("dangling=true", "invalid filter 'dangling'"),
+        ("dangling=maybe", "dangling=maybe"),
+        ("color=red", "invalid filter 'color'"),
+        ("type=system", "type=system"),
         ("scope=swarm", "scope=swarm"),
     ],
-    ids=["no-value", "unknown-key", "bad-scope"],
+    ids=["no-value", "bad-dangling", "unknown-key", "bad-type", "bad-scope"],
 )
 def test_network_filters_reject(item, message):
     with pytest.raises(ValueError, match=message):
@@ -162,7 +165,14 @@ def test_ipam_configs_reject(kw, message):
         pytest.param(["network"], "required", id="network-without-subcommand"),
         pytest.param(["network", "create"], "required: NAME", id="create-without-name"),
         pytest.param(["network", "ls", "--format", "yaml"], "invalid choice", id="bad-format"),
-        pytest.param(["network", "ls", "-f", "type=custom"], "invalid filter", id="bad-filter"),
+        pytest.param(["network", "ls", "-f", "type=system"], "invalid filter", id="bad-filter"),
+        pytest.param(
+            ["network", "prune", "--filter", "until=yesterday"], "invalid time", id="bad-until"
+        ),
+        pytest.param(["events", "-f", "type=volume"], "invalid filter", id="bad-event-type"),
+        pytest.param(
+            ["events", "--since", "5m", "--since-revision", "3"], "exclusive", id="since-twice"
+        ),
         pytest.param(
             ["network", "create", "--gateway", "10.0.0.1", "n"], "needs a --subnet", id="gw-alone"
         ),
@@ -189,8 +199,9 @@ def test_ipam_configs_reject(kw, message):
         ),
         pytest.param(["sandbox", "exec", "sb"], "a command is required", id="exec-no-command"),
         pytest.param(["sandbox", "exec", "sb", "--"], "a command is required", id="exec-dash-only"),
-        pytest.param(["events", "--since", "-1"], "negative", id="negative-since"),
-        pytest.param(["events", "--since", "x"], "not a number", id="since-not-number"),
+        pytest.param(["events", "--since-revision", "-1"], "negative", id="negative-since"),
+        pytest.param(["events", "--since-revision", "x"], "not a number", id="since-not-number"),
+        pytest.param(["events", "--since", "x"], "invalid time", id="since-not-a-time"),
         pytest.param(["events", "--timeout", "0"], "positive", id="zero-timeout"),
         pytest.param(["gc"], "--all", id="gc-needs-ids-or-all"),
         pytest.param(["gc", "--all", "abc"], "exclusive", id="gc-all-and-ids"),

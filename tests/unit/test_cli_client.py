@@ -108,6 +108,14 @@ class Scripted(controller_pb2_grpc.ControllerServicer):
 
     def Watch(self, request, context):
         self.requests.append(request)
+        # As the controller: the marker first. From 0, nothing is committed yet
+        # and events 1..5 come live; from N, 5 are committed and N+1..5 replayed.
+        head = 5 if request.since_revision else 0
+        yield events_pb2.Event(
+            revision=head,
+            type=events_pb2.EVENT_TYPE_WATCH_STARTED,
+            attributes={"oldest_revision": "1", "replay_after": str(request.since_revision)},
+        )
         for rev in range(request.since_revision + 1, 6):
             yield events_pb2.Event(
                 revision=rev,
@@ -350,12 +358,34 @@ def test_cnmctl_rm_goes_on_after_a_failure(controller, capsys):
 
 def test_cnmctl_events_stops_after_limit(controller, capsys):
     _, address, _ = controller
-    code, out, _ = cnmctl(address, "events", "--since", "1", "--limit", "2", capsys=capsys)
+    code, out, _ = cnmctl(address, "events", "--since-revision", "1", "--limit", "2", capsys=capsys)
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 2
     assert lines[0] == "2023-11-14T22:13:22Z network create id2 (revision=2)"
     assert lines[1].split()[1:4] == ["network", "create", "id3"]
+
+
+def test_cnmctl_events_past_until_replays_the_window_then_ends(controller, capsys):
+    _, address, _ = controller
+    # Event n is at 1_700_000_000 + n: --until at event 4's time keeps 2..4.
+    code, out, _ = cnmctl(
+        address, "events", "--since-revision", "1", "--until", "1700000004", capsys=capsys
+    )
+    assert code == 0
+    assert [line.split()[3] for line in out.splitlines()] == ["id2", "id3", "id4"]
+    # Nothing to replay and a past --until: ends at once.
+    code, out, _ = cnmctl(address, "events", "--until", "2020-01-01T00:00:00Z", capsys=capsys)
+    assert (code, out) == (0, "")
+
+
+def test_cnmctl_events_filter_by_type(controller, capsys):
+    _, address, _ = controller
+    code, out, _ = cnmctl(
+        address, "events", "--since-revision", "3", "--until", "1700000100",
+        "-f", "type=sandbox", capsys=capsys,
+    )  # fmt: skip
+    assert (code, out) == (0, "")
 
 
 def test_cnmctl_exec_refuses_a_sandbox_of_another_machine(controller, capsys):

@@ -123,6 +123,29 @@ def test_network_filters_and_across_keys_or_within(flt, names):
     assert {n.name for n in NETS if listing.network_matches(n, flt)} == names
 
 
+def test_label_filters_must_all_match():
+    both = NetworkFilter(labels=("env", "env=prod"))
+    assert {n.name for n in NETS if listing.network_matches(n, both)} == {"front"}
+
+
+def test_type_and_dangling_filters():
+    host = _net("host", id_="9" * 64, driver="host")
+    fake_host = _net("host2", id_="8" * 64, driver="host")
+    builtin = NetworkFilter(types=("builtin",))
+    assert listing.network_matches(host, builtin)
+    assert not listing.network_matches(fake_host, builtin)
+    assert listing.network_matches(fake_host, NetworkFilter(types=("custom",)))
+    dangling = NetworkFilter(dangling=True)
+    # Built-in networks are never dangling, as in Docker.
+    assert not listing.network_matches(host, dangling, endpoints=0)
+    assert listing.network_matches(fake_host, dangling, endpoints=0)
+    assert not listing.network_matches(fake_host, dangling, endpoints=2)
+    assert listing.network_matches(fake_host, NetworkFilter(dangling=False), endpoints=2)
+    with pytest.raises(InvalidArgument, match="type=system") as exc:
+        listing.validate_filter(NetworkFilter(types=("system",)))
+    assert exc.value.field == "filter.types"
+
+
 def test_label_filter_without_key_is_invalid():
     with pytest.raises(InvalidArgument, match="label filter"):
         listing.validate_filter(NetworkFilter(labels=("=x",)))

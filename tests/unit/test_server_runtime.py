@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from services import errors
 from services.channel import dial
 from services.config import ConfigError
-from services.rpc_errors import error_info, from_rpc_error
+from services.rpc_errors import error_info, field_violations, from_rpc_error
 from services.server import Server, ServiceSpec
 
 SERVICE = "cnm.test.v1.Echo"
@@ -25,6 +25,10 @@ def _raise(request: bytes, context) -> bytes:
         return b"ok"
     if kind == "boom":
         raise RuntimeError("boom")
+    if kind == "field":
+        raise errors.InvalidArgument(
+            "invalid address 'x'", reason="INVALID_ADDRESS", field="spec.ipv4_address"
+        )
     cls = getattr(errors, kind)
     raise cls(f"no such network {kind!r}", reason="NETWORK_NOT_FOUND", metadata={"k": "v"})
 
@@ -96,6 +100,15 @@ def test_domain_errors_map_to_status_with_error_info(server, kind, code):
     assert info is not None and info.reason == "NETWORK_NOT_FOUND" and info.metadata["k"] == "v"
     back = from_rpc_error(exc.value)
     assert isinstance(back, getattr(errors, kind)) and back.reason == "NETWORK_NOT_FOUND"
+
+
+def test_field_errors_carry_bad_request_field_violations(server):
+    _, address = server
+    with pytest.raises(grpc.RpcError) as exc:
+        _call(address, b"field")
+    assert field_violations(exc.value) == [("spec.ipv4_address", "invalid address 'x'")]
+    assert error_info(exc.value).reason == "INVALID_ADDRESS"
+    assert from_rpc_error(exc.value).field == "spec.ipv4_address"
 
 
 def test_unexpected_exception_is_internal_not_a_traceback(server):

@@ -1,0 +1,126 @@
+"""cnmctl and the API as Docker users and API clients expect them, against a
+real stack (test_cli's `stack`): filters, prune filters, events with times and
+filters, Watch's first message, list revisions, expired revisions."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+import test_cli
+from test_cli import fails, ok
+
+from clients.client import Client
+from clients.errors import ClientError
+from cnm.controller.v1 import controller_pb2 as pb
+from cnm.controller.v1 import controller_pb2_grpc
+from cnm.events.v1 import events_pb2
+from services.rpc_errors import error_info
+
+# test_cli's fixture: a real ipam + driver (in its own namespace) + controller.
+stack = test_cli.stack
+
+
+def _ls(st, *flags: str) -> set[str]:
+    lines = ok(st, "network", "ls", "--format", "json", *flags).splitlines()
+    return {json.loads(line)["Name"] for line in lines}
+
+
+def test_network_filters_and_prune_filters_as_docker(stack):
+    ok(stack, "network", "create", "--label", "env=dev", "--label", "tier=web", "a")
+    ok(stack, "network", "create", "--label", "env=dev", "b")
+    ok(stack, "network", "create", "--label", "env=prod", "--label", "tier=web", "c")
+    ok(stack, "sandbox", "create", "s1")
+    ok(stack, "network", "connect", "a", "s1")
+
+    # Repeated label filters AND (as docker); other keys still OR within.
+    assert _ls(stack, "-f", "label=env=dev", "-f", "label=tier=web") == {"a"}
+    assert _ls(stack, "-f", "label=tier") == {"a", "c"}
+    assert _ls(stack, "-f", "name=a", "-f", "name=b") == {"a", "b"}
+    assert _ls(stack, "-f", "type=custom") >= {"a", "b", "c"}
+    assert _ls(stack, "-f", "dangling=true", "-f", "label=env") == {"b", "c"}
+    assert _ls(stack, "-f", "dangling=false") == {"a"}
+    err = fails(stack, "network", "ls", "-f", "type=system", code=2)
+    assert "type=system" in err
+
+    # prune --filter: only dangling networks carrying every label.
+    out = ok(stack, "network", "prune", "-f", "--filter", "label=env=prod")
+    assert out == "Deleted Networks:\nc\n"
+    # until: created before a time; "b" was made before this moment, a new one after.
+    cut = time.time()
+    time.sleep(0.05)  # creation times are wall-clock: strictly after `cut`
+    ok(stack, "network", "create", "--label", "env=dev", "late")
+    out = ok(stack, "network", "prune", "-f", "--filter", f"until={cut}")
+    assert out == "Deleted Networks:\nb\n"
+    assert _ls(stack, "-f", "label=env") == {"a", "late"}
+    fails(stack, "network", "prune", "-f", "--filter", "until=soon", code=2)
+
+
+def test_events_filters_and_time_window(stack):
+    start = time.time()
+    net = ok(stack, "network", "create", "evnet").strip()
+    ok(stack, "sandbox", "create", "evsb")
+    ok(stack, "network", "connect", "evnet", "evsb")
+    ok(stack, "network", "disconnect", "evnet", "evsb")
+    end = time.time() + 0.001
+
+    def events(*flags: str) -> list[dict]:
+        text = ok(stack, "events", "--format", "json", "--since", f"{start}", "--until",
+                  f"{end}", *flags)  # fmt: skip
+        return [json.loads(line) for line in text.splitlines()]
+
+    # A window in the past: replayed, then the command ends by itself.
+    kinds = [(e["Type"], e["Action"]) for e in events()]
+    assert ("network", "create") in kinds and ("sandbox", "create") in kinds
+    assert ("endpoint", "join") in kinds and ("endpoint", "leave") in kinds
+    assert [e["Name"] for e in events("-f", "type=network")] == ["evnet"]
+    joins = events("-f", "event=connect", "-f", "network=evnet")
+    assert [(e["Type"], e["Action"]) for e in joins] == [("endpoint", "join")]
+    assert joins[0]["Attributes"]["network"] == net
+    by_sandbox = events("-f", "sandbox=evsb")
+    assert {e["Type"] for e in by_sandbox} == {"sandbox", "endpoint"}
+    # Durations: "1h" is an hour before now; the window covers everything above.
+    text = ok(stack, "events", "--format", "json", "--since", "1h", "--until", f"{end}",
+              "-f", "type=network")  # fmt: skip
+    assert "evnet" in text
+
+
+def test_watch_first_message_list_revision_and_expired_revision(stack, redis_url):
+    with Client(stack.controller, timeout=15) as client:
+        client.create_network("w1")
+        stub = controller_pb2_grpc.ControllerStub(client._channel)
+        listed = stub.ListNetworks(pb.ListNetworksRequest(), timeout=15)
+        assert listed.revision >= 1
+        # The first message says the stream is live, and from which revision.
+        stream = client.watch(0, markers=True, timeout=15)
+        first = next(stream)
+        assert first.type == events_pb2.EVENT_TYPE_WATCH_STARTED
+        assert first.revision == listed.revision
+        assert int(first.attributes["oldest_revision"]) == 1
+        client.create_network("w2")
+        live = next(stream)
+        assert (live.name, live.revision) == ("w2", listed.revision + 1)
+        stream.close()
+
+        # Watching from a list's revision misses nothing after it.
+        resumed = client.watch(listed.revision, timeout=15)
+        assert next(resumed).name == "w2"
+        resumed.close()
+
+        # Retention dropped the oldest events: an old revision is OUT_OF_RANGE.
+        client.create_network("w3")
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        (key,) = [k for k in r.keys("*events") if r.type(k) == "stream"]
+        r.xtrim(key, maxlen=1, approximate=False)
+        r.close()
+        with pytest.raises(ClientError) as exc:
+            next(client.watch(1, timeout=15))
+        assert exc.value.code.name == "OUT_OF_RANGE"
+        assert exc.value.reason == "REVISION_EXPIRED"
+        assert exc.value.metadata["oldest_revision"] == str(listed.revision + 2)
+        call = stub.Watch(pb.WatchRequest(since_revision=1), timeout=15)
+        with pytest.raises(Exception) as raw:
+            next(call)
+        assert error_info(raw.value).reason == "REVISION_EXPIRED"
