@@ -38,6 +38,7 @@ from services.address import parse_address
 from services.cnmd_control import PID_FILE, SERVICES, STATE_FILE, daemonize, status, stop
 from services.config import ConfigError, load
 from services.logsetup import setup_logging
+from services.redis_url import check as redis_url_check
 from services.supervisor import Child, ChildSpec, stop_children, wait_until
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,11 @@ class Plan:
                 raise ConfigError(f"run dir {run_dir}: socket {addr}: {e}") from None
         private = not cfg.redis_url
         redis_url = addrs["redis"] if private else cfg.redis_url
-        if not private and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"redis url {redis_url!r}: expected redis://, rediss:// or unix:///path"
-            )
+        if not private:
+            try:
+                redis_url_check(redis_url)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         bin_dir = Path(cfg.bin_dir) if cfg.bin_dir else Path(sys.executable).parent
         scripts = {name: bin_dir / f"cnm-{name}" for name in SERVICES}
         for path in scripts.values():

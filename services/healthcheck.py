@@ -46,10 +46,14 @@ def probe_grpc(address: str, service: str = "", timeout: float = 2.0) -> str:
 
 def probe_redis(url: str, timeout: float = 2.0) -> str:
     """SERVING when the Redis server at `url` answers PING, else UNREACHABLE."""
-    import redis
     import redis.exceptions
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from services.redis_url import make_client
+
+    try:
+        client = make_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    except ValueError:
+        return UNREACHABLE
     try:
         return SERVING if client.ping() else UNREACHABLE
     except (redis.exceptions.RedisError, OSError):

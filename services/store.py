@@ -17,10 +17,17 @@ import redis
 import redis.exceptions
 from redis.commands.core import Script
 
+from services import redis_url
 from services.errors import Aborted, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class NotReplicated(redis.exceptions.RedisError):
+    """A write fewer replicas acknowledged than the URL asks for (not retried by
+    redis-py, unlike ConnectionError: the write itself happened)."""
+
 
 # Redis is down, unreachable, still loading its data (BusyLoadingError is a
 # ConnectionError), or a read-only replica after a failover: all "try again later".
@@ -28,12 +35,15 @@ _CONNECTION_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,
+    NotReplicated,
 )
 
 
 def _unavailable(url: str, exc: Exception) -> Unavailable:
     return Unavailable(
-        f"redis at {url} is unavailable: {exc}", reason="STORE_UNAVAILABLE", metadata={"url": url}
+        f"redis at {redis_url.redacted(url)} is unavailable: {exc}",
+        reason="STORE_UNAVAILABLE",
+        metadata={"url": redis_url.redacted(url)},
     )
 
 
@@ -51,14 +61,35 @@ def _mapped(method: Callable[..., T]) -> Callable[..., T]:
     return call
 
 
+# Writes that allocate or record state: each is followed by WAIT when the URL
+# asks for replica acknowledgement (redis+sentinel://...?wait=N).
+_WAITED_COMMANDS = frozenset({"EVALSHA", "EVAL"})
+
+
+def _wait_replicas(conn: Any, wait: tuple[int, int], url: str) -> None:
+    """WAIT on the connection that wrote (WAIT counts that connection's writes)."""
+    replicas, timeout_ms = wait
+    conn.send_command("WAIT", replicas, timeout_ms)
+    acked = int(conn.read_response())
+    if acked < replicas:
+        raise NotReplicated(f"write reached {acked} of {replicas} replicas within {timeout_ms} ms")
+
+
 class _Pipeline(redis.client.Pipeline):
     """Pipelines (MULTI/EXEC, WATCH, scripts queued in them) fail like commands."""
 
     cnm_url = ""
+    cnm_wait = (0, 0)
     execute = _mapped(redis.client.Pipeline.execute)
     immediate_execute_command = _mapped(redis.client.Pipeline.immediate_execute_command)
     watch = _mapped(redis.client.Pipeline.watch)
     unwatch = _mapped(redis.client.Pipeline.unwatch)
+
+    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
+        result = super()._execute_transaction(connection, commands, raise_on_error)
+        if self.cnm_wait[0]:
+            _wait_replicas(connection, self.cnm_wait, self.cnm_url)
+        return result
 
 
 class _PubSub(redis.client.PubSub):
@@ -76,11 +107,22 @@ class _Redis(redis.Redis):
     WATCH/MULTI, pub/sub) turns connection failures into Unavailable naming the URL."""
 
     cnm_url = ""
+    # (replicas, timeout ms) to WAIT for after each allocating write; (0, 0) = none.
+    cnm_wait = (0, 0)
     execute_command = _mapped(redis.Redis.execute_command)
+
+    def _send_command_parse_response(
+        self, conn: Any, command_name: str, *args: Any, **options: Any
+    ) -> Any:
+        result = super()._send_command_parse_response(conn, command_name, *args, **options)
+        if self.cnm_wait[0] and command_name in _WAITED_COMMANDS:
+            _wait_replicas(conn, self.cnm_wait, self.cnm_url)
+        return result
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Pipeline:
         pipe = _Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
         pipe.cnm_url = self.cnm_url
+        pipe.cnm_wait = self.cnm_wait
         return pipe
 
     def pubsub(self, **kwargs: Any) -> _PubSub:
@@ -99,8 +141,8 @@ class Store:
             "health_check_interval": 30,
             "retry_on_timeout": False,
         }
-        self.client: redis.Redis = _Redis.from_url(url, decode_responses=True, **kw)
-        self.raw: redis.Redis = _Redis.from_url(url, decode_responses=False, **kw)
+        self.client: redis.Redis = redis_url.make_client(url, _Redis, decode_responses=True, **kw)
+        self.raw: redis.Redis = redis_url.make_client(url, _Redis, decode_responses=False, **kw)
         self.client.cnm_url = self.raw.cnm_url = url  # type: ignore[attr-defined]
 
     def key(self, *parts: str) -> str:
