@@ -5,7 +5,7 @@
 - `netns_host`: a fresh network namespace ("a host") per test, removed after.
 - `spawn`: starts a process (optionally inside a namespace) and stops it by PID.
 - an autouse guard that fails a test which leaves a namespace, a root-namespace
-  link, an nftables table or a child process behind.
+  link, an nftables table (those carrying this run's tag) or a child process behind.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import kernel_snapshot, netns  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
+
+# The machine's own cnm settings (a shell that exported CNM_CONTROLLER or
+# CNM_REDIS_URL for a cnmd it runs) must not reach the code or the services
+# under test: every test says what it wants.
+for _name in [n for n in os.environ if n.startswith("CNM_")]:
+    del os.environ[_name]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,10 +1,12 @@
 """What a test may leave behind: namespaces, root links, nftables tables, children.
 
 Several test runs may share a machine (developers run suites side by side), so
-namespaces count only when their name carries this run's TEST_TAG: every
-namespace a test or a service under test makes must carry it (the
-`netns_host` fixture does; driver services get it through CNM_NETNS_PREFIX).
-Only tagged namespaces and this process's own children are removed
+namespaces, root-namespace links and nftables tables count only when they carry
+this run's TEST_TAG: in a namespace's or table's name, in a link's name or its
+alias (link names stop at 15 characters). Whatever a test or a service under
+test makes must carry it (the `netns_host` fixture does; driver services get it
+through CNM_NETNS_PREFIX); tests keep everything else inside namespaces they
+made. Only tagged namespaces and this process's own children are removed
 automatically; root links and nftables tables are reported.
 """
 
@@ -12,12 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 # Unique per pytest process; part of every namespace name this run creates.
 TEST_TAG = f"t{os.getpid()}"
+# The tag as a whole token: run t123 must not claim run t1234's things.
+_TAGGED = re.compile(rf"{TEST_TAG}(?![0-9])")
+
+
+def carries_tag(text: str) -> bool:
+    """True when `text` (a name or an alias) carries this run's tag."""
+    return _TAGGED.search(text) is not None
 
 
 def _lines(*argv: str) -> list[str]:
@@ -45,13 +55,23 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _tagged_links() -> set[str]:
+    """Root-namespace links whose name or alias carries the tag."""
+    found = set()
+    for line in _lines("ip", "-o", "link", "show"):
+        name = line.split(": ")[1].split("@")[0]
+        alias = line.split(" alias ", 1)[1].strip() if " alias " in line else ""
+        if carries_tag(name) or carries_tag(alias):
+            found.add(name)
+    return found
+
+
 def take() -> dict[str, set[str]]:
     return {
-        "netns": {
-            n for line in _lines("ip", "netns", "list") if TEST_TAG in (n := line.split()[0])
-        },
-        "links": {line.split(": ")[1].split("@")[0] for line in _lines("ip", "-o", "link", "show")},
-        "nft": set(_lines("nft", "list", "tables")),
+        "netns": {n for line in _lines("ip", "netns", "list") if carries_tag(n := line.split()[0])},
+        "links": _tagged_links(),
+        # "table <family> <name>"
+        "nft": {t for t in _lines("nft", "list", "tables") if carries_tag(t.split()[-1])},
         "procs": {str(p) for p in _children(os.getpid())},
     }
 
