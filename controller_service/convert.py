@@ -259,6 +259,7 @@ def endpoint_to(ep: m.Endpoint) -> pb.Endpoint:
         gateway=ep.gateway,
         gateway_ipv6=ep.gateway_ipv6,
         interface_name=ep.interface_name,
+        host_interface_name=ep.host_interface_name,
     )
 
 

@@ -165,6 +165,7 @@ class DriverClient:
         )
         return JoinResult(
             interface_name=resp.interface_name,
+            host_interface_name=resp.host_interface_name,
             gateway=resp.gateway,
             gateway_ipv6=resp.gateway_ipv6,
             mac_address=resp.mac_address,

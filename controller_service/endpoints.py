@@ -49,6 +49,7 @@ def joined_fields(result: Any) -> dict[str, Any]:
     """Endpoint fields recorded from a driver's Join response."""
     fields: dict[str, Any] = {
         "interface_name": result.interface_name,
+        "host_interface_name": result.host_interface_name,
         "gateway": result.gateway,
         "gateway_ipv6": result.gateway_ipv6,
         "published_ports": result.published_ports,

@@ -173,6 +173,7 @@ class Joins:
             gateway="",
             gateway_ipv6="",
             interface_name="",
+            host_interface_name="",
             published_ports=(),
             **self.ctx.settled(),
         )

@@ -217,6 +217,7 @@ class Endpoint:
     gateway: str = ""
     gateway_ipv6: str = ""
     interface_name: str = ""
+    host_interface_name: str = ""
     # Created by Connect for a sandbox: deleted with that sandbox, as Docker
     # deletes a container's endpoints with the container.
     implicit: bool = False
@@ -328,6 +329,7 @@ class JoinResult:
     gateway_ipv6: str = ""
     mac_address: str = ""
     published_ports: tuple[PortBinding, ...] = ()
+    host_interface_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,7 @@ def join_response(res: JoinResult) -> pb.JoinResponse:
         static_routes=[_static_route_pb(r) for r in res.static_routes],
         port_bindings=[_port_binding_pb(p) for p in res.port_bindings],
         mac_address=res.mac,
+        host_interface_name=res.host_interface_name,
     )
 
 

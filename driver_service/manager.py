@@ -373,6 +373,7 @@ class Manager:
             static_routes=att.static_routes,
             port_bindings=att.port_bindings,
             mac=ep.mac,
+            host_interface_name=att.host_ifname,
         )
 
     def leave(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:

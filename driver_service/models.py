@@ -194,6 +194,7 @@ class JoinResult:
     static_routes: tuple[StaticRoute, ...] = ()
     port_bindings: tuple[PortBinding, ...] = ()
     mac: str = ""
+    host_interface_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ def add_result(
 ) -> dict[str, Any]:
     """`endpoint` is the controller's Endpoint (joined); `dns` what resolv.conf says."""
     out = _prev(prev)
+    # The host end first, as the reference plugins list it (no sandbox: on the
+    # host); chained plugins such as bandwidth look for it there.
+    if endpoint.host_interface_name:
+        out["interfaces"].append({"name": endpoint.host_interface_name})
     iface: dict[str, Any] = {"name": ifname, "sandbox": netns}
     if endpoint.mac_address:
         iface["mac"] = endpoint.mac_address

@@ -3,7 +3,9 @@
 Every call is the executable run with CNI_* variables and the configuration
 on stdin, in the test host's namespace; results are checked against the
 spec's result structure, errors against its error structure and codes.
-Chains use Debian's reference plugins (`loopback` before, `tuning` after).
+Chains use Debian's reference plugins (`loopback` before, `tuning` and
+`bandwidth` after: bandwidth shapes the host end of cnm's veth, which it finds
+in the result).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def world(spawn, redis_url, netns_prefix, netns_host):
         stub = w.stub()
         with Client(w.controllers["controller"]) as cnm:
             cnm.create_network("cninet", subnets=[_ipam(SUBNET)])
-        w.bin_dir = make_bin_dir(w.run_dir / "bin", "loopback", "tuning")
+        w.bin_dir = make_bin_dir(w.run_dir / "bin", "loopback", "tuning", "bandwidth")
         yield w
     finally:
         if "controller" in w.procs and w.procs["controller"].poll() is not None:
@@ -88,13 +90,15 @@ def cnm_state(world: World) -> dict:
         }
 
 
-def test_chain_loopback_cnm_tuning_add_check_ping_port_del(world, containers, netns_host):
+def test_chain_loopback_cnm_tuning_bandwidth_add_check_ping_port_del(world, containers, netns_host):
+    rate = {"ingressRate": 80_000_000, "ingressBurst": 800_000}
     chain = conflist(
         world,
         "1.0.0",
         {"type": "loopback"},
         "cnm",
         {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.rp_filter": "2"}},
+        {"type": "bandwidth", **rate},
     )
     cni = LibCni(chain, world.bin_dir, netns_host)
     c1, c1_path = containers()
@@ -105,10 +109,13 @@ def test_chain_loopback_cnm_tuning_add_check_ping_port_del(world, containers, ne
     assert added.code == 0, added
     res = added.out
     validate_result(res, "1.0.0")
-    # loopback's interface first, ours appended, the address pointing at ours
-    assert [i["name"] for i in res["interfaces"]] == ["lo", "eth0"]
-    assert res["interfaces"][1]["sandbox"] == c1_path
-    ours = [ip for ip in res["ips"] if ip["interface"] == 1]
+    # loopback's interface first, then cnm's veth (host end, container end),
+    # the address pointing at the container end
+    host_veth = res["interfaces"][1]["name"]
+    assert [i["name"] for i in res["interfaces"]] == ["lo", host_veth, "eth0"]
+    assert "sandbox" not in res["interfaces"][1]
+    assert res["interfaces"][2]["sandbox"] == c1_path
+    ours = [ip for ip in res["ips"] if ip["interface"] == 2]
     assert len(ours) == 1 and ours[0]["address"].startswith("10.93.0.")
     assert ours[0]["gateway"] == "10.93.0.1"
     assert {"dst": "0.0.0.0/0", "gw": "10.93.0.1"} in res["routes"]
@@ -116,6 +123,9 @@ def test_chain_loopback_cnm_tuning_add_check_ping_port_del(world, containers, ne
     shown = netns.exec_in(c1, "ip", "-o", "addr", "show", "dev", "eth0").stdout
     assert ours[0]["address"] in shown
     assert netns.exec_in(c1, "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter").stdout.strip() == "2"
+    # bandwidth shaped the host end cnm reported
+    qdisc = netns.exec_in(netns_host, "tc", "qdisc", "show", "dev", host_veth).stdout
+    assert "tbf" in qdisc, qdisc
 
     res2 = cni.add("ctr-two", c2_path)
     assert res2.code == 0, res2
@@ -138,6 +148,7 @@ def test_chain_loopback_cnm_tuning_add_check_ping_port_del(world, containers, ne
     assert cni.delete("ctr-one", "").code == 0
     # cnm's CHECK after DEL finds nothing: an error, not a success
     only_cnm = LibCni(dict(chain, plugins=[chain["plugins"][1]]), world.bin_dir, netns_host)
+    assert host_veth not in netns.exec_in(netns_host, "ip", "-o", "link").stdout
     only_cnm.cache[("ctr-one", "eth0")] = added.out
     gone = only_cnm.check("ctr-one", c1_path)
     validate_error(gone.error, 999)
@@ -158,9 +169,9 @@ def test_version_old_result_format_and_dns(world, containers, netns_host):
     added = cni.add("old", path, ifname="net1")
     assert added.code == 0, added
     validate_result(added.out, "0.4.0")
-    assert added.out["interfaces"] == [
-        {"name": "net1", "sandbox": path, "mac": added.out["interfaces"][0]["mac"]}
-    ]
+    host_end, container_end = added.out["interfaces"]
+    assert host_end["name"].startswith("veth") and "sandbox" not in host_end
+    assert container_end == {"name": "net1", "sandbox": path, "mac": container_end["mac"]}
     assert added.out["ips"][0]["version"] == "4"
     assert cni.check("old", path, ifname="net1").code == 0
     assert cni.delete("old", path, ifname="net1").code == 0

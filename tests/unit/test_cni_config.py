@@ -111,6 +111,7 @@ ENDPOINT = SimpleNamespace(
     gateway="10.0.0.1",
     ipv6_address="fd00::2/64",
     gateway_ipv6="",
+    host_interface_name="veth0123",
 )
 
 
@@ -125,15 +126,18 @@ def test_result_appends_to_prev_result_and_indexes_the_new_interface():
         "1.0.0", prev, ifname="eth0", netns="/n", endpoint=ENDPOINT,
         dns={"nameservers": ["10.0.0.53", "9.9.9.9"], "search": ["corp"]},
     )  # fmt: skip
-    assert out["interfaces"][1] == {"name": "eth0", "sandbox": "/n", "mac": ENDPOINT.mac_address}
+    assert out["interfaces"][1:] == [
+        {"name": "veth0123"},
+        {"name": "eth0", "sandbox": "/n", "mac": ENDPOINT.mac_address},
+    ]
     assert out["ips"][1:] == [
-        {"address": "10.0.0.2/24", "interface": 1, "gateway": "10.0.0.1"},
-        {"address": "fd00::2/64", "interface": 1},
+        {"address": "10.0.0.2/24", "interface": 2, "gateway": "10.0.0.1"},
+        {"address": "fd00::2/64", "interface": 2},
     ]
     assert out["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}]
     assert out["dns"] == {"nameservers": ["10.0.0.53", "9.9.9.9"], "search": ["corp"]}
     assert prev["interfaces"] == [{"name": "lo", "sandbox": "/n"}]  # not modified
-    assert result.find_interface(out, "eth0", "/n") == 1
+    assert result.find_interface(out, "eth0", "/n") == 2
 
 
 def test_results_before_1_0_carry_the_address_version():
