@@ -74,7 +74,8 @@ class SentinelSet:
         data = self.workdir / f"redis-{port}"
         data.mkdir(parents=True)
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                "--save", "", "--appendonly", "yes", "--appendfsync", "always"]  # fmt: skip
+                "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+                "--repl-diskless-sync-delay", "0"]  # fmt: skip
         if replica_of:
             argv += ["--replicaof", "127.0.0.1", str(replica_of)]
         self.servers[port] = self._spawn(argv)
