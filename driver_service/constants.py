@@ -6,6 +6,7 @@ DRIVER_BRIDGE = "bridge"
 DRIVER_NULL = "null"
 DRIVER_HOST = "host"
 DRIVER_OVERLAY = "overlay"
+DRIVER_MACVLAN = "macvlan"
 
 # libnetwork's bridge driver options, under their usual keys.
 BRIDGE_NAME = "com.docker.network.bridge.name"
@@ -15,11 +16,16 @@ BRIDGE_HOST_BINDING_IPV4 = "com.docker.network.bridge.host_binding_ipv4"
 DRIVER_MTU = "com.docker.network.driver.mtu"
 BRIDGE_OPTION_PREFIX = "com.docker.network.bridge."
 
+# libnetwork's macvlan driver options (`-o parent=eth0 -o macvlan_mode=bridge`).
+MACVLAN_PARENT = "parent"
+MACVLAN_MODE = "macvlan_mode"
+
 # Keys of EndpointOperInfo's `value` map (libnetwork's netlabel names).
 OPER_MAC_ADDRESS = "com.docker.network.endpoint.macaddress"
 OPER_HOST_IFNAME = "com.cnm.endpoint.host_ifname"
 OPER_SANDBOX_IFNAME = "com.cnm.endpoint.ifname"
 OPER_BRIDGE = "com.cnm.endpoint.bridge"
+OPER_PARENT = "com.cnm.endpoint.parent"
 
 # The mark on every link cnm makes: IFLA_IFALIAS = "<ALIAS_PREFIX><kind>:<id>".
 # Reconciliation and `cnm-driver --cleanup` find cnm's links by it, never by

@@ -28,6 +28,7 @@ from driver_service.conntrack import ConntrackFlusher
 from driver_service.drivers.bridge.driver import BridgeDriver
 from driver_service.drivers.bridge.fw import BridgeFirewall
 from driver_service.drivers.host import HostDriver
+from driver_service.drivers.macvlan import MacvlanDriver
 from driver_service.drivers.null import NullDriver
 from driver_service.drivers.overlay import OverlayDriver
 from driver_service.drivers.remote import PluginLoader
@@ -60,7 +61,7 @@ SERVICE_NAME = "cnm.driver.v1.Driver"
 
 def parser() -> argparse.ArgumentParser:
     p = common_parser(
-        PROG, "The per-host driver service: sandboxes, bridge/null/host/overlay drivers."
+        PROG, "The per-host driver service: sandboxes, bridge/null/host/overlay/macvlan drivers."
     )
     p.add_argument("--host-id", metavar="ID", help="this host's id (default: the hostname)")
     p.add_argument("--advertise-addr", metavar="IP", help="underlay address other hosts reach")
@@ -138,6 +139,7 @@ class DriverApp:
                 NullDriver(),
                 HostDriver(),
                 self.overlay,
+                MacvlanDriver(host_id=cfg.host_id, netns_prefix=cfg.netns_prefix),
             ]
         )
         self.plugins = PluginLoader(

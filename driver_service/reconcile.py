@@ -29,7 +29,7 @@ from pathlib import Path
 
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
-from driver_service.drivers import overlay
+from driver_service.drivers import macvlan, overlay
 from driver_service.drivers.bridge import fw
 from driver_service.manager import Manager
 from driver_service.models import CREATING, DELETING, JOINED, READY
@@ -292,6 +292,8 @@ def cleanup_host(
             attempt(f"delete namespace {name}", lambda n=name: osl.delete_namespace(n))
     # Overlay networks' namespaces of this host, and its entries in their peer tables.
     errors += overlay.cleanup(store, host_id=host_id, netns_prefix=netns_prefix)
+    # Isolated parents of this host's macvlan networks.
+    errors += macvlan.cleanup(host_id=host_id, netns_prefix=netns_prefix)
     shutil.rmtree(Path(state_dir) / "sandboxes", ignore_errors=True)
 
     if store is not None:

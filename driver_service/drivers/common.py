@@ -1,10 +1,11 @@
-"""Helpers shared by the drivers that plumb veths into sandboxes (bridge, overlay).
+"""Helpers shared by the drivers that plumb links into sandboxes (bridge, overlay, macvlan).
 
 Kept apart from any one driver so that no driver imports another.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
 from driver_service.models import EndpointSpec, NetworkRecord
+from driver_service.osl import validate
 from services.errors import CnmError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,32 @@ def mac_from_ipv4(address: str) -> str:
     """libnetwork's generated MAC: 02:42 followed by the four bytes of the IPv4 address."""
     ip = ipaddress.IPv4Interface(address).ip
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+def netns_host_tag(netns_prefix: str, kind: str, host_id: str, tail: int) -> str:
+    """The part of a driver's per-network namespace name
+    (`<netns_prefix><kind><host tag>-<tail chars>`) that says which host made it.
+
+    Several hosts may share one machine's /run/netns (the test cluster), so
+    the host is in the name. A host id too long for the 128-character limit
+    is replaced by a digest of it.
+    """
+    if len(netns_prefix) + len(kind) + len(host_id) + 1 + tail <= validate.NETNS_NAME_MAX:
+        return host_id
+    return "x" + hashlib.sha256(host_id.encode()).hexdigest()[:15]
+
+
+def endpoint_gateways(net: NetworkRecord, spec: EndpointSpec) -> tuple[str, str]:
+    """(IPv4, IPv6) gateways of the pools holding the endpoint's addresses
+    (bare addresses, "" for none); none at all on an internal network."""
+    if net.spec.internal:
+        return ("", "")
+    out = []
+    for addr, pools in ((spec.address, net.spec.ipv4), (spec.address_ipv6, net.spec.ipv6)):
+        data = pool_of(addr, pools) if addr else None
+        gateway = data.gateway if data is not None else ""
+        out.append(str(ipaddress.ip_interface(gateway).ip) if gateway else "")
+    return (out[0], out[1])
 
 
 def host_default_mtu() -> int:

@@ -44,6 +44,12 @@ from .links import (
     set_link_state,
     set_master,
 )
+from .macvlan import (
+    MACVLAN_MODES,
+    create_macvlan,
+    create_vlan,
+    parse_vlan_parent,
+)
 from .namespace import (
     NETNS_PREFIX,
     check_netns_path,
@@ -84,6 +90,7 @@ from .types import (
 
 __all__ = [
     "BRIDGE_MAX_PORTS",
+    "MACVLAN_MODES",
     "NETNS_PREFIX",
     "NETNS_RUN_DIR",
     "TOMBSTONE_GROUP",
@@ -103,8 +110,10 @@ __all__ = [
     "add_route",
     "check_netns_path",
     "create_bridge",
+    "create_macvlan",
     "create_namespace",
     "create_veth",
+    "create_vlan",
     "create_vxlan",
     "delete_address",
     "delete_fdb",
@@ -126,6 +135,7 @@ __all__ = [
     "move_link_into_netns",
     "namespace_exists",
     "netns_path",
+    "parse_vlan_parent",
     "random_mac",
     "reap_tombstones",
     "set_default_route",

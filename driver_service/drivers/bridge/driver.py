@@ -48,10 +48,10 @@ from driver_service.drivers.bridge.options import BridgeConfig
 from driver_service.drivers.common import (
     check_endpoint_addresses,
     endpoint_alias,
+    endpoint_gateways,
     endpoint_mac,
     host_default_mtu,
     network_alias,
-    pool_of,
 )
 from driver_service.models import (
     DELETING,
@@ -201,16 +201,7 @@ class BridgeDriver:
         return endpoint_mac(spec)
 
     def gateways(self, net: NetworkRecord, ep: EndpointRecord) -> tuple[str, str]:
-        if net.spec.internal:
-            return ("", "")
-        out = []
-        for addr, pools in (
-            (ep.spec.address, net.spec.ipv4),
-            (ep.spec.address_ipv6, net.spec.ipv6),
-        ):
-            data = pool_of(addr, pools) if addr else None
-            out.append(_bare(data.gateway) if data is not None else "")
-        return (out[0], out[1])
+        return endpoint_gateways(net, ep.spec)
 
     def host_ifname(self, ep: EndpointSpec) -> str:
         return f"{HOST_VETH_PREFIX}{ep.endpoint_id[:11]}"

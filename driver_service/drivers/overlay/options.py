@@ -18,11 +18,11 @@ libnetwork does.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from driver_service.constants import DRIVER_MTU
+from driver_service.drivers.common import netns_host_tag
 from driver_service.osl import validate
 from services.errors import InvalidArgument
 
@@ -134,16 +134,8 @@ def parse(network_id: str, options: Mapping[str, str]) -> OverlayOptions:
 
 
 def host_tag(netns_prefix: str, host_id: str) -> str:
-    """The part of an overlay namespace's name that says which host made it.
-
-    Several hosts may share one machine's /run/netns (the test cluster), so
-    the host is in the name. A host id too long for the 128-character limit
-    is replaced by a digest of it.
-    """
-    longest = len(netns_prefix) + len(NETNS_KIND) + len(host_id) + 1 + SHORT_ID
-    if longest <= validate.NETNS_NAME_MAX:
-        return host_id
-    return "x" + hashlib.sha256(host_id.encode()).hexdigest()[:15]
+    """The part of an overlay namespace's name that says which host made it."""
+    return netns_host_tag(netns_prefix, NETNS_KIND, host_id, SHORT_ID)
 
 
 def netns_name(netns_prefix: str, host_id: str, network_id: str) -> str:
