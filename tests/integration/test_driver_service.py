@@ -39,12 +39,13 @@ def host(world):
     world.reset_or_recover()
 
 
-def test_capabilities_list_bridge_null_and_host_with_local_scope(host):
+def test_capabilities_list_the_local_drivers_and_the_overlay(host):
     caps = host.stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=T).capabilities
     assert {(c.name, c.scope, c.error) for c in caps} == {
         ("bridge", tpb.SCOPE_LOCAL, ""),
         ("null", tpb.SCOPE_LOCAL, ""),
         ("host", tpb.SCOPE_LOCAL, ""),
+        ("macvlan", tpb.SCOPE_LOCAL, ""),
         # This host has no --advertise-addr: the overlay says why it cannot work.
         ("overlay", tpb.SCOPE_GLOBAL, NO_VTEP),
     }
@@ -62,6 +63,7 @@ def test_host_registers_and_heartbeats(host):
         assert json.loads(first["drivers"]) == [
             {"name": "bridge", "scope": "local", "error": ""},
             {"name": "host", "scope": "local", "error": ""},
+            {"name": "macvlan", "scope": "local", "error": ""},
             {"name": "null", "scope": "local", "error": ""},
             {"name": "overlay", "scope": "global", "error": NO_VTEP},
         ]
