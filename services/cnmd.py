@@ -396,7 +396,10 @@ class Cnmd:
         services = [c for c in self.children if c.name != "redis"]
         stop_children(services, self.plan.cfg.stop_grace)
         stop_children([c for c in self.children if c.name == "redis"], self.plan.cfg.stop_grace)
-        for name in (STATE_FILE, PID_FILE):
+        # A child killed before it could remove its own socket (SIGTERM while it
+        # was still starting, or SIGKILL) leaves the file: this run dir is ours.
+        sockets = [f"{c.name}.sock" for c in self.children]
+        for name in (*sockets, STATE_FILE, PID_FILE):
             (self.plan.run_dir / name).unlink(missing_ok=True)
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
