@@ -16,13 +16,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from clients import commands
+from clients import commands, output
 from clients.completion import SHELLS
 from clients.errors import ClientError
 
 ENV_CONTROLLER = "CNM_CONTROLLER"
 DEFAULT_CONTROLLER = "unix:///run/cnm/controller.sock"
-FORMATS = ("table", "json")
+FORMAT_HELP = (
+    "table (default), json (one object per line), 'table TEMPLATE' or a Go template, "
+    "e.g. '{{.Name}}' or 'table {{.ID}}\\t{{.Name}}'"
+)
 
 
 def _sub(
@@ -49,7 +52,18 @@ def _list_flags(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
     if quiet:
         parser.add_argument("-q", "--quiet", action="store_true", help="only display ids")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
+
+
+def _inspect_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--format",
+        default="",
+        metavar="TEMPLATE",
+        help="render each object with this Go template, e.g. '{{.IPAM.Config}}' or "
+        "'{{json .Options}}' (default: a JSON array)",
+    )
 
 
 def _network_parsers(top: argparse._SubParsersAction) -> None:
@@ -90,6 +104,7 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
     )
 
     p = _sub(net, "inspect", "show networks as a JSON array", commands.network_inspect)
+    _inspect_format(p)
     p.add_argument("networks", nargs="+", metavar="NETWORK")
 
     p = _sub(net, "rm", "remove networks", commands.network_rm, aliases=["remove"])
@@ -146,6 +161,7 @@ def _sandbox_parsers(top: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="", help="only sandboxes of this host")
 
     p = _sub(sb, "inspect", "show sandboxes as a JSON array", commands.sandbox_inspect)
+    _inspect_format(p)
     p.add_argument("sandboxes", nargs="+", metavar="SANDBOX")
 
     p = _sub(sb, "rm", "remove sandboxes", commands.sandbox_rm, aliases=["remove"])
@@ -168,17 +184,19 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
     p.add_argument("--network", default="", help="only endpoints of this network")
     p.add_argument("--sandbox", default="", help="only endpoints joined to this sandbox")
     p = _sub(ep, "inspect", "show endpoints as a JSON array", commands.endpoint_inspect)
+    _inspect_format(p)
     p.add_argument("endpoints", nargs="+", metavar="ID")
 
     host = _group(_sub(top, "host", "hosts running a driver service"), "host commands")
     p = _sub(host, "ls", "list hosts and their state", commands.host_ls, aliases=["list"])
     _list_flags(p)
     p = _sub(host, "inspect", "show hosts as a JSON array", commands.host_inspect)
+    _inspect_format(p)
     p.add_argument("hosts", nargs="+", metavar="HOST")
 
     drv = _group(_sub(top, "driver", "network drivers across hosts"), "driver commands")
     p = _sub(drv, "ls", "list drivers", commands.driver_ls, aliases=["list"])
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
 
     ipam = _group(_sub(top, "ipam", "address pools"), "ipam commands")
     p = _sub(ipam, "ls", "list pools with used/free counts", commands.ipam_ls, aliases=["list"])
@@ -223,7 +241,13 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="stop after this long",
     )
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--format",
+        default="text",
+        metavar="FORMAT",
+        help="text (default), json (one object per line) or a Go template, e.g. "
+        "'{{.Type}} {{.Action}} {{.Name}}'",
+    )
 
     p = _sub(top, "gc", "release everything of sandboxes not listed", commands.gc)
     p.add_argument("--all", action="store_true", help="no sandbox is valid: release everything")
@@ -269,6 +293,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.controller = args.controller or os.environ.get(ENV_CONTROLLER) or DEFAULT_CONTROLLER
     ctx = commands.Context(parser=parser, args=args)
+    form = getattr(args, "format", "")
+    if form and output.is_template(form):
+        try:
+            output.check(form)
+        except output.TemplateError as exc:
+            # Before anything is sent: a usage error of the command (exit 2).
+            getattr(args, "command_parser", parser).error(f"template: {exc}")
     try:
         return args.func(ctx, args) or 0
     except commands.UsageError as exc:

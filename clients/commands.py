@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from clients import formatting as fmt
+from clients import output
 from clients.args import extra_host, ip_address, ipam_configs, key_value
 from clients.client import Client, IpamConfig
 from clients.completion import SHELLS
@@ -103,6 +104,13 @@ def _each(items: Iterable[str], fn: Callable[[str], T]) -> tuple[list[T], int]:
     return results, code
 
 
+def _template(text: str, objects: Sequence[Any], headers: dict[str, str] | None = None) -> str:
+    try:
+        return output.render(text, objects, headers)
+    except output.TemplateError as exc:
+        raise CommandError(f"template: {exc}") from None
+
+
 def _listing(
     args: argparse.Namespace,
     items: Sequence[Any],
@@ -114,12 +122,24 @@ def _listing(
     if getattr(args, "quiet", False):
         for item in items:
             out(fmt.short_id(ident(item), args.no_trunc))
-    elif args.format == "json":
+    elif args.format == output.JSON:
         for item in items:
             out(fmt.json_line(as_json(item)))
+    elif output.is_template(args.format):
+        # Column headers as the default table names them ("ID" -> "NETWORK ID").
+        names = {"ID": headers[0]} if headers and headers[0].endswith(" ID") else {}
+        sys.stdout.write(_template(args.format, [as_json(i) for i in items], names))
     else:
         out(fmt.render_table(headers, [row(i) for i in items]))
     return 0
+
+
+def _inspect(args: argparse.Namespace, objects: Sequence[dict]) -> None:
+    """A JSON array, or each object through `-f TEMPLATE` (one line each)."""
+    if args.format:
+        sys.stdout.write(_template(args.format, objects))
+    else:
+        out(fmt.inspect_json(objects))
 
 
 # ---------------------------------------------------------------- networks
@@ -194,7 +214,7 @@ def network_inspect(ctx: Context, args: argparse.Namespace) -> int:
         if names is None and any(ep.sandbox_id for ep in endpoints):
             names = {sb.id: sb.name for sb in client.list_sandboxes()}
         objects.append(fmt.network_inspect(net, endpoints, names))
-    out(fmt.inspect_json(objects))
+    _inspect(args, objects)
     return code
 
 
@@ -303,7 +323,7 @@ def sandbox_ls(ctx: Context, args: argparse.Namespace) -> int:
 
 def sandbox_inspect(ctx: Context, args: argparse.Namespace) -> int:
     sandboxes, code = _each(args.sandboxes, ctx.client.get_sandbox)
-    out(fmt.inspect_json([fmt.sandbox_inspect(s) for s in sandboxes]))
+    _inspect(args, [fmt.sandbox_inspect(s) for s in sandboxes])
     return code
 
 
@@ -363,7 +383,7 @@ def endpoint_ls(ctx: Context, args: argparse.Namespace) -> int:
 
 def endpoint_inspect(ctx: Context, args: argparse.Namespace) -> int:
     eps, code = _each(args.endpoints, ctx.client.get_endpoint)
-    out(fmt.inspect_json([fmt.endpoint_inspect(e) for e in eps]))
+    _inspect(args, [fmt.endpoint_inspect(e) for e in eps])
     return code
 
 
@@ -376,7 +396,7 @@ def host_ls(ctx: Context, args: argparse.Namespace) -> int:
 
 def host_inspect(ctx: Context, args: argparse.Namespace) -> int:
     hosts, code = _each(args.hosts, ctx.client.get_host)
-    out(fmt.inspect_json([fmt.host_json(h) for h in hosts]))
+    _inspect(args, [fmt.host_json(h) for h in hosts])
     return code
 
 
@@ -440,8 +460,7 @@ def events(ctx: Context, args: argparse.Namespace) -> int:
                 break
             obj, action = fmt.event_kind(event.type)
             if flt.matches(obj, action, event.id, event.name, event.attributes):
-                text = fmt.json_line(fmt.event_json(event)) if args.format == "json" else None
-                out(text or fmt.event_line(event))
+                out(_event_text(args.format, event))
                 sys.stdout.flush()
                 seen += 1
                 if args.limit and seen >= args.limit:
@@ -451,6 +470,14 @@ def events(ctx: Context, args: argparse.Namespace) -> int:
     finally:
         stream.close()  # cancels the stream
     return 0
+
+
+def _event_text(form: str, event: events_pb2.Event) -> str:
+    if form == output.JSON:
+        return fmt.json_line(fmt.event_json(event))
+    if form == "text":
+        return fmt.event_line(event)
+    return _template(form, [fmt.event_json(event)])
 
 
 def gc(ctx: Context, args: argparse.Namespace) -> int:

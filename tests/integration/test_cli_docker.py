@@ -124,3 +124,43 @@ def test_watch_first_message_list_revision_and_expired_revision(stack, redis_url
         with pytest.raises(Exception) as raw:
             next(call)
         assert error_info(raw.value).reason == "REVISION_EXPIRED"
+
+
+def test_go_templates_on_ls_and_inspect(stack):
+    net_id = ok(stack, "network", "create", "--subnet", "10.41.0.0/24", "--gateway", "10.41.0.1",
+                "--label", "team=a", "-o", "com.docker.network.bridge.name=br-tmpl",
+                "tmpl").strip()  # fmt: skip
+    sb = ok(stack, "sandbox", "create", "--label", "role=db", "tsb").strip()
+    ok(stack, "network", "connect", "--ip", "10.41.0.7", "tmpl", "tsb")
+
+    assert ok(stack, "network", "ls", "-f", "name=tmpl", "--format", "{{.Name}}") == "tmpl\n"
+    (obj,) = [json.loads(x) for x in
+              ok(stack, "network", "ls", "-f", "name=tmpl", "--format", "{{json .}}").splitlines()]  # fmt: skip
+    assert obj["Name"] == "tmpl" and obj["ID"] == net_id[:12]
+    table = ok(stack, "network", "ls", "-f", "name=tmpl", "--format", "table {{.ID}}\\t{{.Name}}")
+    assert table.splitlines() == ["NETWORK ID     NAME", f"{net_id[:12]}   tmpl"]
+
+    def inspect(kind: str, ref: str, template: str) -> str:
+        return ok(stack, kind, "inspect", "-f", template, ref)
+
+    assert inspect("network", "tmpl", "{{.IPAM.Config}}") == "[{10.41.0.0/24  10.41.0.1 map[]}]\n"
+    assert inspect("network", "tmpl", "{{range .Containers}}{{.IPv4Address}}{{end}}") == (
+        "10.41.0.7/24\n"
+    )
+    assert inspect("network", "tmpl", '{{index .Labels "team"}}') == "a\n"
+    assert json.loads(inspect("network", "tmpl", "{{json .Options}}")) == {
+        "com.docker.network.bridge.name": "br-tmpl"
+    }
+    assert inspect("sandbox", "tsb", "{{.Name}} {{.Labels}}") == "tsb map[role:db]\n"
+    assert inspect("sandbox", "tsb", "{{range .Endpoints}}{{.IPv4Address}}{{end}}") == (
+        "10.41.0.7/24\n"
+    )
+    ep = json.loads(ok(stack, "endpoint", "ls", "--format", "{{json .}}", "--network", "tmpl"))
+    assert inspect("endpoint", ep["ID"], "{{.Network}} {{.SandboxID}}") == f"tmpl {sb}\n"
+    assert inspect("host", "h1", "{{.ID}} {{.State}}") == "h1 ready\n"
+    # Two objects: one line each, as docker.
+    assert ok(stack, "network", "inspect", "-f", "{{.Name}}", "tmpl", net_id) == "tmpl\ntmpl\n"
+    # A field the object lacks: one error line, exit 1; a template that does not parse: exit 2.
+    err = fails(stack, "network", "inspect", "-f", "{{.Nope}}", "tmpl")
+    assert "can't evaluate field Nope" in err
+    fails(stack, "network", "inspect", "-f", "{{.Name", "tmpl", code=2)
