@@ -18,6 +18,7 @@ from controller_env import World, remove_run_dir, snapshot
 from ports_world import ask, serve
 
 from clients.client import Client
+from clients.cni.commands import IFNAME_OPTION
 from harness import kernel_snapshot, netns, stack
 
 SUBNET = "10.93.0.0/24"
@@ -300,3 +301,27 @@ def test_duplicate_add_fails_and_keeps_the_first(world, containers, netns_host):
     assert cni.check("dup", path).code == 0
     assert netns.ping(c1, first.out["ips"][0]["address"].split("/")[0])
     assert cni.delete("dup", path).code == 0
+
+
+def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
+    """The endpoint option cnm-cni relies on, through the controller's API."""
+    from clients.errors import AlreadyExistsError, InvalidArgumentError
+
+    with Client(world.controllers["controller"]) as cnm:
+        used = sum(p.used for p in cnm.list_pools())
+        with pytest.raises(InvalidArgumentError, match="interface name"):
+            cnm.create_endpoint("cninet", options={IFNAME_OPTION: "no/slash"})
+        assert sum(p.used for p in cnm.list_pools()) == used
+        sb = cnm.create_sandbox("ifnames")
+        first = cnm.connect("cninet", sb.id, options={IFNAME_OPTION: "data0"})
+        assert first.interface_name == "data0"
+        cnm.create_network("cninet2", subnets=[_ipam("10.95.0.0/24")])
+        second = cnm.create_endpoint("cninet2", options={IFNAME_OPTION: "data0"})
+        with pytest.raises(AlreadyExistsError) as err:
+            cnm.join(second.id, sb.id)
+        assert err.value.reason == "INTERFACE_NAME_TAKEN", err.value
+        assert "data0" in err.value.message
+        cnm.delete_endpoint(second.id)
+        cnm.delete_sandbox(sb.id)
+        cnm.delete_network("cninet2")
+        assert cnm_state(world) == EMPTY
