@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +27,7 @@ from clients.completion import SHELLS
 from clients.errors import ClientError, NotFoundError
 from clients.filters import boolean, event_filter, network_filters, parse_time, prune_filter
 from clients.portspec import PortSpecError, parse_port_spec
+from clients.sandbox_exec import exec_argv
 from cnm.events.v1 import events_pb2
 
 T = TypeVar("T")
@@ -350,13 +350,11 @@ def sandbox_exec(ctx: Context, args: argparse.Namespace) -> int:
             f"the namespace of sandbox {sb.name!r} ({sb.key}) is not on this machine "
             f"(its host is {sb.host!r})"
         )
-    nsenter = shutil.which("nsenter")
-    if nsenter:
-        argv = [nsenter, f"--net={sb.key}", "--", *command]
-    elif os.path.dirname(sb.key) == "/run/netns" and shutil.which("ip"):
-        argv = [str(shutil.which("ip")), "netns", "exec", os.path.basename(sb.key), *command]
-    else:
-        raise CommandError("neither nsenter nor ip is installed")
+    try:
+        # The sandbox's namespace and its hosts/resolv.conf (private mount namespace).
+        argv = exec_argv(sb.key, sb.hosts_path, sb.resolv_conf_path, command)
+    except LookupError as e:
+        raise CommandError(f"not installed: {e} (util-linux)") from None
     ctx.close()
     sys.stdout.flush()
     sys.stderr.flush()

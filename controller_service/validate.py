@@ -67,8 +67,20 @@ def is_hostname(text: str) -> bool:
 # ------------------------------------------------------------------ networks
 
 
+# Network options every driver honours; their values are checked here, once.
+LEGACY_HOSTS_OPTION = "cnm.network.legacy_hosts"
+_BOOL_VALUES = ("true", "false", "1", "0", "yes", "no", "on", "off")
+
+
+def _bool_options(options: Mapping[str, str]) -> None:
+    value = options.get(LEGACY_HOSTS_OPTION)
+    if value is not None and value.strip().lower() not in _BOOL_VALUES:
+        raise _bad("option", f"{LEGACY_HOSTS_OPTION}={value}", "expected true or false")
+
+
 def network_spec(spec: NetworkSpec) -> NetworkSpec:
     validate_name("network", spec.name)
+    _bool_options(spec.options)
     driver = spec.driver or DEFAULT_DRIVER
     if not _DRIVER.match(driver):
         raise _bad("driver name", driver, "expected letters, digits and _.:/-")

@@ -47,6 +47,9 @@ class DriverConfig(CommonConfig):
     # Overlay networks: a full comparison of the kernel's peer entries with the
     # store, repairing anything a lost pub/sub message left out.
     overlay_resync_interval: float = 15.0
+    # The embedded resolver's address written as the sandboxes' nameserver
+    # (cnm-dns answers there); "" writes the host's servers instead, filtered.
+    dns_resolver: str = "127.0.0.11"
 
 
 def finish(cfg: DriverConfig) -> DriverConfig:
@@ -85,6 +88,11 @@ def finish(cfg: DriverConfig) -> DriverConfig:
         raise ConfigError("heartbeat_interval must be > 0 seconds")
     if cfg.host_ttl <= cfg.heartbeat_interval:
         raise ConfigError("host_ttl must be longer than heartbeat_interval")
+    if cfg.dns_resolver:
+        try:
+            ipaddress.ip_address(cfg.dns_resolver)
+        except ValueError:
+            raise ConfigError(f"dns_resolver {cfg.dns_resolver!r}: not an IP address") from None
     if cfg.overlay_resync_interval <= 0:
         raise ConfigError("overlay_resync_interval must be > 0 seconds")
     if cfg.listen:

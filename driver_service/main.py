@@ -149,7 +149,12 @@ class DriverApp:
             on_change=lambda: self._drivers_changed(registry),
         )
         self.plugins.load()
-        sandboxes = Sandboxes(state, state_dir=cfg.state_dir, netns_prefix=cfg.netns_prefix)
+        sandboxes = Sandboxes(
+            state,
+            state_dir=cfg.state_dir,
+            netns_prefix=cfg.netns_prefix,
+            resolver=cfg.dns_resolver,
+        )
         self.manager = Manager(state, registry, sandboxes)
         self.hostreg = HostRegistration(
             store,

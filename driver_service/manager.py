@@ -451,12 +451,8 @@ class Manager:
             return
 
     def _refresh_network(self, network_id: str, sandbox_id: str) -> None:
-        """Rewrite the files of `sandbox_id` now, and of every sandbox on the network soon."""
-        affected = {sandbox_id}
-        for ep in self.state.endpoints_of_network(network_id):
-            if ep.attachment is not None:
-                affected.add(ep.attachment.sandbox_id)
-        self.sandboxes.refresh(affected, now=[sandbox_id])
+        """Rewrite the files of `sandbox_id` now (peers' only for legacy hosts files)."""
+        self.sandboxes.refresh_network(network_id, sandbox_id)
 
     # --- sandboxes ------------------------------------------------------------------------
 

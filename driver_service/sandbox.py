@@ -6,10 +6,14 @@ this process), or a namespace the runtime brings (an external key such as
 /proc/PID/ns/net, checked to be a network namespace and never deleted here).
 
 The files live under <state_dir>/sandboxes/<id>/ and are re-rendered from the
-records whenever the sandbox's networks change: the manager calls `refresh`
-with every sandbox a Join or Leave affects (all sandboxes on that network on
-this host). Rendering reads the records at that moment under one lock, so the
-last writer always writes the newest view.
+records whenever the sandbox's own networks change (`refresh_network`). Peers
+are found by name through the embedded resolver (cnm-dns, 127.0.0.11 in
+resolv.conf), so a hosts file holds only localhost, the sandbox itself and its
+extra hosts, and a join or leave costs the other sandboxes nothing. Networks
+with the `cnm.network.legacy_hosts` option keep the old behaviour: every peer
+in every hosts file, the peers' files rewritten by a background writer.
+Rendering reads the records at that moment under one lock, so the last writer
+always writes the newest view.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from driver_service import osl
-from driver_service.constants import DRIVER_HOST
+from driver_service.constants import DRIVER_HOST, DRIVER_NULL
 from driver_service.models import (
     CREATING,
     DELETING,
@@ -37,9 +41,11 @@ from driver_service.models import (
     SandboxView,
 )
 from driver_service.sandbox_files import (
+    EMBEDDED_RESOLVER,
     HOST_HOSTS,
     HOST_RESOLV_CONF,
     HostEntry,
+    legacy_hosts,
     own_names,
     read_text,
     render_hosts,
@@ -64,8 +70,18 @@ def _bare(cidr: str) -> str:
 
 
 class Sandboxes:
-    def __init__(self, state: State, *, state_dir: str, netns_prefix: str) -> None:
+    def __init__(
+        self,
+        state: State,
+        *,
+        state_dir: str,
+        netns_prefix: str,
+        resolver: str = EMBEDDED_RESOLVER,
+    ) -> None:
         self.state = state
+        # The embedded resolver's address written into resolv.conf ("" = none: the
+        # host's servers, filtered, as without cnm-dns).
+        self.resolver = resolver
         self.dir = Path(state_dir) / "sandboxes"
         self.netns_prefix = netns_prefix
         # Serialises every file write; `_written` caches what each path holds.
@@ -132,6 +148,17 @@ class Sandboxes:
         return bool(rec.key) and osl.is_netns(rec.key)
 
     # --- files ----------------------------------------------------------------------------
+
+    def refresh_network(self, network_id: str, sandbox_id: str) -> None:
+        """A sandbox joined or left a network: its own files now; the other
+        sandboxes' files only when the network asks for legacy hosts files."""
+        affected = {sandbox_id}
+        net = self.state.network(network_id)
+        if net is not None and legacy_hosts(net.spec.options):
+            for ep in self.state.endpoints_of_network(network_id):
+                if ep.attachment is not None:
+                    affected.add(ep.attachment.sandbox_id)
+        self.refresh(affected, now=[sandbox_id])
 
     def refresh(self, sandbox_ids: Iterable[str], *, now: Iterable[str] = ()) -> None:
         """Rewrite the files of these sandboxes from the current records.
@@ -218,7 +245,9 @@ class Sandboxes:
             for e in self.state.endpoints_in_sandbox(rec.id)
             if e.attachment is not None and e.attachment.state == JOINED
         ]
-        host_mode = any(self._driver_of(e) == DRIVER_HOST for e in joined)
+        drivers = {self._driver_of(e) for e in joined}
+        host_mode = DRIVER_HOST in drivers
+        embedded = bool(self.resolver) and bool(drivers - {DRIVER_HOST, DRIVER_NULL})
         hostname = spec.hostname or spec.name or rec.id[:SHORT_ID]
         names = own_names(hostname, spec.domainname)
 
@@ -243,7 +272,11 @@ class Sandboxes:
         hosts = render_hosts(own, peers, spec.extra_hosts, base=base)
         ipv6 = any(e.spec.address_ipv6 for e in joined)
         resolv = render_resolv_conf(
-            read_text(self.host_resolv_conf), spec.dns, ipv6=ipv6, host_namespace=host_mode
+            read_text(self.host_resolv_conf),
+            spec.dns,
+            ipv6=ipv6,
+            host_namespace=host_mode,
+            resolver=self.resolver if embedded else "",
         )
         return hosts, resolv
 
@@ -254,7 +287,11 @@ class Sandboxes:
     def _peer_entries(
         self, sandbox_id: str, ep: EndpointRecord, peer_cache: PeerCache | None = None
     ) -> list[HostEntry]:
-        """`IP\\tname name.network aliases...` for every other sandbox on ep's network."""
+        """`IP\\tname name.network aliases...` for every other sandbox on ep's network,
+        when that network keeps legacy hosts files; none otherwise (cnm-dns answers)."""
+        net = self.state.network(ep.network_id)
+        if net is None or not legacy_hosts(net.spec.options):
+            return []
         if peer_cache is None:
             entries = self._network_entries(ep.network_id)
         elif ep.network_id in peer_cache:

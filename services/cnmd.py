@@ -6,11 +6,11 @@
     cnmd stop   [--run-dir DIR]    exit 0 also when cnmd was not running
 
 Starts a private redis-server (unless a Redis URL is given) and cnm-ipam,
-cnm-controller and cnm-driver as child processes on unix sockets in the run
+cnm-controller, cnm-driver and cnm-dns as child processes on unix sockets in the run
 dir, waits until each is SERVING, restarts a child that dies, and on
 SIGTERM/SIGINT (or `cnmd stop`) stops the services, then Redis, by PID.
 
-Files: RUN_DIR/{redis,ipam,controller,driver}.sock, RUN_DIR/cnmd.pid (locked
+Files: RUN_DIR/{redis,ipam,controller,driver,dns}.sock, RUN_DIR/cnmd.pid (locked
 while cnmd runs), RUN_DIR/cnmd.json (components, PIDs, readiness: what
 `cnmd status` reads); DATA_DIR/redis (append-only file), DATA_DIR/driver
 (sandbox files), DATA_DIR/log/<component>.log.
@@ -72,7 +72,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cnmd", description="Run Redis + cnm-ipam + cnm-controller + cnm-driver.")
+    p = _Parser(
+        prog="cnmd", description="Run Redis + cnm-ipam + cnm-controller + cnm-driver + cnm-dns."
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common.add_argument("--run-dir", metavar="DIR", help="sockets and pid file (/run/cnm)")
@@ -176,6 +178,8 @@ class Plan:
             "ipam": [],
             "controller": ["--ipam", addrs["ipam"]],
             "driver": ["--host-id", host_id, "--state-dir", str(data_dir / "driver")],
+            # The resolver serves this host's sandboxes (127.0.0.11 inside each).
+            "dns": ["--host-id", host_id],
         }
         children = []
         if private:

@@ -25,7 +25,7 @@ from services.supervisor import Child, ChildSpec, wait_until
 if TYPE_CHECKING:
     from services.cnmd import Plan
 
-SERVICES = ("ipam", "controller", "driver")
+SERVICES = ("ipam", "controller", "driver", "dns")
 PID_FILE = "cnmd.pid"
 STATE_FILE = "cnmd.json"
 # `cnmd status` exit codes, as an init script's status (LSB): 0 all SERVING,

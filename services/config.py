@@ -95,7 +95,7 @@ def load(
             raise ConfigError(f"config file {file}: not found") from None
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"config file {file}: {e}") from None
-        sections = {"ipam", "controller", "driver", "cnmd"}
+        sections = {"ipam", "controller", "driver", "dns", "cnmd"}
         for key, value in data.items():
             if key in sections:
                 continue

@@ -130,3 +130,33 @@ def short_tmp(prefix: str = "cnm") -> Path:
     return Path(
         tempfile.mkdtemp(prefix=f"{prefix}-", dir="/tmp" if os.path.isdir("/tmp") else None)
     )
+
+
+def start_dns(
+    spawn,
+    redis_url: str,
+    run_dir: Path,
+    *,
+    host_id: str,
+    netns_name: str | None,
+    env: dict[str, str] | None = None,
+):
+    """The resolver (cnm-dns) of a test host, in that host's namespace as cnmd would
+    run it beside the driver; returns (health address, Popen) once SERVING."""
+    address = f"unix://{run_dir}/dns-{host_id}.sock"
+    argv = [
+        str(BIN / "cnm-dns"),
+        "--listen",
+        address,
+        "--redis-url",
+        redis_url,
+        "--host-id",
+        host_id,
+        "--log-format",
+        "text",
+    ]
+    if netns_name:
+        argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
+    proc = spawn(argv, env=env)
+    wait_serving(address, proc=proc)
+    return address, proc
