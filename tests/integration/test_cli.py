@@ -342,7 +342,9 @@ def test_runtime_namespace_dual_stack_and_sandbox_files(stack):
         hosts = Path(sb_ext["HostsPath"]).read_text()
         assert re.search(r"^10\.36\.0\.99\s+db$", hosts, re.M), hosts
         resolv = Path(sb_ext["ResolvConfPath"]).read_text()
-        assert "nameserver 10.36.0.53" in resolv and "search example.test" in resolv
+        # The embedded resolver first, forwarding to the sandbox's --dns server.
+        assert "nameserver 127.0.0.11" in resolv and "# ExtServers: [10.36.0.53]" in resolv
+        assert "search example.test" in resolv
 
         ok(stack, "sandbox", "rm", "ext", "peer")
         # The runtime's namespace is the runtime's: still there, without our interface.

@@ -27,6 +27,9 @@ def world(redis_server, netns_prefix):
         yield h
 
 
+LEGACY_HOSTS = {"cnm.network.legacy_hosts": "true"}
+
+
 @pytest.fixture
 def host(world):
     """The module's driver; everything a test made through it is deleted after the test."""
@@ -42,17 +45,18 @@ def test_two_sandboxes_on_one_bridge_ping_both_ways_ipv4_and_ipv6(host):
     assert ping(a, "10.20.0.3") and ping(b, "10.20.0.2")
     assert ping(a, "fd00:20::3") and ping(b, "fd00:20::2")
 
-    hosts_a = hosts_text(a, has=("10.20.0.3\tbeta beta.front", "fd00:20::3\tbeta beta.front"))
-    # b joined last: its own file was current when Join returned.
-    assert "10.20.0.2\talpha alpha.front" in Path(b.hosts_path).read_text()
-    assert hosts_a.splitlines()[1] == "10.20.0.2\talpha"
+    # Peers are found through the embedded resolver: hosts files keep their own entries.
+    hosts_a = Path(a.hosts_path).read_text()
+    assert hosts_a.splitlines()[1] == "10.20.0.2\talpha" and "beta" not in hosts_a
+    assert "alpha" not in Path(b.hosts_path).read_text()
     assert "eth0" in links(netns_name(a))
     assert len(default_routes(a)) == 1
 
 
 def test_sandbox_on_two_networks_has_eth0_eth1_one_default_route_and_leave_cleans_up(host):
-    front = host.network("10.21.0.0/24", name="front")
-    back = host.network("10.22.0.0/24", name="back")
+    # Legacy hosts files: every peer written into every sandbox's file.
+    front = host.network("10.21.0.0/24", name="front", options=LEGACY_HOSTS)
+    back = host.network("10.22.0.0/24", name="back", options=LEGACY_HOSTS)
     sb = host.sandbox("app")
     ep_front = host.endpoint(front, "10.21.0.2/24", name="app")
     ep_back = host.endpoint(back, "10.22.0.2/24", name="app")

@@ -99,8 +99,8 @@ def test_host_driver_creates_nothing_and_shares_the_hosts_files(host):
     assert Path("/etc/hosts").read_text().strip() in hosts
 
 
-def test_hosts_files_follow_peers_as_they_join_and_leave(host):
-    nid = host.network("10.61.0.0/24", name="mesh")
+def test_legacy_hosts_files_follow_peers_as_they_join_and_leave(host):
+    nid = host.network("10.61.0.0/24", name="mesh", options={"cnm.network.legacy_hosts": "1"})
     a, _ = host.attach(
         nid,
         "10.61.0.2/24",
@@ -126,17 +126,20 @@ def test_hosts_files_follow_peers_as_they_join_and_leave(host):
     hosts_text(a, lacks=("10.61.0.3",))
 
 
-def test_resolv_conf_uses_sandbox_dns_and_drops_ipv6_servers_without_ipv6(host):
+def test_resolv_conf_uses_sandbox_dns_through_the_embedded_resolver(host):
     dns = tpb.DnsConfig(
         servers=["10.0.0.53", "fd00::53"], search=["corp.example"], options=["ndots:2"]
     )
     nid = host.network("10.62.0.0/24", subnet6="fd00:62::/64")
     v4_only, _ = host.attach(nid, "10.62.0.2/24", "v4", dns=dns)
     dual, _ = host.attach(nid, "10.62.0.3/24", "dual", address6="fd00:62::3/64", dns=dns)
-    text = Path(v4_only.resolv_conf_path).read_text()
-    assert "nameserver 10.0.0.53" in text and "fd00::53" not in text
-    assert "search corp.example" in text and "options ndots:2" in text
-    assert "nameserver fd00::53" in Path(dual.resolv_conf_path).read_text()
+    # Joined to a bridge network: the embedded resolver, forwarding to the sandbox's servers.
+    for sb in (v4_only, dual):
+        lines = Path(sb.resolv_conf_path).read_text().splitlines()
+        assert [ln for ln in lines if ln.startswith("nameserver")] == ["nameserver 127.0.0.11"]
+        assert "# ExtServers: [10.0.0.53 fd00::53]" in lines
+        assert "search corp.example" in lines and "options ndots:2" in lines
+    # No network yet: the host's servers, filtered as Docker does.
     plain = host.sandbox("plain")
     for line in Path(plain.resolv_conf_path).read_text().splitlines():
         if line.startswith("nameserver"):

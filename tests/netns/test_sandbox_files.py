@@ -112,15 +112,21 @@ def test_bad_external_key_leaves_no_record_namespace_or_file(
     assert not manager.sandboxes.dir.exists()
 
 
-def test_files_follow_the_records(manager):
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy-hosts", "own-entries-only"])
+def test_files_follow_the_records(manager, legacy):
     """hosts is rendered from the records: own line from the first joined endpoint,
-    a line per peer of each network, IPv6 nameservers only with an IPv6 address."""
+    a line per peer of each network that asks for legacy hosts files (none
+    otherwise: peers are found through cnm-dns), IPv6 nameservers only with an
+    IPv6 address (the null driver's sandboxes do not use the embedded resolver)."""
     resolv = Path(manager.sandboxes.host_resolv_conf)
     resolv.write_text("nameserver 10.1.1.1\nnameserver fd00::1\n")
     me = manager.create_sandbox(SandboxSpec(new_id(), name="me", hostname="me", dns=DnsConfig()))
     peer = manager.create_sandbox(SandboxSpec(new_id(), name="peer"))
     nid = new_id()
-    manager.state.put_network(NetworkRecord(NetworkSpec(nid, "blue", "null"), "ready"))
+    options = {"cnm.network.legacy_hosts": "true"} if legacy else {}
+    manager.state.put_network(
+        NetworkRecord(NetworkSpec(nid, "blue", "null", options=options), "ready")
+    )
 
     def joined(sandbox, address, address6="", name=""):
         ep = EndpointRecord(
@@ -136,7 +142,8 @@ def test_files_follow_the_records(manager):
     assert manager.sandboxes.flush()
     text = Path(me.hosts_path).read_text()
     assert text.splitlines()[1] == "10.0.0.2\tme"
-    assert "10.0.0.3\tapi api.blue" in text and "fd00::3\tapi api.blue" in text
+    assert ("10.0.0.3\tapi api.blue" in text and "fd00::3\tapi api.blue" in text) is legacy
+    assert ("10.0.0.3" in text) is legacy
     assert "fd00::1" not in Path(me.resolv_conf_path).read_text()
     assert "nameserver fd00::1" in Path(peer.resolv_conf_path).read_text()
 

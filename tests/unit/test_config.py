@@ -155,7 +155,7 @@ def test_cnmd_plan_private_redis_and_service_flags(tmp_path: Path) -> None:
     run, data = tmp_path / "run", tmp_path / "data"
     assert plan.private_redis and plan.redis_url == f"unix://{run}/redis.sock"
     by_name = {c.name: c for c in plan.children}
-    assert list(by_name) == ["redis", "ipam", "controller", "driver"]
+    assert list(by_name) == ["redis", "ipam", "controller", "driver", "dns"]
     redis = " ".join(by_name["redis"].argv)
     for part in ("--port 0", f"--unixsocket {run}/redis.sock", "--appendonly yes", f"{data}/redis"):
         assert part in redis
@@ -165,6 +165,8 @@ def test_cnmd_plan_private_redis_and_service_flags(tmp_path: Path) -> None:
     drv = by_name["driver"].argv
     assert drv[drv.index("--host-id") + 1] == "h1"
     assert drv[drv.index("--state-dir") + 1] == str(data / "driver")
+    dns = by_name["dns"].argv
+    assert dns[dns.index("--host-id") + 1] == "h1"
     for child in plan.children[1:]:
         assert child.argv[child.argv.index("--redis-url") + 1] == plan.redis_url
         assert child.log_path == data / "log" / f"{child.name}.log"
@@ -173,7 +175,7 @@ def test_cnmd_plan_private_redis_and_service_flags(tmp_path: Path) -> None:
 def test_cnmd_plan_external_redis_starts_no_redis(tmp_path: Path) -> None:
     plan = _plan(tmp_path, redis_url="redis://10.0.0.5:6379/0")
     assert not plan.private_redis
-    assert [c.name for c in plan.children] == ["ipam", "controller", "driver"]
+    assert [c.name for c in plan.children] == ["ipam", "controller", "driver", "dns"]
 
 
 @pytest.mark.parametrize(

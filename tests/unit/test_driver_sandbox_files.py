@@ -11,6 +11,7 @@ from driver_service.sandbox_files import (
     DEFAULT_NAMESERVERS_V4,
     LOCALHOST_BLOCK,
     HostEntry,
+    legacy_hosts,
     own_names,
     render_hosts,
     render_resolv_conf,
@@ -88,3 +89,33 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temp_files(tmp_path):
     assert path.read_text() == "two\n" and path.stat().st_ino != inode
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert os.listdir(path.parent) == ["hosts"]
+
+
+@pytest.mark.parametrize(
+    "dns, ext, search, options",
+    [
+        (DnsConfig(), "[host(127.0.0.53) 10.1.1.1]", "search lan", "options edns0 ndots:0"),
+        (
+            DnsConfig(servers=("10.9.9.9",), search=("corp",), options=("ndots:3",)),
+            "[10.9.9.9]",
+            "search corp",
+            "options ndots:3",
+        ),
+    ],
+    ids=["host-servers", "sandbox-servers"],
+)
+def test_resolv_conf_with_the_embedded_resolver(dns, ext, search, options):
+    """Docker's file with the internal resolver: 127.0.0.11 alone, the upstreams it
+    forwards to in a comment (loopback ones marked host(...)), ndots:0 unless given."""
+    host = "nameserver 127.0.0.53\nnameserver 10.1.1.1\nsearch lan\noptions edns0\n"
+    text = render_resolv_conf(host, dns, ipv6=False, resolver="127.0.0.11")
+    lines = text.splitlines()
+    assert [ln for ln in lines if ln.startswith("nameserver")] == ["nameserver 127.0.0.11"]
+    assert f"# ExtServers: {ext}" in lines and search in lines and options in lines
+
+
+def test_legacy_hosts_option_values():
+    assert legacy_hosts({"cnm.network.legacy_hosts": "true"})
+    assert legacy_hosts({"cnm.network.legacy_hosts": " Yes "})
+    assert not legacy_hosts({"cnm.network.legacy_hosts": "false"})
+    assert not legacy_hosts({})
