@@ -166,7 +166,9 @@ def test_version_old_result_format_and_dns(world, containers, netns_host):
     assert {"0.4.0", "1.0.0", "1.1.0"} <= set(out.out["supportedVersions"])
 
     cni = LibCni(conflist(world, "0.4.0"), world.bin_dir, netns_host)
-    _, path = containers()
+    # containerd's CRI names namespaces /var/run/netns/cni-<uuid>
+    name, _ = containers()
+    path = f"/var/run/netns/{name}"
     added = cni.add("old", path, ifname="net1")
     assert added.code == 0, added
     validate_result(added.out, "0.4.0")
