@@ -17,8 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from clients import commands, output
-from clients.completion import SHELLS
+from clients.completion import FORMATS, SHELLS, complete_with, complete_words
 from clients.errors import ClientError
+from services.version import version_line
 
 ENV_CONTROLLER = "CNM_CONTROLLER"
 DEFAULT_CONTROLLER = "unix:///run/cnm/controller.sock"
@@ -52,7 +53,22 @@ def _list_flags(parser: argparse.ArgumentParser, *, quiet: bool = True) -> None:
     if quiet:
         parser.add_argument("-q", "--quiet", action="store_true", help="only display ids")
     parser.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
-    parser.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
+    complete_words(
+        parser.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP),
+        FORMATS,
+    )
+
+
+def _names(
+    parser: argparse.ArgumentParser,
+    dest: str,
+    metavar: str,
+    kind: str,
+    help_text: str,
+    nargs: str | None = "+",
+) -> None:
+    """A positional naming objects of `kind`, completed from the controller."""
+    complete_with(parser.add_argument(dest, nargs=nargs, metavar=metavar, help=help_text), kind)
 
 
 def _inspect_format(parser: argparse.ArgumentParser) -> None:
@@ -70,18 +86,46 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
     net = _group(_sub(top, "network", "manage networks"), "network commands")
 
     p = _sub(net, "create", "create a network; prints its id", commands.network_create)
-    p.add_argument("-d", "--driver", default="", help='driver (default "bridge")')
-    p.add_argument("--subnet", action="append", default=[], metavar="CIDR")
-    p.add_argument("--ip-range", action="append", default=[], metavar="CIDR")
-    p.add_argument("--gateway", action="append", default=[], metavar="IP")
-    p.add_argument("--aux-address", action="append", default=[], metavar="NAME=IP")
+    complete_with(
+        p.add_argument("-d", "--driver", default="", help='driver (default "bridge")'), "driver"
+    )
+    p.add_argument(
+        "--subnet", action="append", default=[], metavar="CIDR", help="subnet (repeatable)"
+    )
+    p.add_argument(
+        "--ip-range",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allocate container addresses from this sub-range of a subnet",
+    )
+    p.add_argument(
+        "--gateway", action="append", default=[], metavar="IP", help="gateway of a subnet"
+    )
+    p.add_argument(
+        "--aux-address",
+        action="append",
+        default=[],
+        metavar="NAME=IP",
+        help="an address of a subnet the IPAM must not hand out",
+    )
     p.add_argument("--ipv6", action="store_true", help="enable IPv6")
     p.add_argument("--internal", action="store_true", help="no external access")
-    p.add_argument("--ipam-driver", default="", metavar="NAME")
-    p.add_argument("--ipam-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--host", default="", help="host of a local-scope network")
+    p.add_argument(
+        "--ipam-driver", default="", metavar="NAME", help='IPAM driver (default "default")'
+    )
+    p.add_argument(
+        "--ipam-opt", action="append", default=[], metavar="KEY=VALUE", help="IPAM driver option"
+    )
+    p.add_argument(
+        "-o", "--opt", action="append", default=[], metavar="KEY=VALUE", help="driver option"
+    )
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="metadata label"
+    )
+    complete_with(
+        p.add_argument("--host", default="", help="host of a local-scope network"), "host"
+    )
     p.add_argument("--config-only", action="store_true", help="create a configuration only network")
     p.add_argument(
         "--config-from",
@@ -89,7 +133,7 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="the network from which to copy the configuration",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="its name, unique among its kind")
 
     p = _sub(net, "ls", "list networks", commands.network_ls, aliases=["list"])
     _list_flags(p)
@@ -105,10 +149,10 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
 
     p = _sub(net, "inspect", "show networks as a JSON array", commands.network_inspect)
     _inspect_format(p)
-    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    _names(p, "networks", "NETWORK", "network", "networks (names, ids or id prefixes)")
 
     p = _sub(net, "rm", "remove networks", commands.network_rm, aliases=["remove"])
-    p.add_argument("networks", nargs="+", metavar="NETWORK")
+    _names(p, "networks", "NETWORK", "network", "networks (names, ids or id prefixes)")
 
     p = _sub(net, "prune", "remove every network without endpoints", commands.network_prune)
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
@@ -123,49 +167,70 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
     p = _sub(net, "connect", "connect a sandbox to a network", commands.network_connect)
     p.add_argument("--ip", default="", help="IPv4 address")
     p.add_argument("--ip6", default="", help="IPv6 address")
-    p.add_argument("--mac-address", default="")
-    p.add_argument("--alias", action="append", default=[], metavar="NAME")
+    p.add_argument("--mac-address", default="", help="MAC address of the interface")
+    p.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name of the sandbox on this network",
+    )
     p.add_argument(
         "-p",
         "--publish",
         action="append",
         default=[],
         metavar="[HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]",
+        help="publish a port on the host (docker's -p syntax)",
     )
-    p.add_argument("network", metavar="NETWORK")
-    p.add_argument("sandbox", metavar="SANDBOX")
+    _names(p, "network", "NETWORK", "network", "the network", nargs=None)
+    _names(p, "sandbox", "SANDBOX", "sandbox", "the sandbox", nargs=None)
 
     p = _sub(net, "disconnect", "disconnect a sandbox from a network", commands.network_disconnect)
-    p.add_argument("network", metavar="NETWORK")
-    p.add_argument("sandbox", metavar="SANDBOX")
+    _names(p, "network", "NETWORK", "network", "the network", nargs=None)
+    _names(p, "sandbox", "SANDBOX", "sandbox", "the sandbox", nargs=None)
 
 
 def _sandbox_parsers(top: argparse._SubParsersAction) -> None:
     sb = _group(_sub(top, "sandbox", "manage sandboxes"), "sandbox commands")
 
     p = _sub(sb, "create", "create a sandbox; prints its id", commands.sandbox_create)
-    p.add_argument("--hostname", default="")
-    p.add_argument("--domainname", default="")
-    p.add_argument("--dns", action="append", default=[], metavar="IP")
-    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN")
-    p.add_argument("--dns-option", action="append", default=[], metavar="OPTION")
-    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP")
-    p.add_argument("--host", default="", help="host to create it on")
+    p.add_argument("--hostname", default="", help="host name written to its /etc/hosts")
+    p.add_argument("--domainname", default="", help="domain name")
+    p.add_argument(
+        "--dns", action="append", default=[], metavar="IP", help="DNS server for resolv.conf"
+    )
+    p.add_argument(
+        "--dns-search", action="append", default=[], metavar="DOMAIN", help="DNS search domain"
+    )
+    p.add_argument(
+        "--dns-option", action="append", default=[], metavar="OPTION", help="resolv.conf option"
+    )
+    p.add_argument(
+        "--add-host",
+        action="append",
+        default=[],
+        metavar="NAME:IP",
+        help="an extra line of its /etc/hosts",
+    )
+    complete_with(p.add_argument("--host", default="", help="host to create it on"), "host")
     p.add_argument("--netns", default="", metavar="PATH", help="bring your own namespace")
-    p.add_argument("--container-id", default="")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("--container-id", default="", help="the runtime's container id")
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="metadata label"
+    )
+    p.add_argument("name", metavar="NAME", help="its name, unique among its kind")
 
     p = _sub(sb, "ls", "list sandboxes", commands.sandbox_ls, aliases=["list"])
     _list_flags(p)
-    p.add_argument("--host", default="", help="only sandboxes of this host")
+    complete_with(p.add_argument("--host", default="", help="only sandboxes of this host"), "host")
 
     p = _sub(sb, "inspect", "show sandboxes as a JSON array", commands.sandbox_inspect)
     _inspect_format(p)
-    p.add_argument("sandboxes", nargs="+", metavar="SANDBOX")
+    _names(p, "sandboxes", "SANDBOX", "sandbox", "sandboxes (names, ids or id prefixes)")
 
     p = _sub(sb, "rm", "remove sandboxes", commands.sandbox_rm, aliases=["remove"])
-    p.add_argument("sandboxes", nargs="+", metavar="SANDBOX")
+    _names(p, "sandboxes", "SANDBOX", "sandbox", "sandboxes (names, ids or id prefixes)")
 
     p = _sub(
         sb,
@@ -173,30 +238,39 @@ def _sandbox_parsers(top: argparse._SubParsersAction) -> None:
         "run a command in a sandbox's network namespace: exec SANDBOX -- CMD...",
         commands.sandbox_exec,
     )
-    p.add_argument("sandbox", metavar="SANDBOX")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...")
+    _names(p, "sandbox", "SANDBOX", "sandbox", "the sandbox", nargs=None)
+    p.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command and its args"
+    )
 
 
 def _other_parsers(top: argparse._SubParsersAction) -> None:
     ep = _group(_sub(top, "endpoint", "list and inspect endpoints"), "endpoint commands")
     p = _sub(ep, "ls", "list endpoints", commands.endpoint_ls, aliases=["list"])
     _list_flags(p)
-    p.add_argument("--network", default="", help="only endpoints of this network")
-    p.add_argument("--sandbox", default="", help="only endpoints joined to this sandbox")
+    complete_with(
+        p.add_argument("--network", default="", help="only endpoints of this network"), "network"
+    )
+    complete_with(
+        p.add_argument("--sandbox", default="", help="only endpoints joined to this sandbox"),
+        "sandbox",
+    )
     p = _sub(ep, "inspect", "show endpoints as a JSON array", commands.endpoint_inspect)
     _inspect_format(p)
-    p.add_argument("endpoints", nargs="+", metavar="ID")
+    _names(p, "endpoints", "ID", "endpoint", "endpoint ids or id prefixes")
 
     host = _group(_sub(top, "host", "hosts running a driver service"), "host commands")
     p = _sub(host, "ls", "list hosts and their state", commands.host_ls, aliases=["list"])
     _list_flags(p)
     p = _sub(host, "inspect", "show hosts as a JSON array", commands.host_inspect)
     _inspect_format(p)
-    p.add_argument("hosts", nargs="+", metavar="HOST")
+    _names(p, "hosts", "HOST", "host", "host ids")
 
     drv = _group(_sub(top, "driver", "network drivers across hosts"), "driver commands")
     p = _sub(drv, "ls", "list drivers", commands.driver_ls, aliases=["list"])
-    p.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP)
+    complete_words(
+        p.add_argument("--format", default="table", metavar="FORMAT", help=FORMAT_HELP), FORMATS
+    )
 
     ipam = _group(_sub(top, "ipam", "address pools"), "ipam commands")
     p = _sub(ipam, "ls", "list pools with used/free counts", commands.ipam_ls, aliases=["list"])
@@ -251,10 +325,15 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
 
     p = _sub(top, "gc", "release everything of sandboxes not listed", commands.gc)
     p.add_argument("--all", action="store_true", help="no sandbox is valid: release everything")
-    p.add_argument("sandboxes", nargs="*", metavar="SANDBOX_ID")
+    complete_with(
+        p.add_argument(
+            "sandboxes", nargs="*", metavar="SANDBOX_ID", help="full ids of sandboxes to keep"
+        ),
+        "sandbox_id",
+    )
 
     p = _sub(top, "completion", "print a shell completion script", commands.completion)
-    p.add_argument("shell", choices=sorted(SHELLS))
+    p.add_argument("shell", choices=sorted(SHELLS), help="the shell to complete in")
 
 
 def _non_negative(text: str) -> int:
@@ -278,9 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="deadline of each call"
     )
-    parser.add_argument("--tls-ca", default=os.environ.get("CNM_TLS_CA", ""), metavar="FILE")
-    parser.add_argument("--tls-cert", default=os.environ.get("CNM_TLS_CERT", ""), metavar="FILE")
-    parser.add_argument("--tls-key", default=os.environ.get("CNM_TLS_KEY", ""), metavar="FILE")
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("CNM_TLS_CA", ""),
+        metavar="FILE",
+        help="CA bundle to verify a TCP controller with (env CNM_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=os.environ.get("CNM_TLS_CERT", ""),
+        metavar="FILE",
+        help="client certificate for mutual TLS (env CNM_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=os.environ.get("CNM_TLS_KEY", ""),
+        metavar="FILE",
+        help="key of the client certificate (env CNM_TLS_KEY)",
+    )
+    parser.add_argument("-v", "--version", action="version", version=version_line("cnmctl"))
     top = _group(parser, "commands")
     _network_parsers(top)
     _sandbox_parsers(top)

@@ -40,6 +40,7 @@ from services.config import ConfigError, load
 from services.logsetup import setup_logging
 from services.redis_url import check as redis_url_check
 from services.supervisor import Child, ChildSpec, stop_children, wait_until
+from services.version import version, version_line
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", metavar="DIR", help="Redis data, sandbox files, logs")
     p.add_argument("--redis-url", metavar="URL", help="use this Redis instead of a private one")
     p.add_argument("--host-id", metavar="ID", help="this host's id (default: hostname)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="log level (info)"
+    )
+    p.add_argument("--log-format", choices=["json", "text"], help="log line format (json)")
+    p.add_argument("-v", "--version", action="version", version=version_line("cnmd"))
     p.add_argument(
         "--daemon",
         action="store_true",
@@ -371,6 +375,7 @@ class Cnmd:
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
+            "version": version(),
             "ready": self.ready,
             "run_dir": str(self.plan.run_dir),
             "data_dir": str(self.plan.data_dir),

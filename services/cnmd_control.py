@@ -106,7 +106,9 @@ def status(run_dir: Path) -> int:
             health = healthcheck.probe_grpc(comp["address"])
         pid = "external" if comp.get("external") else f"pid {comp.get('pid') or '-'}"
         rows.append((comp["name"], comp["address"], health, pid, comp.get("restarts", 0)))
-    print(f"cnmd pid {state.get('pid')}, run dir {run_dir}")
+    print(
+        f"cnmd version {state.get('version', 'unknown')}, pid {state.get('pid')}, run dir {run_dir}"
+    )
     width = max((len(r[1]) for r in rows), default=0)
     for name, address, health, pid, restarts in rows:
         print(f"{name:<11} {health:<12} {address:<{width}}  {pid:<10} restarts {restarts}")

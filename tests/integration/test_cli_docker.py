@@ -5,12 +5,14 @@ filters, Watch's first message, list revisions, expired revisions."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import redis
 import test_cli
-from test_cli import fails, ok
+from test_cli import CNMCTL, fails, ok
 
 from clients.client import Client
 from clients.errors import ClientError
@@ -164,3 +166,24 @@ def test_go_templates_on_ls_and_inspect(stack):
     err = fails(stack, "network", "inspect", "-f", "{{.Nope}}", "tmpl")
     assert "can't evaluate field Nope" in err
     fails(stack, "network", "inspect", "-f", "{{.Name", "tmpl", code=2)
+
+
+def test_completion_offers_live_names_and_drivers(stack):
+    ok(stack, "network", "create", "compnet")
+    ok(stack, "sandbox", "create", "compsb")
+    script = ok(stack, "completion", "bash")
+    env = {"PATH": f"{Path(CNMCTL).parent}:/usr/bin:/bin", "CNM_CONTROLLER": stack.controller}
+
+    def complete(*words: str) -> set[str]:
+        quoted = " ".join(f"'{w}'" for w in ("cnmctl", *words))
+        driver = (f"{script}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words)}; _shtab_cnmctl; "
+                  'printf "%s\\n" "${COMPREPLY[@]}"')  # fmt: skip
+        res = subprocess.run(["bash", "--norc", "--noprofile", "-c", driver], env=env,
+                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        return set(filter(None, res.stdout.splitlines()))
+
+    assert complete("network", "inspect", "comp") == {"compnet"}
+    assert complete("network", "connect", "compnet", "") >= {"compsb"}
+    assert complete("network", "create", "-d", "") >= {"bridge", "null"}
+    assert complete("sandbox", "rm", "") == {"compsb"}
+    assert complete("host", "inspect", "") == {"h1"}

@@ -27,6 +27,7 @@ import pytest
 import redis
 
 from harness.stack import short_tmp, wait_serving
+from services.version import version
 
 BIN = Path(sys.executable).parent
 SERVICES = {
@@ -155,6 +156,8 @@ def test_cnmd_brings_up_redis_and_its_services(dirs, netns_host, cnmd_env, spawn
 
     res = cnmd("status", "--run-dir", str(dirs.run))
     assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.startswith(f"cnmd version {version()}, pid ")
+    assert cnmd("--version").stdout.startswith(f"cnmd version {version()} (python ")
     lines = {ln.split()[0]: ln.split() for ln in res.stdout.splitlines()[1:]}
     assert set(lines) == {"redis", *SERVICES}
     assert all(fields[1] == "SERVING" for fields in lines.values()), res.stdout

@@ -11,8 +11,9 @@ import pytest
 
 from clients import cli
 from clients.args import SubnetConfig, extra_host, ipam_configs, key_value
-from clients.completion import bash_script
+from clients.completion import script
 from clients.filters import network_filters
+from services.version import version
 
 # Nothing listens here: a command that got past its usage checks would fail
 # with exit 1 (unreachable), never 2, so exit 2 proves nothing was sent.
@@ -210,7 +211,7 @@ def test_ipam_configs_reject(kw, message):
         pytest.param(["events", "--timeout", "0"], "positive", id="zero-timeout"),
         pytest.param(["gc"], "--all", id="gc-needs-ids-or-all"),
         pytest.param(["gc", "--all", "abc"], "exclusive", id="gc-all-and-ids"),
-        pytest.param(["completion", "fish"], "invalid choice", id="unknown-shell"),
+        pytest.param(["completion", "tcsh"], "invalid choice", id="unknown-shell"),
     ],
 )
 def test_usage_errors_exit_2_and_name_the_problem(argv, message, capsys):
@@ -280,6 +281,32 @@ def test_help_everywhere(path, capsys):
     assert out.startswith(f"usage: cnmctl {' '.join(path)}".rstrip())
 
 
+def _parser_at(path: list[str]) -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    for word in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return parser
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "cnmctl")
+def test_every_flag_and_argument_has_help(path):
+    parser = _parser_at(path)
+    missing = [
+        a.option_strings or a.dest
+        for a in parser._actions
+        if not isinstance(a, argparse._SubParsersAction) and not a.help
+    ]
+    assert missing == []
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"cnmctl version {version()} (python ")
+
+
 def test_every_documented_command_exists():
     documented = {
         "network create", "network ls", "network inspect", "network rm", "network prune",
@@ -296,17 +323,20 @@ def test_every_documented_command_exists():
 def test_completion_prints_the_script(capsys):
     assert cli.main(["completion", "bash"]) == 0
     out = capsys.readouterr().out
-    assert "complete -F _cnmctl cnmctl" in out
+    assert "complete -o bashdefault -F _shtab_cnmctl cnmctl" in out
+    for shell in ("zsh", "fish"):
+        assert cli.main(["completion", shell]) == 0
+        assert "cnmctl" in capsys.readouterr().out
 
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 
 
 def _complete(words: list[str]) -> list[str]:
-    script = bash_script(cli.build_parser())
+    text = script(cli.build_parser(), "bash")
     quoted = " ".join(f"'{w}'" for w in words)
     driver = (
-        f"{script}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _cnmctl; "
+        f"{text}\nCOMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _shtab_cnmctl; "
         'printf "%s\\n" "${COMPREPLY[@]}"'
     )
     res = subprocess.run(
@@ -322,7 +352,7 @@ def _complete(words: list[str]) -> list[str]:
 @needs_bash
 def test_completion_script_is_valid_bash():
     res = subprocess.run(
-        ["bash", "-n"], input=bash_script(cli.build_parser()), text=True, timeout=10
+        ["bash", "-n"], input=script(cli.build_parser(), "bash"), text=True, timeout=10
     )
     assert res.returncode == 0
 
@@ -342,7 +372,10 @@ def test_completion_script_is_valid_bash():
         pytest.param(
             ["cnmctl", "network", "ls", "--f"], {"--filter", "--format"}, id="flags-of-path"
         ),
-        pytest.param(["cnmctl", "completion", ""], {"bash", "zsh"}, id="positional-choices"),
+        pytest.param(
+            ["cnmctl", "completion", ""], {"bash", "zsh", "fish"}, id="positional-choices"
+        ),
+        pytest.param(["cnmctl", "network", "ls", "--format", ""], {"table", "json"}, id="formats"),
     ],
 )
 def test_completion_completes(words, expected):
