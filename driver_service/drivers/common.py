@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
-from driver_service.models import EndpointSpec, NetworkRecord
+from driver_service.models import Attachment, EndpointSpec, NetworkRecord
 from driver_service.osl import validate
 from services.errors import CnmError, InvalidArgument
 
@@ -59,6 +59,19 @@ def endpoint_gateways(net: NetworkRecord, spec: EndpointSpec) -> tuple[str, str]
         gateway = data.gateway if data is not None else ""
         out.append(str(ipaddress.ip_interface(gateway).ip) if gateway else "")
     return (out[0], out[1])
+
+
+def default_routes(att: Attachment) -> list[osl.Route]:
+    """The default routes a join installs: through its gateways, when the
+    manager gave this endpoint the sandbox's default route."""
+    if not att.default_route:
+        return []
+    routes = []
+    if att.gateway:
+        routes.append(osl.Route("0.0.0.0/0", gateway=att.gateway))
+    if att.gateway_ipv6:
+        routes.append(osl.Route("::/0", gateway=att.gateway_ipv6))
+    return routes
 
 
 def host_default_mtu() -> int:

@@ -47,6 +47,7 @@ from driver_service.drivers.bridge import fw, options
 from driver_service.drivers.bridge.options import BridgeConfig
 from driver_service.drivers.common import (
     check_endpoint_addresses,
+    default_routes,
     endpoint_alias,
     endpoint_gateways,
     endpoint_mac,
@@ -210,12 +211,7 @@ class BridgeDriver:
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
         cfg = self._config(net)
-        routes = []
-        if att.default_route:
-            if att.gateway:
-                routes.append(osl.Route("0.0.0.0/0", gateway=att.gateway))
-            if att.gateway_ipv6:
-                routes.append(osl.Route("::/0", gateway=att.gateway_ipv6))
+        routes = default_routes(att)
         addresses = [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
         # Host ports first: a taken port is refused before the kernel is touched.
         requests = self._port_requests(net, ep.spec)

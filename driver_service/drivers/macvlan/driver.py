@@ -44,6 +44,7 @@ from driver_service.constants import (
 )
 from driver_service.drivers.common import (
     check_endpoint_addresses,
+    default_routes,
     endpoint_alias,
     endpoint_gateways,
     endpoint_mac,
@@ -265,12 +266,7 @@ class MacvlanDriver:
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
         cfg = self._config(net)
-        routes = []
-        if att.default_route:
-            if att.gateway:
-                routes.append(osl.Route("0.0.0.0/0", gateway=att.gateway))
-            if att.gateway_ipv6:
-                routes.append(osl.Route("::/0", gateway=att.gateway_ipv6))
+        routes = default_routes(att)
         try:
             osl.create_macvlan(
                 att.ifname,
