@@ -87,6 +87,7 @@ def world(redis_server, netns_prefix):
             run("ip", "-n", router_ns, "addr", "add", f"{router}/24", "dev", peer)
             run("ip", "-n", router_ns, "link", "set", peer, "up")
         run("ip", "-n", host_ns, "addr", "add", f"{HOST_ADDR}/24", "dev", "mvb0")
+        run("ip", "-n", router_ns, "addr", "add", "fd91::1/64", "dev", "rtc0", "nodad")
         w.start_ipam()
         w.start_driver("h1", host_ns)
         w.start_controller()
@@ -212,6 +213,28 @@ def test_private_mode_from_a_config_network_children_do_not_talk(world, boxes):
         assert ping_all(one, ["10.91.0.1"]) == []
         # Private: no traffic between children of one parent, even on one subnet.
         assert ping_all(one, [ip2]) == [ip2]
+
+
+def test_vepa_dual_stack_children_reach_the_router_not_each_other_directly(world, boxes):
+    w, c, host_ns, router_ns = world
+    subnets = [
+        *_ipam("10.91.0.0/24", "10.91.0.1"),
+        types_pb2.IpamConfig(subnet="fd91::/64", gateway="fd91::1"),
+    ]
+    opts = {"parent": "mvc0", "macvlan_mode": "vepa"}
+    with _network(
+        c, "mvvepa", driver="macvlan", subnets=subnets, enable_ipv6=True, options=opts, host="h1"
+    ):
+        boxes("mv-v1"), boxes("mv-v2")
+        a, b = c.connect("mvvepa", "mv-v1"), c.connect("mvvepa", "mv-v2")
+        one = _key(c.get_sandbox("mv-v1"))
+        assert a.ipv6_address.startswith("fd91::")
+        assert "default via fd91::1" in exec_in(one, "ip", "-6", "route").stdout
+        mine = [_bare(x) for x in (a.ipv4_address, a.ipv6_address, b.ipv4_address, b.ipv6_address)]
+        assert ping_all(router_ns, mine) == []
+        assert ping_all(one, ["10.91.0.1", "fd91::1"]) == []
+        # vepa: child-to-child frames go out to the wire; this router does not hairpin them.
+        assert ping_all(one, [_bare(b.ipv4_address)]) == [_bare(b.ipv4_address)]
 
 
 def test_passthru_takes_one_child_with_the_parents_mac(world, boxes):
