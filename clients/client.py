@@ -309,6 +309,7 @@ class Client:
         external_key: str = "",
         labels: Mapping[str, str] | None = None,
         request_id: str = "",
+        runtime_moves_interfaces: bool = False,
     ) -> pb.Sandbox:
         hosts = [
             h if isinstance(h, ExtraHost) else ExtraHost(hostname=h[0], address=h[1])
@@ -327,6 +328,7 @@ class Client:
             external_key=external_key,
             labels=dict(labels or {}),
             request_id=request_id or new_request_id(),
+            runtime_moves_interfaces=runtime_moves_interfaces,
         )
         return self._call("CreateSandbox", request)
 

@@ -277,6 +277,7 @@ def sandbox_spec_from(req: pb.CreateSandboxRequest) -> m.SandboxSpec:
         extra_hosts=extra_hosts_from(req.extra_hosts),
         external_key=req.external_key,
         labels=dict(req.labels),
+        runtime_moves_interfaces=req.runtime_moves_interfaces,
     )
 
 
@@ -297,6 +298,7 @@ def sandbox_to(sb: m.Sandbox, endpoints: Iterable[m.Endpoint] = ()) -> pb.Sandbo
         endpoints=[endpoint_to(e) for e in endpoints],
         created=timestamp(sb.created),
         labels=dict(sb.labels),
+        runtime_moves_interfaces=sb.runtime_moves_interfaces,
     )
 
 

@@ -193,6 +193,7 @@ class DriverClient:
                 dns=convert.dns_to(sb.dns),
                 extra_hosts=convert.extra_hosts_to(sb.extra_hosts),
                 external_key=sb.external_key,
+                runtime_moves_interfaces=sb.runtime_moves_interfaces,
             ),
         )
         return SandboxPaths(

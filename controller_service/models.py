@@ -152,6 +152,8 @@ class SandboxSpec:
     extra_hosts: tuple[ExtraHost, ...] = ()
     external_key: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The runtime moves interfaces into its namespace itself (Docker).
+    runtime_moves_interfaces: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class Sandbox:
     dns: DnsConfig = DnsConfig()
     extra_hosts: tuple[ExtraHost, ...] = ()
     external_key: str = ""
+    runtime_moves_interfaces: bool = False
     key: str = ""
     hosts_path: str = ""
     resolv_conf_path: str = ""

@@ -57,6 +57,7 @@ class Sandboxes:
             dns=spec.dns,
             extra_hosts=spec.extra_hosts,
             external_key=spec.external_key,
+            runtime_moves_interfaces=spec.runtime_moves_interfaces,
             labels=spec.labels,
             created=ctx.now(),
             state=State.CREATING,

@@ -41,3 +41,6 @@ SANDBOX_IFNAME_PREFIX = "eth"
 ENDPOINT_IFNAME_OPTION = OPER_SANDBOX_IFNAME
 # Host ends of veths: "veth" + 11 hex characters of the endpoint id (15 chars).
 HOST_VETH_PREFIX = "veth"
+# Container ends of veths left in the host namespace for a runtime that moves
+# interfaces itself (Docker): "vcnm" + 11 hex characters of the endpoint id.
+HANDOFF_VETH_PREFIX = "vcnm"

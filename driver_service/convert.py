@@ -113,6 +113,7 @@ def sandbox_spec(req: pb.CreateSandboxRequest) -> SandboxSpec:
             ExtraHost(hostname=h.hostname, address=h.address) for h in req.extra_hosts
         ),
         external_key=req.external_key,
+        runtime_moves_interfaces=req.runtime_moves_interfaces,
     )
 
 

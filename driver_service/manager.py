@@ -23,7 +23,11 @@ import logging
 from collections.abc import Mapping
 
 from driver_service import osl, specs
-from driver_service.constants import ENDPOINT_IFNAME_OPTION, SANDBOX_IFNAME_PREFIX
+from driver_service.constants import (
+    ENDPOINT_IFNAME_OPTION,
+    HANDOFF_VETH_PREFIX,
+    SANDBOX_IFNAME_PREFIX,
+)
 from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
@@ -332,7 +336,10 @@ class Manager:
         others = [e for e in self.state.endpoints_in_sandbox(sb.id) if e.id != ep.id]
         atts = [e.attachment for e in others if e.attachment is not None]
         ifname = ""
-        if driver.makes_interface:
+        handoff = sb.spec.runtime_moves_interfaces
+        if driver.makes_interface and handoff:
+            ifname = f"{HANDOFF_VETH_PREFIX}{ep.id[:11]}"
+        elif driver.makes_interface:
             used = {a.ifname for a in atts}
             ifname = ep.spec.options.get(ENDPOINT_IFNAME_OPTION, "")
             if ifname in used:
@@ -355,7 +362,8 @@ class Manager:
             host_ifname=driver.host_ifname(ep.spec),
             gateway=gw4,
             gateway_ipv6=gw6,
-            default_route=bool(gw4 or gw6) and not has_default,
+            # The runtime that moves interfaces picks the default route itself.
+            default_route=bool(gw4 or gw6) and (handoff or not has_default),
             seq=max((a.seq for a in atts), default=0) + 1,
         )
 
@@ -400,7 +408,12 @@ class Manager:
             else:
                 self.state.put_endpoint(dataclasses.replace(ep, attachment=None))
             # A sandbox being deleted needs no new default route.
-            if att.default_route and sb is not None and sb.state == READY:
+            if (
+                att.default_route
+                and sb is not None
+                and sb.state == READY
+                and not sb.spec.runtime_moves_interfaces
+            ):
                 self.hand_over_default_route(sb)
         self._refresh_network(network_id, sandbox_id)
 
@@ -458,7 +471,7 @@ class Manager:
 
     def create_sandbox(self, spec: SandboxSpec) -> SandboxRecord:
         spec = specs.sandbox_spec(spec)
-        if spec.external_key:
+        if spec.external_key and not spec.runtime_moves_interfaces:
             osl.check_netns_path(spec.external_key)
         with self.locks.sandbox(spec.sandbox_id):
             existing = self.state.sandbox(spec.sandbox_id)

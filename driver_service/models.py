@@ -166,6 +166,9 @@ class SandboxSpec:
     extra_hosts: tuple[ExtraHost, ...] = ()
     # A namespace file the runtime owns; "" when cnm creates the namespace.
     external_key: str = ""
+    # The runtime moves interfaces into its namespace itself (Docker): cnm never
+    # enters the namespace; Join leaves the container end in the host namespace.
+    runtime_moves_interfaces: bool = False
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class Reconciler:
                             self.report.undone += 1
                         else:
                             self.report.finished += 1
-            elif self.m.sandboxes.alive(sb):
+            elif not sb.spec.runtime_moves_interfaces and self.m.sandboxes.alive(sb):
                 self._try(f"reap tombstones in {sb.key}", lambda sb=sb: osl.reap_tombstones(sb.key))
 
     def _settle_endpoints(self) -> None:

@@ -100,7 +100,8 @@ class Sandboxes:
 
     def plan(self, spec: SandboxSpec) -> SandboxRecord:
         """The record of a new sandbox (state CREATING): names and paths, no kernel step."""
-        name = "" if spec.external_key else self.netns_name(spec.sandbox_id)
+        adopted = spec.external_key or spec.runtime_moves_interfaces
+        name = "" if adopted else self.netns_name(spec.sandbox_id)
         key = spec.external_key or osl.netns_path(name) or ""
         home = self.dir / spec.sandbox_id
         return SandboxRecord(
@@ -145,6 +146,10 @@ class Sandboxes:
                 self._written.pop(rec.resolv_conf_path, None)
 
     def alive(self, rec: SandboxRecord) -> bool:
+        # The runtime's own namespace may be invisible here (another mount
+        # namespace): assumed alive, the runtime says when it goes (Leave).
+        if rec.spec.runtime_moves_interfaces:
+            return True
         return bool(rec.key) and osl.is_netns(rec.key)
 
     # --- files ----------------------------------------------------------------------------
@@ -332,8 +337,11 @@ class Sandboxes:
     def view(self, rec: SandboxRecord) -> SandboxView:
         """The sandbox with its interfaces, addresses and routes as the kernel reports them.
 
-        A namespace that no longer exists has nothing to report: empty lists.
+        A namespace that no longer exists, or that the runtime owns and cnm
+        does not enter, has nothing to report: empty lists.
         """
+        if rec.spec.runtime_moves_interfaces:
+            return SandboxView(sandbox=rec)
         try:
             snap = osl.snapshot(netns=rec.key)
         except NotFound:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
-from driver_service.models import Attachment, EndpointSpec, NetworkRecord
+from driver_service.models import DELETING, Attachment, EndpointSpec, NetworkRecord, SandboxRecord
 from driver_service.osl import validate
 from services.errors import CnmError, InvalidArgument
 
@@ -127,3 +127,21 @@ def endpoint_mac(spec: EndpointSpec) -> str:
     if spec.mac:
         return spec.mac
     return mac_from_ipv4(spec.address) if spec.address else osl.random_mac()
+
+
+def peer_netns(sandbox: SandboxRecord) -> str | None:
+    """Where Join makes the container end of a veth: inside the sandbox, or in
+    the host namespace (None) when the runtime moves interfaces itself (Docker),
+    in which case the driver gives it no address or route either."""
+    return None if sandbox.spec.runtime_moves_interfaces else sandbox.key
+
+
+def leave_peer_netns(sandbox: SandboxRecord | None) -> str | None:
+    """The namespace whose container end Leave detaches at once, or None: the
+    sandbox is gone, cnm is about to delete its whole namespace anyway, or the
+    runtime moved the interface (deleting the host end takes it along)."""
+    if sandbox is None or sandbox.spec.runtime_moves_interfaces:
+        return None
+    if sandbox.state == DELETING and sandbox.netns_name:
+        return None
+    return sandbox.key if osl.is_netns(sandbox.key) else None

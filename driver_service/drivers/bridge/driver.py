@@ -52,10 +52,11 @@ from driver_service.drivers.common import (
     endpoint_gateways,
     endpoint_mac,
     host_default_mtu,
+    leave_peer_netns,
     network_alias,
+    peer_netns,
 )
 from driver_service.models import (
-    DELETING,
     JOINED,
     SCOPE_LOCAL,
     Attachment,
@@ -211,8 +212,10 @@ class BridgeDriver:
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
         cfg = self._config(net)
-        routes = default_routes(att)
-        addresses = [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
+        handoff = sandbox.spec.runtime_moves_interfaces
+        # A runtime that moves the interface itself also addresses and routes it.
+        routes = [] if handoff else default_routes(att)
+        addresses = [] if handoff else [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
         # Host ports first: a taken port is refused before the kernel is touched.
         requests = self._port_requests(net, ep.spec)
         bindings = self.ports.allocate(ep.id, requests) if requests else ()
@@ -221,7 +224,7 @@ class BridgeDriver:
             osl.create_veth(
                 att.host_ifname,
                 att.ifname,
-                peer_netns=sandbox.key,
+                peer_netns=peer_netns(sandbox),
                 bridge=cfg.bridge_name,
                 mtu=cfg.mtu,
                 peer_mac=ep.mac or None,
@@ -314,14 +317,8 @@ class BridgeDriver:
 
     def _remove_veth(self, att: Attachment, sandbox: SandboxRecord | None) -> None:
         # The sandbox end is detached at once so that the sandbox loses its interface
-        # now; not worth it (~17 ms of kernel time here) when cnm is about to delete
-        # the whole namespace: deleting the host end takes the peer with it anyway.
-        doomed = sandbox is not None and sandbox.state == DELETING and bool(sandbox.netns_name)
-        peer_ns = (
-            sandbox.key
-            if sandbox is not None and not doomed and osl.is_netns(sandbox.key)
-            else None
-        )
+        # now (~17 ms of kernel time here), unless deleting the host end is enough.
+        peer_ns = leave_peer_netns(sandbox)
         osl.delete_link_async(
             att.host_ifname,
             peer_name=att.ifname if peer_ns else None,

@@ -49,6 +49,7 @@ from driver_service.drivers.common import (
     endpoint_gateways,
     endpoint_mac,
     network_alias,
+    peer_netns,
 )
 from driver_service.drivers.macvlan import options
 from driver_service.drivers.macvlan.options import (
@@ -266,17 +267,20 @@ class MacvlanDriver:
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
         cfg = self._config(net)
-        routes = default_routes(att)
+        # A runtime that moves the child itself also addresses and routes it.
+        handoff = sandbox.spec.runtime_moves_interfaces
         try:
             osl.create_macvlan(
                 att.ifname,
                 parent=cfg.parent,
                 parent_netns=cfg.parent_netns or None,
                 mode=cfg.mode,
-                netns=sandbox.key,
+                netns=peer_netns(sandbox),
                 mac=None if cfg.mode == PASSTHRU else (ep.mac or None),
-                addresses=[a for a in (ep.spec.address, ep.spec.address_ipv6) if a],
-                routes=routes,
+                addresses=[]
+                if handoff
+                else [a for a in (ep.spec.address, ep.spec.address_ipv6) if a],
+                routes=[] if handoff else default_routes(att),
                 alias=endpoint_alias(ep.id),
             )
         except FailedPrecondition as e:
@@ -300,6 +304,10 @@ class MacvlanDriver:
         # The child lives only in the sandbox: nothing to do when cnm is about to
         # delete the whole namespace, or when it is already gone.
         if sandbox is None or not att.ifname:
+            return
+        if sandbox.spec.runtime_moves_interfaces:
+            # Given back to the host by the runtime, or gone with its namespace.
+            osl.delete_link(att.ifname)
             return
         doomed = sandbox.state == DELETING and bool(sandbox.netns_name)
         if doomed or not osl.is_netns(sandbox.key):

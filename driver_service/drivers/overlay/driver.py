@@ -42,13 +42,14 @@ from driver_service.drivers.common import (
     endpoint_alias,
     endpoint_mac,
     host_default_mtu,
+    leave_peer_netns,
+    peer_netns,
 )
 from driver_service.drivers.overlay import fabric, options
 from driver_service.drivers.overlay.options import BRIDGE, OverlayConfig
 from driver_service.drivers.overlay.peers import Peer, PeerTable, Wanted, wanted
 from driver_service.drivers.overlay.watch import PeerWatcher
 from driver_service.models import (
-    DELETING,
     JOINED,
     SCOPE_GLOBAL,
     Attachment,
@@ -262,11 +263,13 @@ class OverlayDriver:
             att.host_ifname,
             att.ifname,
             netns=cfg.netns,
-            peer_netns=sandbox.key,
+            peer_netns=peer_netns(sandbox),
             bridge=BRIDGE,
             mtu=cfg.mtu,
             peer_mac=ep.mac or None,
-            addresses=[a for a in (ep.spec.address, ep.spec.address_ipv6) if a],
+            addresses=[]
+            if sandbox.spec.runtime_moves_interfaces
+            else [a for a in (ep.spec.address, ep.spec.address_ipv6) if a],
             alias=endpoint_alias(ep.id),
         )
 
@@ -303,14 +306,8 @@ class OverlayDriver:
             # The veth went with the namespace; nothing of it is left in the sandbox.
             self._forget(net.id)
             return errors
-        # As the bridge driver: the sandbox end is detached at once unless cnm is
-        # about to delete the sandbox's whole namespace anyway.
-        doomed = sandbox is not None and sandbox.state == DELETING and bool(sandbox.netns_name)
-        peer_ns = (
-            sandbox.key
-            if sandbox is not None and not doomed and osl.is_netns(sandbox.key)
-            else None
-        )
+        # As the bridge driver: the sandbox end is detached at once if need be.
+        peer_ns = leave_peer_netns(sandbox)
         try:
             osl.delete_link_async(
                 att.host_ifname,

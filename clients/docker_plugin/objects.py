@@ -1,0 +1,115 @@
+"""How Docker's objects map onto cnm's, and finding them again.
+
+Stateless by design: everything is found from names and labels in the
+controller, so a restarted plugin serves the objects an earlier one made.
+
+- Docker network <NetworkID>   -> cnm network "docker-<NetworkID[:12]>",
+                                  label com.docker.network.id=<NetworkID>
+- Docker endpoint <EndpointID> -> cnm endpoint "docker-<EndpointID[:12]>" on it
+- Docker sandbox <SandboxKey>  -> cnm sandbox "docker-<basename(key)[:12]>", made
+                                  at the first Join into it with the key as
+                                  external key and runtime_moves_interfaces,
+                                  deleted when its last endpoint leaves
+- cnm IPAM address reservation -> cnm endpoint "docker-ip-<random>", made by
+                                  RequestAddress, replaced by the real endpoint
+                                  (same address) at CreateEndpoint
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+
+from clients.client import Client
+from clients.docker_plugin.protocol import PluginError
+from clients.errors import NotFoundError
+from cnm.controller.v1 import controller_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+PREFIX = "docker-"
+RESERVATION_PREFIX = "docker-ip-"
+LABEL_NETWORK_ID = "com.docker.network.id"
+
+
+def network_name(network_id: str) -> str:
+    return f"{PREFIX}{network_id[:12]}"
+
+
+def endpoint_name(endpoint_id: str) -> str:
+    return f"{PREFIX}{endpoint_id[:12]}"
+
+
+def sandbox_name(sandbox_key: str) -> str:
+    base = "".join(c for c in os.path.basename(sandbox_key) if c.isalnum() or c in "_-")
+    if not base:
+        raise PluginError(f"SandboxKey {sandbox_key[:200]!r}: expected a namespace path")
+    return f"{PREFIX}{base[:12]}"
+
+
+class Objects:
+    """Lookups of cnm objects by their Docker names, with a small cache."""
+
+    def __init__(self, cnm: Client) -> None:
+        self.cnm = cnm
+        self._lock = threading.Lock()
+        # Docker EndpointID -> cnm endpoint id (a cache: the controller is the truth).
+        self._endpoints: dict[str, str] = {}
+
+    def network(self, network_id: str) -> pb.Network:
+        try:
+            net = self.cnm.get_network(network_name(network_id))
+        except NotFoundError:
+            raise PluginError(f"network {network_id[:12]} not found in cnm") from None
+        if net.labels.get(LABEL_NETWORK_ID) != network_id:
+            raise PluginError(f"network {network_id[:12]} not found in cnm")
+        return net
+
+    def remember(self, endpoint_id: str, cnm_id: str) -> None:
+        with self._lock:
+            self._endpoints[endpoint_id] = cnm_id
+
+    def forget(self, endpoint_id: str) -> None:
+        with self._lock:
+            self._endpoints.pop(endpoint_id, None)
+
+    def endpoint(self, network_id: str, endpoint_id: str) -> pb.Endpoint | None:
+        """The cnm endpoint of a Docker endpoint, None when there is none."""
+        with self._lock:
+            cached = self._endpoints.get(endpoint_id)
+        if cached:
+            try:
+                return self.cnm.get_endpoint(cached)
+            except NotFoundError:
+                self.forget(endpoint_id)
+        try:
+            eps = self.cnm.list_endpoints(network=network_name(network_id))
+        except NotFoundError:
+            return None
+        name = endpoint_name(endpoint_id)
+        for ep in eps:
+            if ep.name == name:
+                self.remember(endpoint_id, ep.id)
+                return ep
+        return None
+
+    def network_of_pool(self, pool: str) -> pb.Network | None:
+        """The Docker-made cnm network with this subnet, if any."""
+        want = ipaddress.ip_network(pool, strict=False)
+        for net in self.cnm.list_networks(labels=[LABEL_NETWORK_ID]):
+            for cfg in net.ipam.configs:
+                if cfg.subnet and ipaddress.ip_network(cfg.subnet, strict=False) == want:
+                    return net
+        return None
+
+    def reservation(self, network: str, address: str) -> pb.Endpoint | None:
+        """The address reservation endpoint holding `address` (bare) on a network."""
+        for ep in self.cnm.list_endpoints(network=network):
+            if not ep.name.startswith(RESERVATION_PREFIX):
+                continue
+            for cidr in (ep.ipv4_address, ep.ipv6_address):
+                if cidr and str(ipaddress.ip_interface(cidr).ip) == address:
+                    return ep
+        return None
