@@ -18,6 +18,7 @@ Every method is idempotent, as Docker retries after a plugin restart.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from typing import Any
 
@@ -36,7 +37,12 @@ from cnm.controller.v1 import controller_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-SCOPES = {"bridge": "local", "overlay": "global"}
+# cnm driver -> (Docker's data scope, connectivity scope). Docker 20.10 refuses
+# networks of a remote driver whose data scope is "global" unless the daemon is
+# a swarm manager ("This node is not a swarm manager"), so the overlay answers
+# "local" for the data (each dockerd keeps its own network object) and
+# "global" for connectivity (the cnm overlay spans every host).
+SCOPES = {"bridge": ("local", "local"), "overlay": ("local", "global")}
 
 
 def _ipam_configs(req: dict[str, Any], key: str, sub_pools: dict[str, str]) -> list[IpamConfig]:
@@ -69,7 +75,7 @@ class NetworkDriver:
         self.cnm = cnm
         self.objects = objects
         self.driver = driver
-        self.scope = SCOPES[driver]
+        self.scope, self.connectivity = SCOPES[driver]
         self.host = host
         # Pool -> ip range (--ip-range) from cnm's own IpamDriver.RequestPool.
         self.sub_pools = sub_pools
@@ -92,7 +98,7 @@ class NetworkDriver:
         }
 
     def get_capabilities(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"Scope": self.scope, "ConnectivityScope": self.scope}
+        return {"Scope": self.scope, "ConnectivityScope": self.connectivity}
 
     def nothing(self, req: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -105,6 +111,14 @@ class NetworkDriver:
         configs = _ipam_configs(req, "IPv4Data", self.sub_pools)
         configs += _ipam_configs(req, "IPv6Data", self.sub_pools)
         name = network_name(nid)
+        if self.connectivity == "global":
+            # The same overlay made by another dockerd: shared, not made twice.
+            wanted = {ipaddress.ip_network(c.subnet, strict=False) for c in configs}
+            shared = self.objects.shared(self.driver, wanted) if wanted else None
+            if shared is not None and shared.labels.get(LABEL_NETWORK_ID) != nid:
+                self.objects.aliases.set(nid, shared.name)
+                log.info("network %s shares cnm network %s", nid[:12], shared.name)
+                return {}
         try:
             self.cnm.create_network(
                 name,
@@ -114,7 +128,7 @@ class NetworkDriver:
                 enable_ipv6=p.flag(opts.get(p.ENABLE_IPV6)),
                 options=p.string_map(opts.get(p.GENERIC), p.GENERIC),
                 labels={LABEL_NETWORK_ID: nid},
-                host=self.host if self.scope == "local" else "",
+                host=self.host if self.connectivity == "local" else "",
             )
         except AlreadyExistsError:
             # A retry (the first answer was lost): fine if it is this very network.
@@ -122,18 +136,27 @@ class NetworkDriver:
         return {}
 
     def delete_network(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Deletes the cnm network, unless it is an overlay that other dockerds'
+        containers still use (it goes with the last one's DeleteNetwork)."""
         nid = p.docker_id(req, "NetworkID")
         try:
             net = self.objects.network(nid)
         except p.PluginError:
+            self.objects.aliases.set(nid, None)
+            return {}
+        endpoints = self.cnm.list_endpoints(network=net.id)
+        in_use = [ep for ep in endpoints if not ep.name.startswith(RESERVATION_PREFIX)]
+        if in_use and self.connectivity == "global":
+            self.objects.aliases.set(nid, None)
             return {}
         # Address reservations Docker never turned into endpoints (it releases them
         # before DeleteNetwork; a crash in between could leave some).
-        for ep in self.cnm.list_endpoints(network=net.id):
+        for ep in endpoints:
             if ep.name.startswith(RESERVATION_PREFIX):
                 self._delete_endpoint(ep.id)
         with contextlib.suppress(NotFoundError):
             self.cnm.delete_network(net.id)
+        self.objects.aliases.set(nid, None)
         return {}
 
     # --- endpoints --------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """How Docker's objects map onto cnm's, and finding them again.
 
-Stateless by design: everything is found from names and labels in the
-controller, so a restarted plugin serves the objects an earlier one made.
+Found from names and labels in the controller, so a restarted plugin serves
+the objects an earlier one made; the one fact kept in a file of the plugin's
+(`--state-dir`) is which shared overlay a Docker network of this daemon
+stands for (an alias), as no name of it reaches the plugin.
 
 - Docker network <NetworkID>   -> cnm network "docker-<NetworkID[:12]>",
-                                  label com.docker.network.id=<NetworkID>
+                                  label com.docker.network.id=<NetworkID>;
+                                  an overlay that another dockerd made with the
+                                  same subnets is shared instead (an alias)
 - Docker endpoint <EndpointID> -> cnm endpoint "docker-<EndpointID[:12]>" on it
 - Docker sandbox <SandboxKey>  -> cnm sandbox "docker-<basename(key)[:12]>", made
                                   at the first Join into it with the key as
@@ -18,9 +22,11 @@ controller, so a restarted plugin serves the objects an earlier one made.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import threading
+from pathlib import Path
 
 from clients.client import Client
 from clients.docker_plugin.protocol import PluginError
@@ -49,21 +55,60 @@ def sandbox_name(sandbox_key: str) -> str:
     return f"{PREFIX}{base[:12]}"
 
 
+def subnets(net: pb.Network) -> set:
+    return {ipaddress.ip_network(c.subnet, strict=False) for c in net.ipam.configs if c.subnet}
+
+
+class Aliases:
+    """Docker NetworkID -> name of the shared cnm network it stands for, in a
+    JSON file rewritten atomically (write + rename) on every change."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = Path(state_dir) / "aliases.json"
+        self._lock = threading.Lock()
+        try:
+            self._map: dict[str, str] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            self._map = {}
+
+    def get(self, network_id: str) -> str:
+        with self._lock:
+            return self._map.get(network_id, "")
+
+    def set(self, network_id: str, name: str | None) -> None:
+        with self._lock:
+            if name is None:
+                if self._map.pop(network_id, None) is None:
+                    return
+            else:
+                self._map[network_id] = name
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._map, sort_keys=True))
+            os.replace(tmp, self.path)
+
+
 class Objects:
     """Lookups of cnm objects by their Docker names, with a small cache."""
 
-    def __init__(self, cnm: Client) -> None:
+    def __init__(self, cnm: Client, aliases: Aliases) -> None:
         self.cnm = cnm
+        self.aliases = aliases
         self._lock = threading.Lock()
         # Docker EndpointID -> cnm endpoint id (a cache: the controller is the truth).
         self._endpoints: dict[str, str] = {}
 
+    def network_name(self, network_id: str) -> str:
+        """The cnm network a Docker network stands for (its own, or a shared one)."""
+        return self.aliases.get(network_id) or network_name(network_id)
+
     def network(self, network_id: str) -> pb.Network:
+        alias = self.aliases.get(network_id)
         try:
-            net = self.cnm.get_network(network_name(network_id))
+            net = self.cnm.get_network(alias or network_name(network_id))
         except NotFoundError:
             raise PluginError(f"network {network_id[:12]} not found in cnm") from None
-        if net.labels.get(LABEL_NETWORK_ID) != network_id:
+        if not alias and net.labels.get(LABEL_NETWORK_ID) != network_id:
             raise PluginError(f"network {network_id[:12]} not found in cnm")
         return net
 
@@ -85,7 +130,7 @@ class Objects:
             except NotFoundError:
                 self.forget(endpoint_id)
         try:
-            eps = self.cnm.list_endpoints(network=network_name(network_id))
+            eps = self.cnm.list_endpoints(network=self.network_name(network_id))
         except NotFoundError:
             return None
         name = endpoint_name(endpoint_id)
@@ -99,9 +144,15 @@ class Objects:
         """The Docker-made cnm network with this subnet, if any."""
         want = ipaddress.ip_network(pool, strict=False)
         for net in self.cnm.list_networks(labels=[LABEL_NETWORK_ID]):
-            for cfg in net.ipam.configs:
-                if cfg.subnet and ipaddress.ip_network(cfg.subnet, strict=False) == want:
-                    return net
+            if want in subnets(net):
+                return net
+        return None
+
+    def shared(self, driver: str, wanted: set) -> pb.Network | None:
+        """A Docker-made cnm network of `driver` with exactly these subnets."""
+        for net in self.cnm.list_networks(labels=[LABEL_NETWORK_ID], drivers=[driver]):
+            if subnets(net) == wanted:
+                return net
         return None
 
     def reservation(self, network: str, address: str) -> pb.Endpoint | None:

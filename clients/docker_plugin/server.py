@@ -35,7 +35,7 @@ from clients.client import Client
 from clients.docker_plugin import protocol as p
 from clients.docker_plugin.ipam import IpamDriver
 from clients.docker_plugin.network import SCOPES, NetworkDriver
-from clients.docker_plugin.objects import Objects
+from clients.docker_plugin.objects import Aliases, Objects
 from clients.errors import ClientError, UnavailableError
 from services.logsetup import setup_logging
 
@@ -43,14 +43,15 @@ log = logging.getLogger(__name__)
 
 PROG = "cnm-docker-plugin"
 DEFAULT_SOCKET = "/run/docker/plugins/cnm.sock"
+DEFAULT_STATE_DIR = "/var/lib/cnm/docker-plugin"
 ENV_CONTROLLER = "CNM_CONTROLLER"
 DEFAULT_CONTROLLER = "unix:///run/cnm/controller.sock"
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def routes(cnm: Client, *, driver: str, host: str) -> dict[str, Handler]:
-    objects = Objects(cnm)
+def routes(cnm: Client, *, driver: str, host: str, state_dir: str) -> dict[str, Handler]:
+    objects = Objects(cnm, Aliases(state_dir))
     sub_pools: dict[str, str] = {}
     table: dict[str, Handler] = {
         "Plugin.Activate": lambda req: {"Implements": ["NetworkDriver", "IpamDriver"]},
@@ -162,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="cnm host id of this machine (default: the only ready host)",
     )
+    parser.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        help=f"where the plugin keeps its few facts (default {DEFAULT_STATE_DIR})",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="controller call deadline")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", choices=("json", "text"), default="text")
@@ -172,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(PROG, args.log_level, args.log_format)
     cnm = Client(args.controller, timeout=args.timeout, retries=2)
-    table = routes(cnm, driver=args.cnm_driver, host=args.host)
+    table = routes(cnm, driver=args.cnm_driver, host=args.host, state_dir=args.state_dir)
     try:
         server = serve(args.socket, table)
     except OSError as e:
