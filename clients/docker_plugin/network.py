@@ -130,9 +130,13 @@ class NetworkDriver:
                 labels={LABEL_NETWORK_ID: nid},
                 host=self.host if self.connectivity == "local" else "",
             )
-        except AlreadyExistsError:
-            # A retry (the first answer was lost): fine if it is this very network.
-            self.objects.network(nid)
+        except AlreadyExistsError as exists:
+            # A retry (the first answer was lost) is fine if it made this very
+            # network; anything else (an overlapping subnet) is the user's error.
+            try:
+                self.objects.network(nid)
+            except p.PluginError:
+                raise exists from None
         return {}
 
     def delete_network(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +223,7 @@ class NetworkDriver:
         eid = p.docker_id(req, "EndpointID")
         ep = self.objects.endpoint(nid, eid)
         if ep is None:
+            self.objects.network(nid)  # the network, when that is what is missing
             raise p.PluginError(f"endpoint {eid[:12]} not found in cnm")
         return ep
 

@@ -10,9 +10,9 @@ process fronts one cnm network driver, and so one scope: `--cnm-driver bridge`
 run a second process on another socket (e.g. cnm-overlay.sock) for both.
 
 HTTP+JSON over a unix socket (stdlib ThreadingHTTPServer): POST /<Method>,
-the body a JSON object; answers are JSON, errors `{"Err": message}` with
-status 200 (Docker then shows `remote: <message>`); an undecodable request
-gets status 400. SIGTERM/SIGINT stop it and remove the socket.
+the body a JSON object; answers are JSON, errors `{"Err": message}`
+(`{"Error": message}` for IpamDriver.*, as libnetwork reads them) with status
+200, so Docker shows the message; an undecodable request gets status 400. SIGTERM/SIGINT stop it and remove the socket.
 """
 
 from __future__ import annotations
@@ -63,29 +63,35 @@ def routes(cnm: Client, *, driver: str, host: str, state_dir: str) -> dict[str, 
     return table
 
 
+def error_key(method: str) -> str:
+    """libnetwork's IPAM answers carry errors as "Error", everything else as "Err"."""
+    return "Error" if method.startswith("IpamDriver.") else "Err"
+
+
 def answer(table: Mapping[str, Handler], method: str, body: bytes) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON answer) for one call: the whole protocol minus the transport."""
+    key = error_key(method)
     handler = table.get(method)
     if handler is None:
-        return 404, {"Err": f"{PROG}: unknown method {method[:100]!r}"}
+        return 404, {key: f"{PROG}: unknown method {method[:100]!r}"}
     try:
         req = p.decode(body)
     except p.PluginError as e:
-        return 400, {"Err": str(e)}
+        return 400, {key: str(e)}
     try:
         return 200, handler(req)
     except p.PluginError as e:
         log.info("%s refused: %s", method, e)
-        return 200, {"Err": str(e)}
+        return 200, {key: str(e)}
     except UnavailableError as e:
         log.warning("%s: controller unavailable: %s", method, e)
-        return 200, {"Err": f"cnm: {e}"}
+        return 200, {key: f"cnm: {e}"}
     except ClientError as e:
         log.info("%s: cnm refused: %s", method, e)
-        return 200, {"Err": str(e)}
+        return 200, {key: str(e)}
     except Exception as e:  # noqa: BLE001 - every failure must reach Docker as an answer
         log.exception("%s failed", method)
-        return 200, {"Err": f"cnm plugin: {type(e).__name__}: {e}"}
+        return 200, {key: f"cnm plugin: {type(e).__name__}: {e}"}
 
 
 class _UnixHTTPServer(ThreadingHTTPServer):
