@@ -10,6 +10,8 @@ APT_PACKAGES=(redis-server nftables libnftables1 iproute2 iputils-ping conntrack
               # cnm-cni's tests: containerd's ctr as the CNI caller, a busybox rootfs,
               # and the reference plugins chained around cnm (loopback, tuning)
               containerd busybox-static containernetworking-plugins)
+# cnm-docker-plugin's tests: a real dockerd (busybox image from busybox-static above)
+APT_PACKAGES+=(docker.io)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -18,8 +20,15 @@ done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # No service starts during the install (docker.io would start a dockerd in
+    # the root namespace): RUNLEVEL=1 and, if none exists, a policy-rc.d that says no.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # Always Debian's /usr/bin/python3: pyenv or other Pythons on PATH must not
