@@ -275,6 +275,19 @@ def _other_parsers(top: argparse._SubParsersAction) -> None:
     ipam = _group(_sub(top, "ipam", "address pools"), "ipam commands")
     p = _sub(ipam, "ls", "list pools with used/free counts", commands.ipam_ls, aliases=["list"])
     _list_flags(p, quiet=False)
+    p = _sub(
+        ipam,
+        "release-pool",
+        "release pools no network holds (e.g. requested with grpcurl); prints their ids",
+        commands.ipam_release_pool,
+    )
+    p.add_argument(
+        "--address-space",
+        default="",
+        metavar="SPACE",
+        help="the address space, when a subnet is in several",
+    )
+    p.add_argument("pools", nargs="+", metavar="POOL", help="pool ids or subnets (ipam ls)")
 
     p = _sub(top, "events", "stream events (until interrupted)", commands.events)
     p.add_argument(

@@ -389,6 +389,11 @@ class Client:
     def list_pools(self, *, page_size: int = 0) -> list[pb.PoolUsage]:
         return self._list("ListPools", pb.ListPoolsRequest(page_size=page_size), "pools")
 
+    def release_pool(self, pool: str, *, address_space: str = "") -> str:
+        """Releases a pool no network holds, by id or subnet; returns its id."""
+        request = pb.ReleasePoolRequest(pool=pool, address_space=address_space)
+        return self._call("ReleasePool", request).pool_id
+
     # ------------------------------------------------------------------ events and gc
 
     def watch(

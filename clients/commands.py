@@ -417,6 +417,15 @@ def ipam_ls(ctx: Context, args: argparse.Namespace) -> int:
     )
 
 
+def ipam_release_pool(ctx: Context, args: argparse.Namespace) -> int:
+    def release(pool: str) -> str:
+        pool_id = ctx.client.release_pool(pool, address_space=args.address_space)
+        out(pool_id)
+        return pool_id
+
+    return _each(args.pools, release)[1]
+
+
 # ---------------------------------------------------------------- events, gc, completion
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from controller_service import listing
+from controller_service import listing, pools
 from controller_service.config import ControllerConfig
 from controller_service.context import Context
 from controller_service.drivers_client import DriverClients
@@ -237,8 +237,11 @@ class Controller:
         return listing.paginate(self.ctx.hosts.drivers(), lambda d: d.name, page_size, token)
 
     def list_pools(self, page_size: int, token: str) -> Page[PoolUsage]:
-        pools, next_token = self.ctx.ipam.list_pools(listing.page_size(page_size), token)
-        return Page(items=tuple(pools), next_token=next_token)
+        usage, next_token = self.ctx.ipam.list_pools(listing.page_size(page_size), token)
+        return Page(items=tuple(usage), next_token=next_token)
+
+    def release_pool(self, pool: str, address_space: str) -> str:
+        return pools.release_pool(self.ctx, pool, address_space)
 
     # ------------------------------------------------------------------ events, gc
 

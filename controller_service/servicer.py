@@ -197,6 +197,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             pools=[convert.pool_usage_to(p) for p in page.items], next_page_token=page.next_token
         )
 
+    @_within_deadline
+    def ReleasePool(self, request: pb.ReleasePoolRequest, context: Any) -> pb.ReleasePoolResponse:
+        return pb.ReleasePoolResponse(
+            pool_id=self.c.release_pool(request.pool, request.address_space)
+        )
+
     # ------------------------------------------------------------------ events, gc
 
     def Watch(self, request: pb.WatchRequest, context: Any) -> Iterator[events_pb2.Event]:

@@ -9,16 +9,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 import redis
 import test_cli
-from test_cli import CNMCTL, fails, ok
+from test_cli import CNMCTL, cnmctl, fails, ok
 
 from clients.client import Client
 from clients.errors import ClientError
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
+from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from services.rpc_errors import error_info
 
 # test_cli's fixture: a real ipam + driver (in its own namespace) + controller.
@@ -187,3 +189,23 @@ def test_completion_offers_live_names_and_drivers(stack):
     assert complete("network", "create", "-d", "") >= {"bridge", "null"}
     assert complete("sandbox", "rm", "") == {"compsb"}
     assert complete("host", "inspect", "") == {"h1"}
+
+
+def test_ipam_release_pool_frees_a_pool_requested_directly(stack):
+    # As the README's grpcurl example does: a pool asked from IPAM directly.
+    with grpc.insecure_channel(f"unix://{stack.run_dir}/ipam.sock") as channel:
+        ipam = ipam_pb2_grpc.IpamStub(channel)
+        resp = ipam.RequestPool(
+            ipam_pb2.RequestPoolRequest(address_space="LocalDefault", pool="10.77.0.0/24"),
+            timeout=15,
+        )
+    err = fails(stack, "network", "create", "--subnet", "10.77.0.0/24", "blocked")
+    assert "10.77.0.0/24" in err
+    assert ok(stack, "ipam", "release-pool", "10.77.0.0/24") == f"{resp.pool_id}\n"
+    ok(stack, "network", "create", "--subnet", "10.77.0.0/24", "freed")
+    # A network's pool goes with the network; an unknown pool is not found.
+    err = fails(stack, "ipam", "release-pool", "10.77.0.0/24")
+    assert "in use by network freed" in err
+    res = cnmctl(stack, "ipam", "release-pool", "10.99.0.0/24", resp.pool_id)
+    assert res.returncode == 1 and "pool '10.99.0.0/24' not found" in res.stderr
+    assert res.stderr.count("\n") == 2  # one line per refused pool
