@@ -5,9 +5,10 @@
 
 dockerd finds the plugin by its socket's name in /run/docker/plugins: `cnm`
 for cnm.sock (`docker network create -d cnm --ipam-driver cnm ...`). One
-process fronts one cnm network driver, and so one scope: `--cnm-driver bridge`
-(the default) answers scope "local", `--cnm-driver overlay` scope "global";
-run a second process on another socket (e.g. cnm-overlay.sock) for both.
+process fronts one cnm network driver: `--cnm-driver bridge` (the default,
+scope local) or `--cnm-driver overlay` (connectivity scope global, data scope
+local: see network.SCOPES); run a second process on another socket (e.g.
+cnm-overlay.sock) for both.
 
 HTTP+JSON over a unix socket (stdlib ThreadingHTTPServer): POST /<Method>,
 the body a JSON object; answers are JSON, errors `{"Err": message}`
