@@ -20,7 +20,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 import grpc
@@ -32,6 +31,7 @@ from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
 from services.address import parse_address
+from services.channel import channel_credentials
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,7 @@ def open_channel(
         ("grpc.max_reconnect_backoff_ms", 1000),
     ]
     if addr.kind == "tcp" and tls_ca:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(tls_ca).read_bytes(),
-            private_key=Path(tls_key).read_bytes() if tls_key else None,
-            certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
-        )
+        creds = channel_credentials(tls_ca, tls_cert, tls_key)
         return grpc.secure_channel(addr.grpc_target, creds, options=options)
     if tls_ca:
         raise ValueError("TLS applies to HOST:PORT addresses, not unix sockets")

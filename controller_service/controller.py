@@ -57,7 +57,7 @@ _DEDUP_POLL = 0.05
 
 class Controller:
     def __init__(self, cfg: ControllerConfig, store: Store, instance: str | None = None) -> None:
-        tls = {"tls_cert": cfg.tls_cert, "tls_key": cfg.tls_key, "tls_ca": cfg.tls_ca}
+        tls = cfg.client_tls()
         self.cfg = cfg
         self.events = EventLog(store, cfg.events_retained)
         self.ctx = Context(

@@ -27,6 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "The CNM controller: networks, endpoints, sandboxes, join/leave, hosts, events.",
     )
     parser.add_argument("--ipam", metavar="ADDR", help="the IPAM service's address")
+    parser.add_argument(
+        "--client-tls-cert", metavar="FILE", help="certificate shown to IPAM and drivers on TCP"
+    )
+    parser.add_argument("--client-tls-key", metavar="FILE")
+    parser.add_argument(
+        "--client-tls-ca", metavar="FILE", help="CA of IPAM's and drivers' server certificates"
+    )
     running: list[Controller] = []
 
     def build(cfg: ControllerConfig, store: Store) -> list[ServiceSpec]:

@@ -12,8 +12,7 @@ import ipaddress
 import re
 import socket
 
-from services.address import parse_address
-from services.config import CommonConfig, ConfigError
+from services.config import CommonConfig, ConfigError, check_listener
 from services.errors import InvalidArgument
 from services.plugins import validate_plugin_name
 
@@ -56,8 +55,8 @@ def finish(cfg: DriverConfig) -> DriverConfig:
     """Fill defaults that depend on the machine and check the driver-only keys.
 
     Raises ConfigError (one line, exit code 2) for anything unusable; in
-    particular a TCP listener without mutual TLS is refused: this process can
-    reshape the host's network, so it never listens on TCP in the clear.
+    particular a TCP listener without mutual TLS is refused (plaintext only with
+    insecure_tcp on loopback): this process can reshape the host's network.
     """
     host_id = cfg.host_id or socket.gethostname()
     if not _HOST_ID.fullmatch(host_id):
@@ -96,10 +95,5 @@ def finish(cfg: DriverConfig) -> DriverConfig:
     if cfg.overlay_resync_interval <= 0:
         raise ConfigError("overlay_resync_interval must be > 0 seconds")
     if cfg.listen:
-        addr = parse_address(cfg.listen)
-        if addr.kind == "tcp" and not cfg.tls_cert:
-            raise ConfigError(
-                f"refusing to listen on TCP {addr} without mutual TLS: "
-                "give tls_cert, tls_key and tls_ca, or listen on a unix socket"
-            )
+        check_listener(cfg.listen, bool(cfg.tls_cert), cfg.insecure_tcp)
     return dataclasses.replace(cfg, host_id=host_id)

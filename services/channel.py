@@ -51,6 +51,16 @@ class DeadlineInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClie
         return continuation(details, request)
 
 
+def channel_credentials(tls_ca: str, tls_cert: str = "", tls_key: str = "") -> Any:
+    """TLS trusting `tls_ca`, showing the client certificate `tls_cert` when given
+    (every cnm TCP listener requires one: mutual TLS)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(tls_ca).read_bytes(),
+        private_key=Path(tls_key).read_bytes() if tls_key else None,
+        certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
+    )
+
+
 def dial(
     address: str,
     *,
@@ -70,11 +80,7 @@ def dial(
         ("grpc.use_local_subchannel_pool", 1),
     ]
     if addr.kind == "tcp" and tls_ca:
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=Path(tls_ca).read_bytes(),
-            private_key=Path(tls_key).read_bytes() if tls_key else None,
-            certificate_chain=Path(tls_cert).read_bytes() if tls_cert else None,
-        )
+        creds = channel_credentials(tls_ca, tls_cert, tls_key)
         channel = grpc.secure_channel(addr.grpc_target, creds, options=options)
     else:
         channel = grpc.insecure_channel(addr.grpc_target, options=options)

@@ -8,6 +8,7 @@ at the top level, per-service keys under `[ipam]`, `[controller]`, `[driver]`
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -33,10 +34,13 @@ class CommonConfig:
     redis_prefix: str = "cnm"
     log_level: str = "info"
     log_format: str = "json"
-    # Mutual TLS for TCP listeners: all three, or none.
+    # Mutual TLS for TCP listeners: all three, or none. A TCP listener without
+    # them is refused (check_listener) unless insecure_tcp is set and the
+    # address is a loopback one.
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    insecure_tcp: bool = False
 
 
 # Keys allowed outside a section: the common ones, plus cnmd's directories.
@@ -142,9 +146,40 @@ def validate_common(cfg: Any) -> None:
             raise ConfigError(f"TLS file {path}: not found")
     listen = getattr(cfg, "listen", "")
     if listen:
-        from services.address import parse_address
+        check_listener(listen, bool(tls[0]), getattr(cfg, "insecure_tcp", False))
 
-        try:
-            parse_address(listen)
-        except ValueError as e:
-            raise ConfigError(f"listen address {listen!r}: {e}") from None
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listener(listen: str, mutual_tls: bool, insecure_tcp: bool) -> None:
+    """Anyone who reaches a TCP port can, through the controller, make the
+    privileged driver change the host: TCP needs mutual TLS, or an explicit
+    insecure_tcp on a loopback address (unix sockets are 0600, root only)."""
+    from services.address import parse_address
+
+    try:
+        addr = parse_address(listen)
+    except ValueError as e:
+        raise ConfigError(f"listen address {listen!r}: {e}") from None
+    if addr.kind != "tcp" or mutual_tls:
+        return
+    host = addr.target.rpartition(":")[0]
+    if not insecure_tcp:
+        raise ConfigError(
+            f"refusing to listen on TCP {addr} without mutual TLS: give --tls-cert, "
+            "--tls-key and --tls-ca, listen on a unix socket, or (loopback only) --insecure-tcp"
+        )
+    if not is_loopback_host(host):
+        raise ConfigError(
+            f"refusing --insecure-tcp on {addr}: plaintext TCP is allowed only on a "
+            "loopback address (127.0.0.1, ::1, localhost); use mutual TLS"
+        )

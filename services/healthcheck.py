@@ -5,11 +5,14 @@ compose health checks:
 
     python -m services.healthcheck unix:///run/cnm/ipam.sock     # exit 0 when SERVING
     python -m services.healthcheck --redis unix:///run/cnm/redis.sock
+    python -m services.healthcheck --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem \
+        10.0.0.5:7001                                                  # TCP: mutual TLS
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,21 +20,37 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.address import parse_address
+from services.channel import channel_credentials
 
 SERVING = "SERVING"
 # No answer at all: nothing listens there, or it did not reply in time.
 UNREACHABLE = "UNREACHABLE"
 
 
-def probe_grpc(address: str, service: str = "", timeout: float = 2.0) -> str:
+def probe_grpc(
+    address: str,
+    service: str = "",
+    timeout: float = 2.0,
+    *,
+    tls_ca: str = "",
+    tls_cert: str = "",
+    tls_key: str = "",
+) -> str:
     """The grpc.health.v1 status name of `service` at `address` ("" = whole process),
-    or UNREACHABLE when nothing answers within `timeout`."""
+    or UNREACHABLE when nothing answers within `timeout` (a TLS handshake the
+    server refuses is UNREACHABLE too)."""
     try:
-        target = parse_address(address).grpc_target
+        addr = parse_address(address)
     except ValueError as e:
         raise ValueError(f"address {address!r}: {e}") from None
     # No retries or reconnect back-off: a probe is one attempt with one deadline.
-    with grpc.insecure_channel(target, options=[("grpc.enable_retries", 0)]) as channel:
+    options = [("grpc.enable_retries", 0)]
+    if addr.kind == "tcp" and tls_ca:
+        creds = channel_credentials(tls_ca, tls_cert, tls_key)
+        channel = grpc.secure_channel(addr.grpc_target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(addr.grpc_target, options=options)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -71,12 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--service", default="", help="gRPC service name ('' = whole process)")
     p.add_argument("--redis", action="store_true", help="ADDR is a Redis URL: PING it")
     p.add_argument("--timeout", type=float, default=2.0)
+    for name in ("ca", "cert", "key"):
+        env = f"CNM_TLS_{name.upper()}"
+        p.add_argument(f"--tls-{name}", default=os.environ.get(env, ""), metavar="FILE",
+                       help=f"mutual TLS on TCP (env {env})")  # fmt: skip
     args = p.parse_args(argv)
     try:
         if args.redis:
             status = probe_redis(args.address, args.timeout)
         else:
-            status = probe_grpc(args.address, args.service, args.timeout)
+            status = probe_grpc(
+                args.address,
+                args.service,
+                args.timeout,
+                tls_ca=args.tls_ca,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+            )
     except ValueError as e:
         print(f"healthcheck: error: {e}", file=sys.stderr)
         return 2

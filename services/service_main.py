@@ -34,6 +34,13 @@ def common_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", metavar="FILE")
     p.add_argument("--tls-key", metavar="FILE")
     p.add_argument("--tls-ca", metavar="FILE", help="CA for client certificates (mutual TLS)")
+    p.add_argument(
+        "--insecure-tcp",
+        action="store_const",
+        const=True,
+        default=None,
+        help="allow a plaintext, unauthenticated TCP listener on a loopback address",
+    )
     return p
 
 
@@ -73,6 +80,12 @@ def run(
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    if server.address.kind == "tcp" and tls is None:
+        log.warning(
+            "INSECURE: serving plaintext TCP on %s without authentication (--insecure-tcp): "
+            "every local user can call this service",
+            server.address,
+        )
     if not store.ping():
         log.warning("redis at %s is unreachable; serving NOT_SERVING until it answers", store.url)
     check = readiness(cfg, store) if readiness else store.ping

@@ -69,7 +69,7 @@ def test_section_beats_top_level_and_other_sections_are_ignored(tmp_path: Path) 
         ({"CNM_DEBUG_DUMP": "yes"}, "debug_dump", True),
         ({"CNM_DEBUG_DUMP": "0"}, "debug_dump", False),
         ({"CNM_DRIVERS": "bridge, overlay,,host"}, "drivers", ("bridge", "overlay", "host")),
-        ({"CNM_LISTEN": "127.0.0.1:7001"}, "listen", "127.0.0.1:7001"),
+        ({"CNM_LISTEN": "unix:///run/x.sock"}, "listen", "unix:///run/x.sock"),
     ],
     ids=["int", "float", "bool-yes", "bool-zero", "comma-list", "listen"],
 )
@@ -112,6 +112,16 @@ def test_run_dir_and_data_dir_are_allowed_at_top_level_for_cnmd(tmp_path: Path) 
         ),
         ("", {}, {"listen": "unix://relative.sock"}, "listen address .*must be absolute"),
         ("", {}, {"listen": "localhost"}, "listen address 'localhost'"),
+        ("", {}, {"listen": "127.0.0.1:7001"}, "refusing to listen on TCP .*without mutual TLS"),
+        ("", {"CNM_LISTEN": "0.0.0.0:7001"}, {}, "without mutual TLS"),
+        (
+            "",
+            {"CNM_INSECURE_TCP": "1"},
+            {"listen": "0.0.0.0:7001"},
+            "refusing --insecure-tcp on 0.0.0.0:7001: .*only on a loopback",
+        ),
+        ("", {}, {"listen": "192.0.2.1:7001", "insecure_tcp": True}, "only on a loopback"),
+        ("", {}, {"listen": "myhost:7001", "insecure_tcp": True}, "only on a loopback"),
     ],
     ids=[
         "unknown-top-level-key",
@@ -127,6 +137,11 @@ def test_run_dir_and_data_dir_are_allowed_at_top_level_for_cnmd(tmp_path: Path) 
         "tls-file-missing",
         "listen-relative-unix-path",
         "listen-without-port",
+        "tcp-without-tls",
+        "tcp-without-tls-from-env",
+        "insecure-tcp-on-any-address",
+        "insecure-tcp-on-a-public-address",
+        "insecure-tcp-on-a-hostname",
     ],
 )
 def test_bad_configuration_is_one_config_error(tmp_path, toml, env, flags, message) -> None:
@@ -194,3 +209,13 @@ def test_cnmd_plan_rejects_bad_configuration_and_creates_nothing(tmp_path, kw, m
     with pytest.raises(ConfigError, match=message):
         Plan.build(CnmdConfig(**{**base, **kw}), None, {})
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:7001", "127.9.9.9:1", "[::1]:7001", "localhost:0"])
+def test_insecure_tcp_is_allowed_on_loopback_only_when_asked(listen) -> None:
+    cfg = load(
+        DemoConfig, section="driver", environ={}, flags={"listen": listen, "insecure_tcp": True}
+    )
+    assert cfg.insecure_tcp and cfg.listen == listen
+    with pytest.raises(ConfigError, match="without mutual TLS"):
+        load(DemoConfig, section="driver", environ={}, flags={"listen": listen})

@@ -1,0 +1,183 @@
+"""Mutual TLS on every TCP listener (README, "Security model").
+
+The three services run inside a fresh namespace (the `netns_host` fixture) on
+its loopback, TCP with certificates made by scripts/make-certs.sh; the
+controller reaches IPAM and the driver over mutual TLS too. Probes and cnmctl
+run in that namespace (nsenter --net). A second CA stands for a stranger.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.stack import BIN, short_tmp
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = {"ipam": 7101, "controller": 7102, "driver": 7103}
+HOST_ID = "tls-h1"
+
+
+def in_ns(ns: str, argv: list[str], timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{ns}", "--", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+@dataclass(frozen=True)
+class Certs:
+    dir: Path
+
+    def server(self) -> list[str]:
+        d = self.dir
+        return ["--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
+                "--tls-ca", f"{d}/ca.pem"]  # fmt: skip
+
+    def client(self, ca: Certs | None = None, cert: bool = True) -> list[str]:
+        """A client's flags: trusting `ca` (default: its own), showing its client cert."""
+        d = self.dir
+        flags = ["--tls-ca", f"{(ca or self).dir}/ca.pem"]
+        return flags + (["--tls-cert", f"{d}/client.pem", "--tls-key", f"{d}/client-key.pem"]
+                        if cert else [])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class World:
+    ns: str
+    good: Certs
+    rogue: Certs
+
+    def probe(self, service: str, tls: list[str]) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "services.healthcheck", "--timeout", "3", *tls,
+                f"127.0.0.1:{PORTS[service]}"]  # fmt: skip
+        return in_ns(self.ns, argv, cwd=ROOT)
+
+    def cnmctl(self, tls: list[str], *argv: str) -> subprocess.CompletedProcess:
+        controller = f"127.0.0.1:{PORTS['controller']}"
+        return in_ns(self.ns, [str(BIN / "cnmctl"), "--controller", controller,
+                               "--timeout", "15", *tls, *argv])  # fmt: skip
+
+
+def make_certs(d: Path) -> Certs:
+    subprocess.run([str(ROOT / "scripts" / "make-certs.sh"), str(d)], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    return Certs(d)
+
+
+def wait_serving(w: World, service: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while w.probe(service, w.good.client()).returncode != 0:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{service} exited with {proc.returncode}: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service} not SERVING over mutual TLS")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
+    base = short_tmp("cnmtls")
+    try:
+        w = World(netns_host, make_certs(base / "good"), make_certs(base / "rogue"))
+        common = ["--redis-url", redis_url, "--log-format", "text", *w.good.server()]
+        extra = {
+            "ipam": [],
+            "driver": ["--host-id", HOST_ID, "--state-dir", str(base / "state")],
+            "controller": ["--ipam", f"127.0.0.1:{PORTS['ipam']}"],
+        }
+        for name in ("ipam", "driver", "controller"):
+            argv = [str(BIN / f"cnm-{name}"), "--listen", f"127.0.0.1:{PORTS[name]}",
+                    *common, *extra[name]]  # fmt: skip
+            proc = spawn(
+                ["nsenter", f"--net=/run/netns/{netns_host}", "--", *argv],
+                env={"CNM_NETNS_PREFIX": netns_prefix},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            wait_serving(w, name, proc)
+        yield w
+    finally:
+        spawn.stop_all()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("service", list(PORTS))
+def test_each_listener_serves_only_clients_with_a_certificate_of_its_ca(world, service):
+    refused = {
+        "plaintext": [],
+        "no-client-cert": world.good.client(cert=False),
+        "client-cert-of-another-ca": world.rogue.client(ca=world.good),
+        "server-of-another-ca": world.good.client(ca=world.rogue),
+    }
+    for what, tls in refused.items():
+        res = world.probe(service, tls)
+        assert (res.returncode, res.stdout.strip()) == (1, "UNREACHABLE"), what
+    res = world.probe(service, world.good.client())
+    assert (res.returncode, res.stdout.strip()) == (0, "SERVING"), res.stderr
+
+
+def test_cnmctl_with_the_right_certificate_works_end_to_end(world):
+    for tls in (world.good.client(cert=False), world.rogue.client()):
+        res = world.cnmctl(tls, "network", "ls")
+        assert res.returncode == 1 and res.stdout == ""
+        assert res.stderr.startswith("Error: cannot reach the controller at 127.0.0.1:7102")
+    tls = world.good.client()
+    # Creating a bridge network and a sandbox takes the controller to IPAM and to
+    # the driver: both over mutual TLS with the controller's certificate.
+    made = [("network", "create", "--subnet", "10.97.0.0/24", "tlsnet"),
+            ("sandbox", "create", "tlssb"), ("network", "connect", "tlsnet", "tlssb")]  # fmt: skip
+    try:
+        for argv in made:
+            res = world.cnmctl(tls, *argv)
+            assert res.returncode == 0, f"{argv}: {res.stderr}"
+        inspect = world.cnmctl(tls, "sandbox", "inspect", "tlssb")
+        assert "10.97.0.2" in inspect.stdout
+    finally:
+        world.cnmctl(tls, "sandbox", "rm", "tlssb")
+        world.cnmctl(tls, "network", "rm", "tlsnet")
+    assert world.cnmctl(tls, "network", "ls", "-q", "--filter", "name=tlsnet").stdout == ""
+
+
+@pytest.mark.parametrize("service", ["ipam", "controller", "driver"])
+def test_plain_tcp_is_refused_in_one_line_and_insecure_tcp_only_on_loopback(
+    service, redis_url, netns_host, netns_prefix, spawn
+):
+    extra = {"ipam": [], "controller": [], "driver": ["--host-id", HOST_ID]}[service]
+    base = [str(BIN / f"cnm-{service}"), "--redis-url", redis_url, *extra]
+    cases = {
+        ("--listen", "127.0.0.1:7109"): "without mutual TLS",
+        ("--listen", "0.0.0.0:7109", "--insecure-tcp"): "only on a loopback address",
+    }
+    for flags, message in cases.items():
+        res = in_ns(netns_host, [*base, *flags])
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
+    if service == "driver":
+        return  # serving plaintext on loopback is the same code for every service
+    proc = spawn(
+        ["nsenter", f"--net=/run/netns/{netns_host}", "--", *base,
+         "--listen", "127.0.0.1:7109", "--insecure-tcp", "--log-format", "text"],
+        env={"CNM_NETNS_PREFIX": netns_prefix},
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    warning = proc.stderr.readline()
+    while "INSECURE" not in warning and warning:
+        warning = proc.stderr.readline()
+    assert "plaintext TCP on 127.0.0.1:7109 without authentication" in warning
+    probe = [sys.executable, "-m", "services.healthcheck", "127.0.0.1:7109"]
+    deadline = time.monotonic() + 30
+    while in_ns(netns_host, probe, cwd=ROOT).returncode != 0:
+        assert time.monotonic() < deadline, "plaintext loopback listener never SERVING"
+        time.sleep(0.1)
