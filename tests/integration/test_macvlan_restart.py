@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 
-from controller_env import World, ping_all
+from controller_env import World, ping_all, wait_for
 
 from clients.client import Client
 from cnm.types.v1 import types_pb2
@@ -48,7 +48,8 @@ def test_restart_rebuilds_a_lost_isolated_parent_and_removes_orphans(
         sbs = [c.create_sandbox(name, host="h1") for name in ("r1", "r2")]
         _a, b = c.connect("mvre", "r1"), c.connect("mvre", "r2")
         one = sbs[0].key.rsplit("/", 1)[1]
-        assert ping_all(one, [b.ipv4_address.split("/")[0]]) == []
+        peer = b.ipv4_address.split("/")[0]
+        wait_for(lambda: ping_all(one, [peer]) == [], 10, what="the other sandbox answers")
         for name in ("r1", "r2"):
             c.delete_sandbox(name)
         c.delete_network("mvre")
