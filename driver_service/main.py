@@ -38,6 +38,7 @@ from driver_service.manager import Manager
 from driver_service.ports import PortAllocator
 from driver_service.reconcile import Reconciler, cleanup_host
 from driver_service.registry import Registry
+from driver_service.repair import LinkRepair
 from driver_service.sandbox import Sandboxes
 from driver_service.servicer import DriverServicer, Gate
 from driver_service.state import State
@@ -106,6 +107,7 @@ class DriverApp:
         self.overlay: OverlayDriver | None = None
         self.recovery: StoreRecovery | None = None
         self.recovery_loop: Periodic | None = None
+        self.repair: LinkRepair | None = None
         self.reconciled = False
         self.cfg: DriverConfig | None = None
 
@@ -156,6 +158,7 @@ class DriverApp:
             resolver=cfg.dns_resolver,
         )
         self.manager = Manager(state, registry, sandboxes)
+        self.repair = LinkRepair(self.manager)
         self.hostreg = HostRegistration(
             store,
             host_id=cfg.host_id,
@@ -188,6 +191,8 @@ class DriverApp:
                     assert self.plugins is not None
                     self.plugins.start(self.cfg.heartbeat_interval)
                     self.recovery_loop.start()
+                    assert self.repair is not None
+                    self.repair.start()
                 except CnmError as e:
                     log.error("start-up reconciliation failed (will retry): %s", e)
                     return False
@@ -209,6 +214,8 @@ class DriverApp:
                 log.warning("could not publish the new driver list (next heartbeat will): %s", e)
 
     def stop(self) -> None:
+        if self.repair is not None:
+            self.repair.stop()
         if self.plugins is not None:
             self.plugins.stop()
         if self.recovery_loop is not None:

@@ -50,6 +50,7 @@ from .macvlan import (
     create_vlan,
     parse_vlan_parent,
 )
+from .monitor import LinkDeletions
 from .namespace import (
     NETNS_PREFIX,
     check_netns_path,
@@ -96,6 +97,7 @@ __all__ = [
     "TOMBSTONE_GROUP",
     "AddressInfo",
     "FdbInfo",
+    "LinkDeletions",
     "LinkInfo",
     "NeighbourInfo",
     "NetnsRef",

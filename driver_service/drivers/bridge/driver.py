@@ -211,27 +211,12 @@ class BridgeDriver:
     def join(
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
-        cfg = self._config(net)
-        handoff = sandbox.spec.runtime_moves_interfaces
-        # A runtime that moves the interface itself also addresses and routes it.
-        routes = [] if handoff else default_routes(att)
-        addresses = [] if handoff else [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
         # Host ports first: a taken port is refused before the kernel is touched.
         requests = self._port_requests(net, ep.spec)
         bindings = self.ports.allocate(ep.id, requests) if requests else ()
         crash_point(AFTER_PORTS)
         try:
-            osl.create_veth(
-                att.host_ifname,
-                att.ifname,
-                peer_netns=peer_netns(sandbox),
-                bridge=cfg.bridge_name,
-                mtu=cfg.mtu,
-                peer_mac=ep.mac or None,
-                addresses=addresses,
-                routes=routes,
-                alias=endpoint_alias(ep.id),
-            )
+            self._create_veth(net, ep, sandbox, att)
         except BaseException:
             if bindings:
                 self._release_quietly(ep.id)
@@ -251,6 +236,64 @@ class BridgeDriver:
             self._undo_join(net, ep, att, sandbox, published)
             raise
         return dataclasses.replace(att, port_bindings=tuple(bindings))
+
+    def _create_veth(
+        self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
+    ) -> None:
+        """The veth of a join: born with its peer in the sandbox, addressed and routed."""
+        cfg = self._config(net)
+        handoff = sandbox.spec.runtime_moves_interfaces
+        # A runtime that moves the interface itself also addresses and routes it.
+        routes = [] if handoff else default_routes(att)
+        addresses = [] if handoff else [a for a in (ep.spec.address, ep.spec.address_ipv6) if a]
+        osl.create_veth(
+            att.host_ifname,
+            att.ifname,
+            peer_netns=peer_netns(sandbox),
+            bridge=cfg.bridge_name,
+            mtu=cfg.mtu,
+            peer_mac=ep.mac or None,
+            addresses=addresses,
+            routes=routes,
+            alias=endpoint_alias(ep.id),
+        )
+
+    # --- repair of links deleted behind cnm's back (driver_service/repair.py) -----------
+
+    def bridge_name(self, net: NetworkRecord) -> str:
+        return self._config(net).bridge_name
+
+    def repair_bridge(self, net: NetworkRecord, joined: Sequence[EndpointRecord]) -> None:
+        """The network's bridge made again (gateways, MTU, alias) and the host ends of
+        its `joined` endpoints that still exist plugged back in. The firewall names
+        bridges and ports by name, so its rules apply again as they are."""
+        cfg = self._config(net)
+        gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
+        osl.create_bridge(
+            cfg.bridge_name,
+            mtu=cfg.mtu,
+            addresses=gateways,
+            alias=network_alias(net.id),
+            exist_ok=True,
+        )
+        for ep in joined:
+            att = ep.attachment
+            if att is None or not att.host_ifname or not osl.link_exists(att.host_ifname):
+                continue
+            osl.set_master(att.host_ifname, cfg.bridge_name)
+            osl.set_link_state(att.host_ifname, True)
+            if att.port_bindings:
+                osl.set_hairpin(att.host_ifname, True)
+
+    def repair_veth(
+        self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
+    ) -> None:
+        """A joined endpoint's veth made again as Join made it. Its host ports and
+        their map elements are still in place (they name the container address)."""
+        self._create_veth(net, ep, sandbox, att)
+        if att.port_bindings:
+            osl.set_hairpin(att.host_ifname, True)
+        self.firewall.attach_port(net.id, att.host_ifname)
 
     def _port_requests(self, net: NetworkRecord, spec: EndpointSpec) -> list[PortRequest]:
         """The host ports the endpoint's bindings need (FAILED_PRECONDITION on an
