@@ -342,7 +342,7 @@ class Manager:
         elif driver.makes_interface:
             used = {a.ifname for a in atts}
             ifname = ep.spec.options.get(ENDPOINT_IFNAME_OPTION, "")
-            if ifname in used:
+            if ifname and ifname in used:
                 raise AlreadyExists(
                     f"sandbox {sb.id[:12]} already has an interface named {ifname!r}",
                     reason="INTERFACE_NAME_TAKEN",

@@ -115,6 +115,8 @@ def _create_sandbox(cnm: Client, conf: NetConf, att: Attachment, name: str) -> p
             },
         )
     except AlreadyExistsError as e:
+        if e.reason != "SANDBOX_NAME_TAKEN":
+            raise
         raise CniError(
             errors.CNM_ERROR,
             f"container {att.container_id!r} is already attached to network {conf.name!r} "
@@ -122,7 +124,8 @@ def _create_sandbox(cnm: Client, conf: NetConf, att: Attachment, name: str) -> p
             "ADD twice for one attachment: DEL it first",
         ) from e
     except NotFoundError as e:
-        if e.reason.startswith("NETNS") or "namespace" in e.message:
+        # The driver's NETNS_NOT_FOUND, as the controller relays it.
+        if e.reason == "NETNS_NOT_FOUND" or "namespace" in e.message:
             raise CniError(errors.UNKNOWN_CONTAINER, e.message, "CNI_NETNS does not exist") from e
         raise
 
