@@ -41,8 +41,11 @@ _DNS_OPTION = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
+    # A proto field name also goes out as a google.rpc.BadRequest field violation.
     return InvalidArgument(
-        f"invalid {field} {shown(value)}: {why}", reason="INVALID_" + _reason(field)
+        f"invalid {field} {shown(value)}: {why}",
+        reason="INVALID_" + _reason(field),
+        field=field if re.fullmatch(r"[a-z0-9_]+", field) else "",
     )
 
 
@@ -180,17 +183,26 @@ def address(field: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
 # ------------------------------------------------------------------ endpoints
 
 
+def static_address(field: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A requested endpoint address, bare ("10.0.0.5") or in the CIDR form the
+    API returns ("10.0.0.5/24"); the prefix length is the subnet's either way."""
+    try:
+        return ipaddress.ip_interface(text).ip
+    except ValueError:
+        raise _bad(field, text, "not an IP address") from None
+
+
 def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
     if spec.name:
         validate_name("endpoint", spec.name)
     ipv4 = ipv6 = ""
     if spec.ipv4_address:
-        a = address("ipv4_address", spec.ipv4_address)
+        a = static_address("ipv4_address", spec.ipv4_address)
         if a.version != 4:
             raise _bad("ipv4_address", spec.ipv4_address, "not an IPv4 address")
         ipv4 = str(a)
     if spec.ipv6_address:
-        a = address("ipv6_address", spec.ipv6_address)
+        a = static_address("ipv6_address", spec.ipv6_address)
         if a.version != 6:
             raise _bad("ipv6_address", spec.ipv6_address, "not an IPv6 address")
         ipv6 = str(a)

@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from services.address import parse_address
 from services.config import ConfigError
@@ -71,15 +71,14 @@ class Server:
         for spec in self.specs:
             spec.add_to_server(spec.servicer, self.grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        names = [s.full_name for s in self.specs]
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            self.grpc,
-        )
+        names = [
+            *(s.full_name for s in self.specs),
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+            REFLECTION_V1,
+        ]
+        reflection.enable_server_reflection(names, self.grpc)
+        _enable_reflection_v1(names, self.grpc)
         self._bind(tls)
         self.set_serving(False)
         self._stopped = threading.Event()
@@ -195,6 +194,27 @@ def _check_port_free(target: str) -> None:
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise ConfigError(f"cannot listen on {target}: address in use") from None
+
+
+# grpcurl and newer clients ask for reflection v1 first. grpcio-reflection only
+# ships v1alpha, whose messages are the same on the wire (same fields and
+# numbers, another package name): the v1alpha servicer answers v1 too.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection_v1(names: list[str], server: grpc.Server) -> None:
+    servicer = reflection.ReflectionServicer(names)
+    handler = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
 
 
 def _socket_in_use(path: Path) -> bool:

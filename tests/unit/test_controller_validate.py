@@ -110,14 +110,20 @@ def test_network_spec_is_normalised():
     assert spec.ipam.configs[0] == IpamConfig(subnet="fd00::/64", gateway="fd00::1")
 
 
+def test_endpoint_addresses_bare_or_cidr_as_returned():
+    spec = validate.endpoint_spec(EndpointSpec(ipv4_address="10.0.0.3/24", ipv6_address="fd00::3"))
+    assert (spec.ipv4_address, spec.ipv6_address) == ("10.0.0.3", "fd00::3")
+    with pytest.raises(InvalidArgument) as exc:
+        validate.endpoint_spec(EndpointSpec(ipv4_address="nope"))
+    assert exc.value.field == "ipv4_address"
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [
         pytest.param(EndpointSpec(name="a b"), "invalid endpoint name", id="bad-name"),
         pytest.param(EndpointSpec(ipv4_address="10.0.0.300"), "ipv4_address", id="bad-ipv4"),
-        pytest.param(
-            EndpointSpec(ipv4_address="10.0.0.3/24"), "without a prefix", id="ipv4-with-prefix"
-        ),
+        pytest.param(EndpointSpec(ipv4_address="10.0.0.3/33"), "ipv4_address", id="bad-prefix"),
         pytest.param(EndpointSpec(ipv4_address="fd00::1"), "not an IPv4", id="v6-as-v4"),
         pytest.param(EndpointSpec(ipv6_address="10.0.0.1"), "not an IPv6", id="v4-as-v6"),
         pytest.param(EndpointSpec(mac_address="02:42:ac:11:00"), "mac_address", id="short-mac"),

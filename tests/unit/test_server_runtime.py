@@ -79,6 +79,23 @@ def test_reflection_lists_the_service(server):
         assert {SERVICE, "grpc.health.v1.Health"} <= names
 
 
+def test_reflection_v1_answers_as_v1alpha(server):
+    _, address = server
+    with dial(address) as channel:
+        # A v1 client: same messages on the wire, the v1 method path.
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        names = {s.name for s in next(info(iter([req]), timeout=5)).list_services_response.service}
+        assert {SERVICE, "grpc.reflection.v1.ServerReflection"} <= names
+        req = reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health")
+        resp = next(info(iter([req]), timeout=5))
+        assert resp.file_descriptor_response.file_descriptor_proto
+
+
 @pytest.mark.parametrize(
     "kind,code",
     [
