@@ -315,15 +315,18 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
             cnm.create_endpoint("cninet", options={IFNAME_OPTION: "no/slash"})
         assert sum(p.used for p in cnm.list_pools()) == used
         sb = cnm.create_sandbox("ifnames")
-        first = cnm.connect("cninet", sb.id, options={IFNAME_OPTION: "data0"})
-        assert first.interface_name == "data0"
+        # an attachment without an interface (null driver) holds no name
+        cnm.create_network("nonet", driver="null")
+        assert cnm.connect("nonet", sb.id).interface_name == ""
+        assert cnm.connect("cninet", sb.id).interface_name == "eth0"
         cnm.create_network("cninet2", subnets=[_ipam("10.95.0.0/24")])
-        second = cnm.create_endpoint("cninet2", options={IFNAME_OPTION: "data0"})
+        second = cnm.create_endpoint("cninet2", options={IFNAME_OPTION: "eth0"})
         with pytest.raises(AlreadyExistsError) as err:
             cnm.join(second.id, sb.id)
         assert err.value.reason == "INTERFACE_NAME_TAKEN", err.value
-        assert "data0" in err.value.message
+        assert "eth0" in err.value.message
         cnm.delete_endpoint(second.id)
         cnm.delete_sandbox(sb.id)
         cnm.delete_network("cninet2")
+        cnm.delete_network("nonet")
         assert cnm_state(world) == EMPTY
