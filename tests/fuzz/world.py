@@ -15,6 +15,7 @@ namespaces.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from cnm.driver.v1 import driver_pb2_grpc
 from cnm.ipam.v1 import ipam_pb2 as ipb
 from cnm.ipam.v1 import ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
+from driver_service import osl
 from harness import kernel_snapshot, netns, stack
-from integration.controller_env import World, kernel_view, remove_run_dir, snapshot
+from integration.controller_env import World, remove_run_dir, snapshot
 from ipam_service.bitseq import BitSequence
 
 T = 10
@@ -45,12 +47,13 @@ class Fuzz:
     ids: dict[str, str] = field(default_factory=dict)
 
     def state(self) -> dict[str, object]:
-        view = kernel_view([self.host_ns], kernel_snapshot.TEST_TAG)
-        ruleset = netns.exec_in(self.host_ns, "nft", "list", "ruleset").stdout
+        # Links and namespaces read in-process (no fork per case): the catalogue is long.
+        tag = kernel_snapshot.TEST_TAG
         return {
             "redis": _allocations(snapshot(self.world.redis_url)),
-            "kernel": view,
-            "nft": ruleset,
+            "netns": sorted(n for n in os.listdir("/run/netns") if tag in n),
+            "links": sorted(li.name for li in osl.list_links(netns=self.host_ns)),
+            "nft": netns.exec_in(self.host_ns, "nft", "list", "ruleset").stdout,
         }
 
 
