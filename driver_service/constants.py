@@ -39,6 +39,9 @@ SANDBOX_IFNAME_PREFIX = "eth"
 # Endpoint option asking for a given interface name inside the sandbox instead
 # (a CNI runtime's CNI_IFNAME); the same key reports the name in oper info.
 ENDPOINT_IFNAME_OPTION = OPER_SANDBOX_IFNAME
+# Endpoint option "false": the endpoint never takes the sandbox's default route
+# (a secondary network; CNI's second network on one namespace).
+ENDPOINT_DEFAULT_ROUTE_OPTION = "com.cnm.endpoint.default_route"
 # Host ends of veths: "veth" + 11 hex characters of the endpoint id (15 chars).
 HOST_VETH_PREFIX = "veth"
 # Container ends of veths left in the host namespace for a runtime that moves

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from driver_service import osl, specs
 from driver_service.constants import (
+    ENDPOINT_DEFAULT_ROUTE_OPTION,
     ENDPOINT_IFNAME_OPTION,
     HANDOFF_VETH_PREFIX,
     SANDBOX_IFNAME_PREFIX,
@@ -355,6 +356,7 @@ class Manager:
                 n += 1
         gw4, gw6 = driver.gateways(net, ep)
         has_default = any(a.default_route for a in atts)
+        wants_default = ep.spec.options.get(ENDPOINT_DEFAULT_ROUTE_OPTION, "true") == "true"
         return Attachment(
             sandbox_id=sb.id,
             state=JOINING,
@@ -363,7 +365,7 @@ class Manager:
             gateway=gw4,
             gateway_ipv6=gw6,
             # The runtime that moves interfaces picks the default route itself.
-            default_route=bool(gw4 or gw6) and (handoff or not has_default),
+            default_route=bool(gw4 or gw6) and wants_default and (handoff or not has_default),
             seq=max((a.seq for a in atts), default=0) + 1,
         )
 

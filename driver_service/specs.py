@@ -12,7 +12,7 @@ import dataclasses
 import re
 
 from driver_service import ports
-from driver_service.constants import ENDPOINT_IFNAME_OPTION
+from driver_service.constants import ENDPOINT_DEFAULT_ROUTE_OPTION, ENDPOINT_IFNAME_OPTION
 from driver_service.models import (
     DnsConfig,
     EndpointSpec,
@@ -113,6 +113,11 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         exposed.append(ExposedPort(protocol=ep.protocol.lower(), port=ep.port))
     if ENDPOINT_IFNAME_OPTION in spec.options:
         validate.ifname(spec.options[ENDPOINT_IFNAME_OPTION], "requested interface name")
+    if spec.options.get(ENDPOINT_DEFAULT_ROUTE_OPTION, "true") not in ("true", "false"):
+        raise InvalidArgument(
+            f"invalid endpoint option {ENDPOINT_DEFAULT_ROUTE_OPTION}="
+            f"{spec.options[ENDPOINT_DEFAULT_ROUTE_OPTION][:64]!r}: expected true or false"
+        )
     return dataclasses.replace(
         spec,
         address=_interface(spec.address, 4, "endpoint address") if spec.address else "",

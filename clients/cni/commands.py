@@ -30,8 +30,10 @@ from cnm.controller.v1 import controller_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-# The endpoint option that names the interface inside the sandbox.
+# Endpoint options: the interface's name inside the sandbox; "false" to keep
+# the network's gateway out of the default route.
 IFNAME_OPTION = "com.cnm.endpoint.ifname"
+DEFAULT_ROUTE_OPTION = "com.cnm.endpoint.default_route"
 # Sandbox labels: which CNI attachment a sandbox is.
 LABEL_NETWORK = "com.cnm.cni.network"
 LABEL_CONTAINER = "com.cnm.cni.container-id"
@@ -79,12 +81,12 @@ def add(conf: NetConf, att: Attachment) -> dict[str, Any]:
         except ClientError as e:
             # What CreateSandbox can refuse came from CNI_NETNS or CNI_CONTAINERID.
             raise from_client_error(e, conf.controller, invalid=errors.INVALID_ENVIRONMENT) from e
+        options = {IFNAME_OPTION: att.ifname}
+        if not conf.default_route:
+            options[DEFAULT_ROUTE_OPTION] = "false"
         try:
             endpoint = cnm.connect(
-                net.id,
-                sandbox.id,
-                port_bindings=conf.port_mappings,
-                options={IFNAME_OPTION: att.ifname},
+                net.id, sandbox.id, port_bindings=conf.port_mappings, options=options
             )
         except BaseException as e:
             _remove_quietly(cnm, sandbox.id)

@@ -58,6 +58,8 @@ class NetConf:
     controller: str
     # A cnm host id for multi-host stores; "" for the only ready host.
     host: str = ""
+    # False for a secondary network: its gateway never becomes the default route.
+    default_route: bool = True
     port_mappings: tuple[PortMapping, ...] = ()
     prev_result: dict[str, Any] | None = None
     # GC: the (CNI_CONTAINERID, CNI_IFNAME) pairs still in use.
@@ -201,6 +203,9 @@ def netconf(doc: Mapping[str, Any], cmd: str, environ: Mapping[str, str]) -> Net
     runtime = doc.get("runtimeConfig", {})
     if not isinstance(runtime, dict):
         raise _bad("runtimeConfig", runtime, "expected an object")
+    default_route = doc.get("defaultRoute", True)
+    if not isinstance(default_route, bool):
+        raise _bad("defaultRoute", default_route, "expected true or false")
     prev = doc.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise _bad("prevResult", prev, "expected a result object")
@@ -210,6 +215,7 @@ def netconf(doc: Mapping[str, Any], cmd: str, environ: Mapping[str, str]) -> Net
         network=network,
         controller=controller,
         host=_string(doc, "host"),
+        default_route=default_route,
         port_mappings=port_mappings(runtime.get("portMappings", [])),
         prev_result=prev,
         valid_attachments=valid_attachments(doc) if cmd == "GC" else frozenset(),

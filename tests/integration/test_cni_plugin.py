@@ -18,7 +18,7 @@ from controller_env import World, remove_run_dir, snapshot
 from ports_world import ask, serve
 
 from clients.client import Client
-from clients.cni.commands import IFNAME_OPTION
+from clients.cni.commands import DEFAULT_ROUTE_OPTION, IFNAME_OPTION
 from harness import kernel_snapshot, netns, stack
 
 SUBNET = "10.93.0.0/24"
@@ -313,6 +313,8 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
         used = sum(p.used for p in cnm.list_pools())
         with pytest.raises(InvalidArgumentError, match="interface name"):
             cnm.create_endpoint("cninet", options={IFNAME_OPTION: "no/slash"})
+        with pytest.raises(InvalidArgumentError, match="expected true or false"):
+            cnm.create_endpoint("cninet", options={DEFAULT_ROUTE_OPTION: "maybe"})
         assert sum(p.used for p in cnm.list_pools()) == used
         sb = cnm.create_sandbox("ifnames")
         # an attachment without an interface (null driver) holds no name
@@ -330,3 +332,29 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
         cnm.delete_network("cninet2")
         cnm.delete_network("nonet")
         assert cnm_state(world) == EMPTY
+
+
+def test_second_network_without_default_route(world, containers, netns_host):
+    """One container on two cnm networks through two CNI networks: the second,
+    configured `defaultRoute: false`, adds its subnet but not a default route."""
+    with Client(world.controllers["controller"]) as cnm:
+        cnm.create_network("cninet2", subnets=[_ipam("10.95.0.0/24")])
+    first = LibCni(conflist(world, "1.1.0"), world.bin_dir, netns_host)
+    plugin = dict(conflist(world, "1.1.0")["plugins"][0], network="cninet2", defaultRoute=False)
+    second = LibCni({"cniVersion": "1.1.0", "name": "second", "plugins": [plugin]},
+                    world.bin_dir, netns_host)  # fmt: skip
+    c, path = containers()
+    assert first.add("multi", path).code == 0
+    added = second.add("multi", path, ifname="net1")
+    assert added.code == 0, added
+    validate_result(added.out, "1.1.0")
+    assert added.out["routes"] == [] and "gateway" not in added.out["ips"][0]
+    routes = netns.exec_in(c, "ip", "-4", "route").stdout
+    assert "default via 10.93.0.1 dev eth0" in routes, routes
+    assert "10.95.0.0/24 dev net1" in routes, routes
+    assert second.check("multi", path, ifname="net1").code == 0
+    assert second.delete("multi", path, ifname="net1").code == 0
+    assert first.delete("multi", path).code == 0
+    with Client(world.controllers["controller"]) as cnm:
+        cnm.delete_network("cninet2")
+    assert cnm_state(world) == EMPTY

@@ -44,6 +44,7 @@ def test_port_mappings_are_parsed_and_deduplicated():
         pytest.param(dict(GOOD, controller="unix://relative"), "ADD", 7, id="bad-controller"),
         pytest.param(dict(GOOD, runtimeConfig=[]), "ADD", 7, id="runtime-config-not-object"),
         pytest.param(dict(GOOD, prevResult=[]), "ADD", 7, id="prev-result-not-object"),
+        pytest.param(dict(GOOD, defaultRoute="no"), "ADD", 7, id="default-route-not-bool"),
         pytest.param(
             dict(GOOD, runtimeConfig={"portMappings": [{"hostPort": True, "containerPort": 80}]}),
             "ADD", 7, id="port-bool",
