@@ -17,6 +17,7 @@ from clients.errors import (
     InternalError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     UnavailableError,
 )
 from clients.portspec import PortMapping, PortSpecError, parse_port_spec
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidArgumentError",
     "IpamConfig",
     "NotFoundError",
+    "PermissionDeniedError",
     "PortBinding",
     "PortMapping",
     "PortSpecError",

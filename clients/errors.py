@@ -48,6 +48,10 @@ class NotFoundError(ClientError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class PermissionDeniedError(ClientError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class AlreadyExistsError(ClientError):
     code = grpc.StatusCode.ALREADY_EXISTS
 
@@ -85,6 +89,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ClientError]] = {
     for cls in (
         InvalidArgumentError,
         NotFoundError,
+        PermissionDeniedError,
         AlreadyExistsError,
         FailedPreconditionError,
         ExhaustedError,

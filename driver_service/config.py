@@ -43,6 +43,10 @@ class DriverConfig(CommonConfig):
     # places (/run/docker/plugins, /etc/docker/plugins, ...).
     plugin_dirs: tuple[str, ...] = ()
     remote_drivers: tuple[str, ...] = ()
+    # Directories (besides /run/netns and /var/run/netns) whose namespaces a
+    # runtime may give as a sandbox's external key, e.g. /var/run/docker/netns
+    # (env CNM_SANDBOX_KEY_DIRS, comma-separated); driver_service/sandbox_keys.py.
+    sandbox_key_dirs: tuple[str, ...] = ()
     # Overlay networks: a full comparison of the kernel's peer entries with the
     # store, repairing anything a lost pub/sub message left out.
     overlay_resync_interval: float = 15.0
@@ -75,9 +79,10 @@ def finish(cfg: DriverConfig) -> DriverConfig:
             ) from None
     if not cfg.state_dir.startswith("/"):
         raise ConfigError(f"state_dir {cfg.state_dir!r}: must be an absolute path")
-    for d in cfg.plugin_dirs:
-        if not d.startswith("/"):
-            raise ConfigError(f"plugin_dirs: {d!r} must be an absolute path")
+    for key, dirs in (("plugin_dirs", cfg.plugin_dirs), ("sandbox_key_dirs", cfg.sandbox_key_dirs)):
+        for d in dirs:
+            if not d.startswith("/") or d.rstrip("/") in ("", "/proc"):
+                raise ConfigError(f"{key}: {d!r} must be an absolute path (not / or /proc)")
     for name in cfg.remote_drivers:
         try:
             validate_plugin_name(name)

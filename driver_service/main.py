@@ -72,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host-ttl", metavar="S", type=float)
     p.add_argument("--plugin-dirs", metavar="DIRS", help="plugin directories, comma-separated")
     p.add_argument("--remote-drivers", metavar="NAMES", help="plugin names, comma-separated")
+    p.add_argument(
+        "--sandbox-key-dirs",
+        metavar="DIRS",
+        help="directories of runtimes' namespaces a sandbox may adopt, comma-separated",
+    )
     p.add_argument("--overlay-resync-interval", metavar="S", type=float)
     p.add_argument(
         "--cleanup",
@@ -156,6 +161,7 @@ class DriverApp:
             state_dir=cfg.state_dir,
             netns_prefix=cfg.netns_prefix,
             resolver=cfg.dns_resolver,
+            key_dirs=cfg.sandbox_key_dirs,
         )
         self.manager = Manager(state, registry, sandboxes)
         self.repair = LinkRepair(self.manager)

@@ -316,6 +316,8 @@ class Manager:
                     reason="NETNS_NOT_FOUND",
                     metadata={"sandbox_id": sandbox_id},
                 )
+            if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
+                self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
             att = self._plan_attachment(driver, net, ep, sb)
             with self.locks.network(network_id):
                 self._ready_network(network_id)
@@ -474,7 +476,7 @@ class Manager:
     def create_sandbox(self, spec: SandboxSpec) -> SandboxRecord:
         spec = specs.sandbox_spec(spec)
         if spec.external_key and not spec.runtime_moves_interfaces:
-            osl.check_netns_path(spec.external_key)
+            self.sandboxes.keys.check(spec.external_key)
         with self.locks.sandbox(spec.sandbox_id):
             existing = self.state.sandbox(spec.sandbox_id)
             if existing is not None:

@@ -52,6 +52,7 @@ from driver_service.sandbox_files import (
     render_resolv_conf,
     write_atomic,
 )
+from driver_service.sandbox_keys import SandboxKeys
 from driver_service.state import State
 from services.errors import AlreadyExists, NotFound
 
@@ -77,8 +78,11 @@ class Sandboxes:
         state_dir: str,
         netns_prefix: str,
         resolver: str = EMBEDDED_RESOLVER,
+        key_dirs: Iterable[str] = (),
     ) -> None:
         self.state = state
+        # Where a runtime's own namespace (external key) may come from.
+        self.keys = SandboxKeys(key_dirs)
         # The embedded resolver's address written into resolv.conf ("" = none: the
         # host's servers, filtered, as without cnm-dns).
         self.resolver = resolver

@@ -43,6 +43,14 @@ class InvalidArgument(CnmError):
     default_reason = "INVALID_ARGUMENT"
 
 
+class PermissionDenied(CnmError):
+    """The caller asked for something cnm never does (e.g. plumbing the host's own
+    network namespace as a sandbox). Nothing was changed."""
+
+    code = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
 class NotFound(CnmError):
     code = "NOT_FOUND"
     default_reason = "NOT_FOUND"

@@ -22,6 +22,7 @@ _CLASSES: dict[str, type[errors.CnmError]] = {
     for cls in (
         errors.InvalidArgument,
         errors.NotFound,
+        errors.PermissionDenied,
         errors.AlreadyExists,
         errors.FailedPrecondition,
         errors.Exhausted,

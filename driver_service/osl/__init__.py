@@ -59,6 +59,7 @@ from .namespace import (
     is_netns,
     list_namespaces,
     namespace_exists,
+    netns_identity,
 )
 from .nsenter import NETNS_RUN_DIR, NetnsRef, netns_path
 from .query import (
@@ -136,6 +137,7 @@ __all__ = [
     "list_routes",
     "move_link_into_netns",
     "namespace_exists",
+    "netns_identity",
     "netns_path",
     "parse_vlan_parent",
     "random_mac",

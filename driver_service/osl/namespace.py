@@ -99,6 +99,18 @@ def check_netns_path(path: str) -> str:
         return path
 
 
+def netns_identity(ref: str | None = None) -> tuple[int, int]:
+    """(device, inode) of a network namespace: the same pair means the same
+    namespace, whatever path reaches it. None: this process's own namespace."""
+    if ref is None:
+        st = os.stat("/proc/self/ns/net")
+        return st.st_dev, st.st_ino
+    with open_netns(ref) as fd:
+        assert fd is not None
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+
+
 def create_namespace(name: str) -> str:
     """Create a namespace bind-mounted at /run/netns/NAME, with `lo` up; return its path.
 

@@ -10,6 +10,7 @@ error lines, exit codes, and real packets between sandboxes (ping through
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -351,6 +352,24 @@ def test_runtime_namespace_dual_stack_and_sandbox_files(stack):
         assert "10.36.0.5" not in exec_in(ext, "ip", "-o", "addr", "show").stdout
     finally:
         netns.delete(ext)
+
+
+def test_the_host_namespace_is_never_a_sandbox(stack, spawn):
+    """`--netns /proc/self/ns/net` once replaced the host's default route on
+    connect: a sandbox key outside the runtimes' places, or one that is the
+    driver's own namespace by any path, is refused and nothing is stored."""
+    err = fails(stack, "sandbox", "create", "--netns", "/proc/self/ns/net", "hostself")
+    assert "sandbox key '/proc/self/ns/net' is not allowed" in err
+    # A process of the driver's host namespace: an allowed place, the wrong namespace.
+    proc = spawn(["nsenter", f"--net=/run/netns/{stack.host_ns}", "--", "sleep", "60"])
+    key = f"/proc/{proc.pid}/ns/net"
+    deadline = time.monotonic() + 10
+    while os.readlink(key) == os.readlink("/proc/self/ns/net"):
+        assert time.monotonic() < deadline, "nsenter did not enter the namespace"
+        time.sleep(0.02)
+    err = fails(stack, "sandbox", "create", "--netns", key, "hostself")
+    assert f"sandbox key '{key}' is the host's own network namespace" in err
+    assert ok(stack, "sandbox", "ls", "-q") == ""
 
 
 def test_hosts_drivers_pools_events_and_gc(stack):

@@ -326,7 +326,7 @@ CASES = [
         "sandbox-external-key-regular-file",
         _sb(external_key="REGULAR_FILE"),
         "INVALID_ARGUMENT",
-        "not a network namespace",
+        "is not allowed",
     ),
     (
         "sandbox-external-key-relative",
@@ -344,7 +344,7 @@ CASES = [
         "sandbox-external-key-mount-ns",
         _sb(external_key="/proc/self/ns/mnt"),
         "INVALID_ARGUMENT",
-        "not a network namespace",
+        "is not allowed",
     ),
     ("sandbox-bad-id", _sb(sandbox_id="short"), "INVALID_ARGUMENT", "sandbox id"),
     ("sandbox-bad-hostname", _sb(hostname="bad host"), "INVALID_ARGUMENT", "bad host"),

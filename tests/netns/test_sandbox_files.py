@@ -8,6 +8,7 @@ root namespace's interfaces; the namespaces carry this run's tagged prefix.
 from __future__ import annotations
 
 import dataclasses
+import os
 import stat
 import uuid
 from pathlib import Path
@@ -29,9 +30,10 @@ from driver_service.models import (
 )
 from driver_service.registry import Registry
 from driver_service.sandbox import Sandboxes
+from driver_service.sandbox_keys import SandboxKeys
 from driver_service.state import State
 from harness import kernel_snapshot, netns
-from services.errors import InvalidArgument, NotFound
+from services.errors import CnmError, InvalidArgument, PermissionDenied
 from services.ids import new_id
 from services.store import Store
 
@@ -91,25 +93,70 @@ def test_adopted_namespace_is_kept_on_delete(manager):
         netns.delete(owned)
 
 
+# The manager runs in this process: its host namespace is this process's.
+HOST_NETNS = ("PermissionDenied", "HOST_NETNS")
+NOT_ALLOWED = ("InvalidArgument", "SANDBOX_KEY_NOT_ALLOWED")
+
+
 @pytest.mark.parametrize(
     "key, error",
     [
-        pytest.param("REGULAR_FILE", InvalidArgument, id="regular-file"),
-        pytest.param("/proc/self/ns/uts", InvalidArgument, id="uts-namespace"),
-        pytest.param("/run/netns/cnm-no-such-namespace", NotFound, id="missing"),
+        pytest.param("REGULAR_FILE", NOT_ALLOWED, id="regular-file-elsewhere"),
+        pytest.param(
+            "RUN_NETNS_FILE", ("InvalidArgument", "NOT_A_NETNS"), id="plain-file-in-run-netns"
+        ),
+        pytest.param("/proc/self/ns/uts", NOT_ALLOWED, id="uts-namespace"),
+        pytest.param(
+            "/run/netns/cnm-no-such-namespace", ("NotFound", "NETNS_NOT_FOUND"), id="missing"
+        ),
+        pytest.param("/proc/self/ns/net", NOT_ALLOWED, id="proc-self"),
+        pytest.param("/proc/thread-self/ns/net", NOT_ALLOWED, id="proc-thread-self"),
+        pytest.param("/run/netns/../../proc/1/ns/net", NOT_ALLOWED, id="dot-dot"),
+        pytest.param("/etc/../run/netns/x", NOT_ALLOWED, id="dot-dot-into-run-netns"),
+        pytest.param(f"/proc/{os.getpid()}/ns/net", HOST_NETNS, id="the-driver-itself"),
+        pytest.param("HOST_BIND_MOUNT", HOST_NETNS, id="host-bind-mounted-in-run-netns"),
     ],
 )
 def test_bad_external_key_leaves_no_record_namespace_or_file(
     manager, tmp_path, netns_prefix, key, error
 ):
+    made = f"/run/netns/cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:6]}"
     if key == "REGULAR_FILE":
         key = str(tmp_path / "plain")
         Path(key).write_text("not a namespace")
+    elif key == "RUN_NETNS_FILE":
+        key = made
+        Path(key).write_text("")
+    elif key == "HOST_BIND_MOUNT":
+        key = made
+        Path(key).write_text("")
+        netns.run("mount", "--bind", "/proc/self/ns/net", key)
     before = ns_names(netns_prefix)
-    with pytest.raises(error):
-        manager.create_sandbox(SandboxSpec(new_id(), external_key=key))
+    try:
+        with pytest.raises(CnmError) as info:
+            manager.create_sandbox(SandboxSpec(new_id(), external_key=key))
+        assert (type(info.value).__name__, info.value.reason) == error, info.value
+    finally:
+        if key == made:
+            netns.run("umount", made, check=False)
+            Path(made).unlink()
     assert manager.state.sandboxes() == [] and ns_names(netns_prefix) == before
     assert not manager.sandboxes.dir.exists()
+
+
+def test_runtime_directories_named_in_config_are_allowed(tmp_path, netns_host):
+    """A runtime keeping its namespaces elsewhere (Docker: /var/run/docker/netns)."""
+    runtime = tmp_path / "runtime-netns"
+    runtime.mkdir()
+    key = runtime / "c1"
+    key.write_text("")
+    netns.run("mount", "--bind", f"/run/netns/{netns_host}", str(key))
+    try:
+        with pytest.raises(InvalidArgument, match="not allowed"):
+            SandboxKeys().check(str(key))
+        assert SandboxKeys([str(runtime)]).check(str(key)) == str(key)
+    finally:
+        netns.run("umount", str(key), check=False)
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy-hosts", "own-entries-only"])
@@ -153,3 +200,26 @@ def test_files_follow_the_records(manager, legacy):
     for ep in (mine, theirs):
         manager.state.drop_endpoint(ep.id)
     manager.state.drop_network(nid)
+
+
+def test_join_refuses_an_external_key_that_has_become_the_host_namespace(manager, netns_host):
+    """The key is checked again at Join: a path (a /proc/PID whose process was
+    replaced, a remounted file) may name the host's namespace by then."""
+    key = f"/run/netns/cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:6]}"
+    Path(key).write_text("")
+    netns.run("mount", "--bind", f"/run/netns/{netns_host}", key)
+    try:
+        sb = manager.create_sandbox(SandboxSpec(new_id(), external_key=key))
+        nid, eid = new_id(), new_id()
+        manager.create_network(NetworkSpec(nid, "blue", "null"))
+        manager.create_endpoint(EndpointSpec(nid, eid))
+        netns.run("umount", key)
+        netns.run("mount", "--bind", "/proc/self/ns/net", key)
+        with pytest.raises(PermissionDenied, match="host's own network namespace"):
+            manager.join(nid, eid, sb.id)
+        assert manager.state.endpoint(eid).attachment is None
+        manager.delete_endpoint(nid, eid)
+        manager.delete_network(nid)
+    finally:
+        netns.run("umount", key, check=False)
+        Path(key).unlink()
