@@ -32,14 +32,16 @@ from peers.cni import Cni  # noqa: E402
 from peers.cnm import Cnm  # noqa: E402
 from peers.cnm_cni import CnmCni  # noqa: E402
 from peers.docker import Docker  # noqa: E402
+from peers.docker_cnm import DockerCnm  # noqa: E402
 from peers.netavark import Netavark  # noqa: E402
 from peers.profile import kernel_floor, profile_connect  # noqa: E402
 from peers.setup import install_peers  # noqa: E402
 
 SYSTEMS: dict[str, type[System]] = {
     "cnm": Cnm, "cnm-cni": CnmCni, "cni": Cni, "netavark": Netavark, "docker": Docker,
+    "docker-cnm": DockerCnm,
 }  # fmt: skip
-OCTETS = {"cnm": 200, "cni": 201, "netavark": 202, "docker": 203, "cnm-cni": 204}
+OCTETS = {"cnm": 200, "cni": 201, "netavark": 202, "docker": 203, "cnm-cni": 204, "docker-cnm": 205}
 
 
 def parse_args() -> argparse.Namespace:

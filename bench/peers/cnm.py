@@ -50,6 +50,10 @@ class Cnm(System):
 
     def start(self) -> None:
         super().start()
+        self.start_services()
+
+    def start_services(self) -> None:
+        """Redis, IPAM, the driver (in `host_ns`) and the controller, under `run_dir`."""
         d = self.run_dir
         self.redis_sock = d / "redis.sock"
         self.redis_url = f"unix://{self.redis_sock}"

@@ -61,24 +61,37 @@ class _UnixConnection(http.client.HTTPConnection):
 class Docker(System):
     name = "docker"
     runner_makes_namespaces = False
+    # The network and IPAM drivers the bench networks are made with.
+    driver = "bridge"
+    ipam_driver = "default"
+    # Extra dockerd flags.
+    dockerd_flags: tuple[str, ...] = ()
+
+    def before_dockerd(self) -> None:
+        """What must run before dockerd starts (nothing for Docker's own drivers)."""
+
+    def dockerd_argv(self, argv: list[str]) -> list[str]:
+        """dockerd's command line, inside our host namespace."""
+        return netns.in_netns(f"/run/netns/{self.host_ns}", argv)
 
     def start(self) -> None:
         dockerd = shutil.which("dockerd")
         if dockerd is None:
             raise Skip("dockerd not installed (package docker.io)")
         super().start()
+        self.before_dockerd()
         d = self.run_dir
         self.sock = str(d / "docker.sock")
         (d / "daemon.json").write_text("{}")
         self._local = threading.local()
         log_file = open(d / "dockerd.log", "ab")  # noqa: SIM115 - lives with the process
         self.dockerd = subprocess.Popen(
-            netns.in_netns(
-                f"/run/netns/{self.host_ns}",
+            self.dockerd_argv(
                 [dockerd, "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
                  "--exec-root", str(d / "exec"), "--pidfile", str(d / "dockerd.pid"),
                  "-H", f"unix://{self.sock}", "--bridge=none", "--ip6tables=false",
-                 "--userland-proxy=false", "--storage-driver=vfs", "--log-level=warn"],
+                 "--userland-proxy=false", "--storage-driver=vfs", "--log-level=warn",
+                 *self.dockerd_flags],
             ),
             stdout=log_file,
             stderr=log_file,
@@ -166,9 +179,12 @@ class Docker(System):
             "/networks/create",
             {
                 "Name": self.net_name(plan),
-                "Driver": "bridge",
+                "Driver": self.driver,
                 "CheckDuplicate": True,
-                "IPAM": {"Config": [{"Subnet": str(plan.subnet), "Gateway": plan.gateway}]},
+                "IPAM": {
+                    "Driver": self.ipam_driver,
+                    "Config": [{"Subnet": str(plan.subnet), "Gateway": plan.gateway}],
+                },
                 "Options": {"com.docker.network.bridge.name": f"dkb{plan.index}"},
             },
         )
@@ -208,7 +224,7 @@ class Docker(System):
         self.request("POST", f"/containers/{created['Id']}/start")
         self.request("POST", f"/networks/{net}/disconnect", {"Container": created["Id"]})
         info = self.request("GET", f"/containers/{created['Id']}/json")
-        c.path = info["NetworkSettings"]["SandboxKey"]
+        c.path = self.netns_path(info)
 
     def prepare(self, containers: list[Container]) -> None:
         with ThreadPoolExecutor(8) as pool:
@@ -230,9 +246,17 @@ class Docker(System):
         info = self.request("GET", f"/containers/{c.state['id']}/json")
         settings = info["NetworkSettings"]["Networks"][net]
         c.address, c.gateway = settings["IPAddress"], settings["Gateway"]
-        if not info["NetworkSettings"]["Ports"].get(f"{CONTAINER_PORT}/tcp"):
-            raise RuntimeError(f"docker: {c.name} connected without its published port")
+        if not self.published(c, info):
+            raise RuntimeError(f"{self.name}: {c.name} connected without its published port")
         return elapsed
+
+    def netns_path(self, info: dict[str, Any]) -> str:
+        """The container's network namespace, as the runner's checks enter it."""
+        return info["NetworkSettings"]["SandboxKey"]
+
+    def published(self, c: Container, info: dict[str, Any]) -> bool:
+        """Whether the container's port is published, as Docker reports it."""
+        return bool(info["NetworkSettings"]["Ports"].get(f"{CONTAINER_PORT}/tcp"))
 
     def disconnect(self, c: Container) -> float:
         net = self.net_name(self.networks[c.network])
@@ -252,13 +276,16 @@ class Docker(System):
             except (OSError, RuntimeError) as e:
                 problems.append(f"docker clean-up: {e}")
         problems += stop_process(self.dockerd, grace=30) if hasattr(self, "dockerd") else []
-        # containerd and its shims were started by our dockerd: found by our run dir, by PID.
-        for pid in pids_under(str(self.run_dir)):
-            problems.append(f"docker: pid {pid} still running after dockerd stopped; killed")
+        # containerd and its shims were started by our dockerd: found by our run dir, by PID
+        # ("<run_dir>/": the docker-cnm row's directory starts with this one's name), but
+        # not what this system started itself (System.stop stops those).
+        ours = {p.pid for p in self.procs}
+        for pid in set(pids_under(f"{self.run_dir}/")) - ours:
+            problems.append(f"{self.name}: pid {pid} still running after dockerd stopped; killed")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
-        for mount in mounts_under(str(self.run_dir)):
-            problems.append(f"docker: {mount} still mounted; unmounted")
+        for mount in mounts_under(f"{self.run_dir}/"):
+            problems.append(f"{self.name}: {mount} still mounted; unmounted")
             subprocess.run(["umount", "-l", mount], check=False)
         return problems + super().stop()
 

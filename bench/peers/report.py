@@ -8,7 +8,7 @@ from typing import Any
 
 from peers.stats import Target, ratio
 
-SYSTEMS = ("cnm", "cnm-cni", "cni", "netavark", "docker")
+SYSTEMS = ("cnm", "cnm-cni", "cni", "netavark", "docker", "docker-cnm")
 
 
 def _get(d: Any, *path: str) -> Any:

@@ -12,6 +12,7 @@ PACKAGES = {
     "cni": ["containernetworking-plugins", "iptables"],
     "netavark": ["netavark", "iptables"],
     "docker": ["docker.io", "iptables"],
+    "docker-cnm": ["docker.io"],
 }
 
 
