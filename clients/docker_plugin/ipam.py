@@ -12,7 +12,8 @@ and a gateway before it creates the network. So:
 - RequestAddress for an endpoint reserves the next free address of the cnm
   network (an endpoint "docker-ip-..." holds it) until NetworkDriver
   CreateEndpoint turns it into the real endpoint; ReleaseAddress drops a
-  reservation that is still there.
+  reservation that is still there (one made by an earlier plugin process
+  goes at the latest with the network's DeleteNetwork).
 
 So the cnm IPAM driver serves networks of the cnm network driver only
 (`-d cnm --ipam-driver cnm`); with Docker's default IPAM (no --ipam-driver),
@@ -30,6 +31,7 @@ from clients.client import Client
 from clients.docker_plugin import protocol as p
 from clients.docker_plugin.objects import RESERVATION_PREFIX, Objects
 from clients.errors import NotFoundError
+from cnm.controller.v1 import controller_pb2 as pb
 
 POOL_PREFIX = "cnm:"
 LOCAL_SPACE = "CnmLocal"
@@ -120,6 +122,11 @@ class IpamDriver:
         if opts.get(p.REQUEST_ADDRESS_TYPE) == p.GATEWAY_TYPE:
             return {"Address": _cidr(address or str(next(pool.hosts())), pool), "Data": {}}
         net = self.objects.network_of_pool(str(pool))
+        if net is not None:
+            try:
+                return self._reserve(net, pool, address)
+            except NotFoundError:
+                net = self.objects.network_of_pool(str(pool), fresh=True)
         if net is None:
             if address:
                 # An --aux-address, asked for before the network exists: cnm
@@ -129,6 +136,12 @@ class IpamDriver:
                 f"no cnm network has subnet {pool}: the cnm IPAM driver serves "
                 "networks of the cnm network driver (-d cnm) only"
             )
+        return self._reserve(net, pool, address)
+
+    def _reserve(
+        self, net: pb.Network, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, address: str
+    ) -> dict[str, Any]:
+        """An endpoint of the cnm network holding the next free (or the given) address."""
         v6 = pool.version == 6
         ep = self.cnm.create_endpoint(
             net.id,
@@ -139,6 +152,7 @@ class IpamDriver:
         if not got:
             self.cnm.delete_endpoint(ep.id)
             raise p.PluginError(f"cnm gave no IPv{pool.version} address in subnet {pool}")
+        self.objects.reserved(net.id, p.bare(got), ep.id)
         return {"Address": got, "Data": {}}
 
     def release_address(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +163,10 @@ class IpamDriver:
         net = self.objects.network_of_pool(str(pool))
         if net is None:
             return {}
-        held = self.objects.reservation(net.id, address)
-        if held is not None:
+        # Usually the reservation became the endpoint (and DeleteEndpoint freed the
+        # address); one an earlier plugin process made goes with the network.
+        held = self.objects.take_reservation(net.id, address)
+        if held:
             with contextlib.suppress(NotFoundError):
-                self.cnm.delete_endpoint(held.id)
+                self.cnm.delete_endpoint(held)
         return {}

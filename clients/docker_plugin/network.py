@@ -143,6 +143,7 @@ class NetworkDriver:
         """Deletes the cnm network, unless it is an overlay that other dockerds'
         containers still use (it goes with the last one's DeleteNetwork)."""
         nid = p.docker_id(req, "NetworkID")
+        self.objects.drop_network(nid)
         try:
             net = self.objects.network(nid)
         except p.PluginError:
@@ -152,6 +153,7 @@ class NetworkDriver:
         in_use = [ep for ep in endpoints if not ep.name.startswith(RESERVATION_PREFIX)]
         if in_use and self.connectivity == "global":
             self.objects.aliases.set(nid, None)
+            self.objects.drop_network(nid)
             return {}
         # Address reservations Docker never turned into endpoints (it releases them
         # before DeleteNetwork; a crash in between could leave some).
@@ -161,6 +163,7 @@ class NetworkDriver:
         with contextlib.suppress(NotFoundError):
             self.cnm.delete_network(net.id)
         self.objects.aliases.set(nid, None)
+        self.objects.drop_network(nid)
         return {}
 
     # --- endpoints --------------------------------------------------------------------------
@@ -176,15 +179,12 @@ class NetworkDriver:
         mac = p.field(iface, "MacAddress", required=False)
         opts = p.options(req)
         net = self.objects.network(nid)
-        existing = self.objects.endpoint(nid, eid)
-        if existing is None:
-            # An address cnm's IPAM driver reserved for this endpoint: give it up
-            # for the endpoint itself (the same address, requested statically).
-            for cidr in (address, address6):
-                held = self.objects.reservation(net.id, p.bare(cidr)) if cidr else None
-                if held is not None:
-                    self._delete_endpoint(held.id)
-            existing = self.cnm.create_endpoint(
+        wanted = [p.bare(a) for a in (address, address6) if a]
+
+        def create() -> pb.Endpoint:
+            # One request id per Docker endpoint: a retry (Docker lost the answer)
+            # gets the endpoint the first call made.
+            return self.cnm.create_endpoint(
                 net.id,
                 name=endpoint_name(eid),
                 ipv4_address=p.bare(address),
@@ -192,8 +192,31 @@ class NetworkDriver:
                 mac_address=mac,
                 port_bindings=p.port_bindings(opts),
                 exposed_ports=p.exposed_ports(opts),
+                request_id=f"docker-ep-{eid}",
             )
-            self.objects.remember(eid, existing.id)
+
+        # The addresses cnm's IPAM driver reserved for this endpoint are given up
+        # for the endpoint itself (the same addresses, asked for statically).
+        for bare in wanted:
+            held = self.objects.take_reservation(net.id, bare)
+            if held:
+                self._delete_endpoint(held)
+        try:
+            existing = create()
+        except NotFoundError:
+            self.objects.drop_network(nid)
+            raise p.PluginError(f"network {nid[:12]} not found in cnm") from None
+        except AlreadyExistsError as e:
+            if e.reason != "ADDRESS_IN_USE":
+                raise
+            # Reserved by an earlier plugin process: found in the controller.
+            found = [r for a in wanted if (r := self.objects.reservation(net.id, a)) is not None]
+            if not found:
+                raise
+            for held_ep in found:
+                self._delete_endpoint(held_ep.id)
+            existing = create()
+        self.objects.remember(eid, existing.id)
         out: dict[str, str] = {}
         if not mac and existing.mac_address:
             out["MacAddress"] = existing.mac_address
@@ -238,40 +261,49 @@ class NetworkDriver:
 
     # --- join / leave -----------------------------------------------------------------------
 
-    def _sandbox(self, key: str) -> pb.Sandbox:
+    def _sandbox(self, key: str) -> str:
+        """The id of the cnm sandbox of a Docker sandbox, made at its first Join."""
+        cached = self.objects.sandboxes.get(key)
+        if cached:
+            return cached
         name = sandbox_name(key)
         try:
-            return self.cnm.get_sandbox(name)
+            sb = self.cnm.get_sandbox(name)
         except NotFoundError:
-            pass
-        try:
-            return self.cnm.create_sandbox(
-                name,
-                host=self.host,
-                external_key=key,
-                runtime_moves_interfaces=True,
-            )
-        except AlreadyExistsError:
-            return self.cnm.get_sandbox(name)
+            try:
+                sb = self.cnm.create_sandbox(
+                    name, host=self.host, external_key=key, runtime_moves_interfaces=True
+                )
+            except AlreadyExistsError:
+                sb = self.cnm.get_sandbox(name)
+        self.objects.sandboxes[key] = sb.id
+        return sb.id
 
     def _drop_sandbox_if_empty(self, sandbox_id: str) -> None:
         if not sandbox_id:
             return
-        try:
+        for key, cached in list(self.objects.sandboxes.items()):
+            if cached == sandbox_id:
+                self.objects.sandboxes.pop(key, None)
+        with contextlib.suppress(NotFoundError):
             sb = self.cnm.get_sandbox(sandbox_id)
             if not sb.endpoints and sb.name.startswith("docker-"):
                 self.cnm.delete_sandbox(sb.id)
-        except NotFoundError:
-            pass
 
     def join(self, req: dict[str, Any]) -> dict[str, Any]:
         ep = self._endpoint(req)
         key = p.field(req, "SandboxKey")
-        sb = self._sandbox(key)
+        sandbox_id = self._sandbox(key)
         try:
-            joined = self.cnm.join(ep.id, sb.id)
+            try:
+                joined = self.cnm.join(ep.id, sandbox_id)
+            except NotFoundError:
+                # The cached sandbox is gone (deleted behind this process): anew.
+                self.objects.sandboxes.pop(key, None)
+                sandbox_id = self._sandbox(key)
+                joined = self.cnm.join(ep.id, sandbox_id)
         except Exception:
-            self._drop_sandbox_if_empty(sb.id)
+            self._drop_sandbox_if_empty(sandbox_id)
             raise
         return {
             "InterfaceName": {"SrcName": joined.interface_name, "DstPrefix": "eth"},

@@ -89,20 +89,47 @@ class Aliases:
 
 
 class Objects:
-    """Lookups of cnm objects by their Docker names, with a small cache."""
+    """Lookups of cnm objects by their Docker names, with small caches of what
+    this process made or found (the controller stays the truth: a stale entry
+    shows as NOT_FOUND, and callers look again)."""
 
     def __init__(self, cnm: Client, aliases: Aliases) -> None:
         self.cnm = cnm
         self.aliases = aliases
         self._lock = threading.Lock()
-        # Docker EndpointID -> cnm endpoint id (a cache: the controller is the truth).
+        # Docker EndpointID -> cnm endpoint id.
         self._endpoints: dict[str, str] = {}
+        # Docker NetworkID -> cnm network; subnet -> cnm network.
+        self._networks: dict[str, pb.Network] = {}
+        self._pools: dict[str, pb.Network] = {}
+        # (cnm network id, bare address) -> reservation endpoint id (IpamDriver's).
+        self._reservations: dict[tuple[str, str], str] = {}
+        # Docker SandboxKey -> cnm sandbox id.
+        self.sandboxes: dict[str, str] = {}
 
     def network_name(self, network_id: str) -> str:
         """The cnm network a Docker network stands for (its own, or a shared one)."""
         return self.aliases.get(network_id) or network_name(network_id)
 
     def network(self, network_id: str) -> pb.Network:
+        with self._lock:
+            cached = self._networks.get(network_id)
+        if cached is not None:
+            return cached
+        net = self._lookup_network(network_id)
+        with self._lock:
+            self._networks[network_id] = net
+        return net
+
+    def drop_network(self, network_id: str) -> None:
+        """Forget what is cached of a network (deleted, or found stale)."""
+        with self._lock:
+            net = self._networks.pop(network_id, None)
+            if net is not None:
+                self._pools = {k: v for k, v in self._pools.items() if v.id != net.id}
+                self._reservations = {k: v for k, v in self._reservations.items() if k[0] != net.id}
+
+    def _lookup_network(self, network_id: str) -> pb.Network:
         alias = self.aliases.get(network_id)
         try:
             net = self.cnm.get_network(alias or network_name(network_id))
@@ -140,11 +167,18 @@ class Objects:
                 return ep
         return None
 
-    def network_of_pool(self, pool: str) -> pb.Network | None:
-        """The Docker-made cnm network with this subnet, if any."""
+    def network_of_pool(self, pool: str, *, fresh: bool = False) -> pb.Network | None:
+        """The Docker-made cnm network with this subnet, if any (`fresh`: not from
+        the cache)."""
+        with self._lock:
+            cached = None if fresh else self._pools.get(pool)
+        if cached is not None:
+            return cached
         want = ipaddress.ip_network(pool, strict=False)
         for net in self.cnm.list_networks(labels=[LABEL_NETWORK_ID]):
             if want in subnets(net):
+                with self._lock:
+                    self._pools[pool] = net
                 return net
         return None
 
@@ -155,8 +189,18 @@ class Objects:
                 return net
         return None
 
+    def reserved(self, network_id: str, address: str, endpoint_id: str) -> None:
+        with self._lock:
+            self._reservations[(network_id, address)] = endpoint_id
+
+    def take_reservation(self, network_id: str, address: str) -> str:
+        """The reservation this process made for `address` (bare), forgotten; ""."""
+        with self._lock:
+            return self._reservations.pop((network_id, address), "")
+
     def reservation(self, network: str, address: str) -> pb.Endpoint | None:
-        """The address reservation endpoint holding `address` (bare) on a network."""
+        """The address reservation endpoint holding `address` (bare) on a network,
+        looked up in the controller (one made by an earlier plugin process)."""
         for ep in self.cnm.list_endpoints(network=network):
             if not ep.name.startswith(RESERVATION_PREFIX):
                 continue

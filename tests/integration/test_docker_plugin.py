@@ -281,3 +281,35 @@ def test_create_and_delete_network_are_idempotent(world):
     for _ in range(2):
         assert call(sock, "NetworkDriver.DeleteNetwork", {"NetworkID": net_id}) == (200, {})
     assert_cnm_empty(world)
+
+
+def test_an_address_reserved_by_an_earlier_plugin_process_becomes_the_endpoint(world):
+    first = world.hosts["h1"].plugins["cnm"].socket
+    # A second plugin process on the same controller knows nothing of the first's
+    # reservations: as the first one after a restart.
+    later = world.plugin("h1", "cnmlater").start()
+    net_id, ep_id = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2
+    try:
+        pool = {"Pool": "10.209.0.0/24", "AddressSpace": "CnmLocal"}
+        assert call(first, "IpamDriver.RequestPool", pool)[1]["PoolID"] == "cnm:10.209.0.0/24"
+        body = {"NetworkID": net_id, "IPv4Data": [{"Pool": "10.209.0.0/24",
+                "Gateway": "10.209.0.1/24", "AddressSpace": "CnmLocal"}]}  # fmt: skip
+        assert call(first, "NetworkDriver.CreateNetwork", body) == (200, {})
+        status, got = call(first, "IpamDriver.RequestAddress", {"PoolID": "cnm:10.209.0.0/24"})
+        assert (status, got["Address"]) == (200, "10.209.0.2/24")
+        ref = {"NetworkID": net_id, "EndpointID": ep_id}
+        status, _ = call(later.socket, "NetworkDriver.CreateEndpoint",
+                         {**ref, "Interface": {"Address": "10.209.0.2/24"}})  # fmt: skip
+        assert status == 200
+        (ep,) = world.cnm.list_endpoints()
+        assert (ep.name, ep.ipv4_address) == (f"docker-{ep_id[:12]}", "10.209.0.2/24")
+        assert call(later.socket, "NetworkDriver.DeleteEndpoint", ref) == (200, {})
+        addr = {"PoolID": "cnm:10.209.0.0/24", "Address": "10.209.0.2"}
+        assert call(later.socket, "IpamDriver.ReleaseAddress", addr) == (200, {})
+        assert call(later.socket, "NetworkDriver.DeleteNetwork", {"NetworkID": net_id}) == (
+            200,
+            {},
+        )
+    finally:
+        world.spawn.stop(later.proc)
+    assert_cnm_empty(world)
