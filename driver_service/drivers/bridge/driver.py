@@ -148,17 +148,22 @@ class BridgeDriver:
             internal=net.spec.internal,
         )
 
-    def create_network(self, net: NetworkRecord) -> None:
+    def _ensure_bridge(self, net: NetworkRecord) -> str:
+        """The network's bridge, made or brought to its state (gateways, MTU, alias)."""
         cfg = self._config(net)
-        gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
-        existed = osl.link_exists(cfg.bridge_name)
         osl.create_bridge(
             cfg.bridge_name,
             mtu=cfg.mtu,
-            addresses=gateways,
+            addresses=[d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway],
             alias=network_alias(net.id),
             exist_ok=True,
         )
+        return cfg.bridge_name
+
+    def create_network(self, net: NetworkRecord) -> None:
+        cfg = self._config(net)
+        existed = osl.link_exists(cfg.bridge_name)
+        self._ensure_bridge(net)
         try:
             # The firewall also turns forwarding on for non-internal networks.
             self.firewall.add_network(self._rules(net))
@@ -267,23 +272,11 @@ class BridgeDriver:
         """The network's bridge made again (gateways, MTU, alias) and the host ends of
         its `joined` endpoints that still exist plugged back in. The firewall names
         bridges and ports by name, so its rules apply again as they are."""
-        cfg = self._config(net)
-        gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
-        osl.create_bridge(
-            cfg.bridge_name,
-            mtu=cfg.mtu,
-            addresses=gateways,
-            alias=network_alias(net.id),
-            exist_ok=True,
-        )
+        bridge = self._ensure_bridge(net)
         for ep in joined:
             att = ep.attachment
-            if att is None or not att.host_ifname or not osl.link_exists(att.host_ifname):
-                continue
-            osl.set_master(att.host_ifname, cfg.bridge_name)
-            osl.set_link_state(att.host_ifname, True)
-            if att.port_bindings:
-                osl.set_hairpin(att.host_ifname, True)
+            if att is not None and att.host_ifname and osl.link_exists(att.host_ifname):
+                _plug_back(att, bridge)
 
     def repair_veth(
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
@@ -401,14 +394,7 @@ class BridgeDriver:
                     cfg.bridge_name,
                     net.id[:12],
                 )
-            gateways = [d.gateway for d in (*net.spec.ipv4, *net.spec.ipv6) if d.gateway]
-            osl.create_bridge(
-                cfg.bridge_name,
-                mtu=cfg.mtu,
-                addresses=gateways,
-                alias=network_alias(net.id),
-                exist_ok=True,
-            )
+            self._ensure_bridge(net)
         for ep in eps:
             att = ep.attachment
             if att is None or not att.host_ifname or ep.network_id not in bridge_of:
@@ -418,10 +404,7 @@ class BridgeDriver:
                 log.error("endpoint %s: its veth %s is gone", ep.id[:12], att.host_ifname)
             elif link.master != bridge_of[ep.network_id]:
                 # Its bridge was deleted (and recreated above) behind our back.
-                osl.set_master(att.host_ifname, bridge_of[ep.network_id])
-                osl.set_link_state(att.host_ifname, True)
-                if att.port_bindings:
-                    osl.set_hairpin(att.host_ifname, True)
+                _plug_back(att, bridge_of[ep.network_id])
         ports = [
             (ep.network_id, ep.attachment.host_ifname)
             for ep in eps
@@ -453,3 +436,11 @@ class BridgeDriver:
             if ep.attachment is not None and ep.attachment.host_ifname
         }
         return names
+
+
+def _plug_back(att: Attachment, bridge: str) -> None:
+    """A joined endpoint's host end, left detached by its bridge's deletion, plugged in."""
+    osl.set_master(att.host_ifname, bridge)
+    osl.set_link_state(att.host_ifname, True)
+    if att.port_bindings:
+        osl.set_hairpin(att.host_ifname, True)
