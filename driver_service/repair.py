@@ -93,7 +93,9 @@ class LinkRepair:
         owned = {driver.bridge_name(net) for net, driver in nets}
         owned |= {ep.attachment.host_ifname for ep in self._joined({n.id for n, _ in nets})}  # type: ignore[union-attr]
         if name in owned:
-            log.warning("link %s was deleted behind cnm's back: repairing it", name)
+            # Often cnm's own doing (a sandbox's namespace deleted with it): the
+            # repair checks under the object's locks and logs only what it repairs.
+            log.debug("link %s deleted: checking", name)
             self._wake.set()
 
     # --- repairing -----------------------------------------------------------------------
@@ -140,7 +142,7 @@ class LinkRepair:
                 log.error("cannot recreate bridge %s of network %s: %s", name, net.id[:12], e)
                 return 0
         log.warning(
-            "bridge %s of network %s recreated (%.1f ms)",
+            "bridge %s of network %s was deleted behind cnm's back: recreated (%.1f ms)",
             name,
             net.id[:12],
             (time.perf_counter() - start) * 1e3,
@@ -177,7 +179,8 @@ class LinkRepair:
                 log.error("cannot recreate the veth of endpoint %s: %s", ep.id[:12], e)
                 return 0
         log.warning(
-            "veth %s of endpoint %s (sandbox %s) recreated (%.1f ms)",
+            "veth %s of endpoint %s (sandbox %s) was deleted behind cnm's back: "
+            "recreated (%.1f ms)",
             att.host_ifname,
             ep.id[:12],
             att.sandbox_id[:12],

@@ -34,9 +34,11 @@ def deleted_link_names(data: bytes) -> list[str]:
     off = 0
     while off + _NLMSG.size <= len(data):
         length, kind, _, _, _ = _NLMSG.unpack_from(data, off)
-        if length < _NLMSG.size or off + length > len(data):
+        if length < _NLMSG.size + _IFINFO_LEN or off + length > len(data):
             break
-        if kind == RTM_DELLINK:
+        # A bridge port leaving its bridge is also an RTM_DELLINK, of family
+        # AF_BRIDGE, while the link lives on: only AF_UNSPEC ones are deletions.
+        if kind == RTM_DELLINK and data[off + _NLMSG.size] == socket.AF_UNSPEC:
             attr = off + _NLMSG.size + _IFINFO_LEN
             end = off + length
             while attr + _RTA.size <= end:

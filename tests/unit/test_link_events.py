@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 from driver_service.osl.monitor import IFLA_IFNAME, RTM_DELLINK, deleted_link_names
@@ -29,6 +30,12 @@ def test_names_of_deleted_links_only_in_message_order() -> None:
         + _message(RTM_DELLINK, _attr(IFLA_IFNAME, b"vethabcdefghijk\0"))
     )
     assert deleted_link_names(data) == ["br-0123", "vethabcdefghijk"]
+
+
+def test_a_bridge_port_leaving_its_bridge_is_not_a_deletion() -> None:
+    port_left = bytearray(_message(RTM_DELLINK, _attr(IFLA_IFNAME, b"veth1\0")))
+    port_left[16] = socket.AF_BRIDGE  # ifinfomsg.ifi_family
+    assert deleted_link_names(bytes(port_left)) == []
 
 
 def test_truncated_or_garbage_data_yields_what_is_complete() -> None:
