@@ -128,3 +128,24 @@ def test_invalid_space_names_are_rejected(space: str) -> None:
 @pytest.mark.parametrize("space", ["LocalDefault", "GlobalDefault", "tenant-1.blue_x"])
 def test_valid_space_names_pass(space: str) -> None:
     assert validate_space(space) == space
+
+
+def test_only_declared_address_spaces_take_pools() -> None:
+    from ipam_service.spaces import check_declared
+
+    assert check_declared("LocalDefault", ()) == "LocalDefault"
+    assert check_declared("GlobalDefault", ()) == "GlobalDefault"
+    assert check_declared("blue", {"blue"}) == "blue"
+    with pytest.raises(InvalidArgument) as exc:
+        check_declared("x" * 60, {"blue"})
+    assert exc.value.reason == "UNKNOWN_ADDRESS_SPACE"
+    assert "cannot find address space" in exc.value.message
+
+
+def test_a_bad_declared_address_space_is_a_config_error() -> None:
+    from ipam_service.config import IpamConfig
+    from services.config import ConfigError
+
+    assert IpamConfig(address_spaces=("blue", "green")).address_spaces == ("blue", "green")
+    with pytest.raises(ConfigError, match="address_spaces"):
+        IpamConfig(address_spaces=("a/b",))
