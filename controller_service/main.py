@@ -10,6 +10,7 @@ from controller_service import overlay
 from controller_service.config import ControllerConfig
 from controller_service.controller import Controller
 from controller_service.servicer import ControllerServicer
+from services import metrics
 from services.address import parse_address
 from services.config import ConfigError
 from services.server import ServiceSpec
@@ -50,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         controller = Controller(cfg, store)
         controller.reconciler.start()
         running.append(controller)
+        repo = controller.ctx.repo
+        metrics.register_state(
+            "cnm_network_endpoints",
+            "Endpoints of each network",
+            ["network", "driver"],
+            lambda: [((n.name, n.driver), count) for n, count in repo.endpoint_counts()],
+        )
         log.info("controller instance %s, IPAM at %s", controller.ctx.instance, cfg.ipam)
         return [
             ServiceSpec(

@@ -224,6 +224,15 @@ class Repository:
     def network_endpoint_ids(self, network_id: str) -> set[str]:
         return set(self.c.smembers(self.keys.network_endpoints(network_id)))
 
+    def endpoint_counts(self) -> list[tuple[Network, int]]:
+        """Every network with its number of endpoints (one pipelined round trip)."""
+        networks = self.all_networks()
+        with self.c.pipeline(transaction=False) as pipe:
+            for net in networks:
+                pipe.scard(self.keys.network_endpoints(net.id))
+            counts = pipe.execute()
+        return list(zip(networks, counts, strict=True))
+
     def network_hosts(self, network_id: str) -> set[str]:
         """Hosts whose driver has (or may have) the network."""
         return set(self.c.hkeys(self.keys.network_hosts(network_id)))

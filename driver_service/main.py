@@ -43,6 +43,7 @@ from driver_service.sandbox import Sandboxes
 from driver_service.servicer import DriverServicer, Gate
 from driver_service.state import State
 from driver_service.store_recovery import StoreRecovery
+from services import metrics
 from services.address import parse_address
 from services.config import ConfigError, load
 from services.epoch import StoreEpoch
@@ -121,6 +122,12 @@ class DriverApp:
         self.cfg = cfg
         self.firewall = make_firewall()
         ports = PortAllocator(store, cfg.host_id)
+        metrics.register_state(
+            "cnm_driver_published_ports",
+            "Host ports this host publishes, by protocol",
+            ["protocol"],
+            lambda: [((proto,), n) for proto, n in sorted(ports.published().items())],
+        )
         state = State(store, cfg.host_id)
         self.overlay = OverlayDriver(
             store,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driver_service.models import DnsConfig, ExtraHost
+from services import metrics
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 HOST_HOSTS = "/etc/hosts"
@@ -215,6 +216,7 @@ def read_text(path: str) -> str:
         return ""
 
 
+@metrics.step("files")
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace `path` with `text` in one rename (temp file in the same directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnm.ipam.v1 import ipam_pb2_grpc
+from services import metrics
 from services.plugins import Discovery
 from services.server import ServiceSpec
 from services.service_main import common_parser, run
@@ -20,11 +21,18 @@ from .servicer import IdAllocatorServicer, IpamServicer
 
 def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
     remote = RemotePools(store, IpamPlugins(Discovery(cfg.plugin_dirs)))
+    pools = Pools(store, cfg.address_spaces)
+    metrics.register_state(
+        "cnm_ipam_pool_addresses",
+        f"Addresses of each local pool (the first {METRIC_POOLS}), by state: used or free",
+        ["pool", "state"],
+        lambda: _pool_usage(pools),
+    )
     return [
         ServiceSpec(
             "cnm.ipam.v1.Ipam",
             ipam_pb2_grpc.add_IpamServicer_to_server,
-            IpamServicer(Pools(store, cfg.address_spaces), remote),
+            IpamServicer(pools, remote),
         ),
         ServiceSpec(
             "cnm.ipam.v1.IdAllocator",
@@ -32,6 +40,20 @@ def build(cfg: IpamConfig, store: Store) -> list[ServiceSpec]:
             IdAllocatorServicer(IdRanges(store)),
         ),
     ]
+
+
+METRIC_POOLS = 1000
+
+
+def _pool_usage(pools: Pools) -> list[tuple[tuple[str, str], int]]:
+    listed, _more = pools.list_pools("", METRIC_POOLS, "")
+    samples = []
+    for info in listed:
+        samples += [
+            ((str(info.pool_id), "used"), info.used),
+            ((str(info.pool_id), "free"), info.free),
+        ]
+    return samples
 
 
 def main(argv: Sequence[str] | None = None) -> int:

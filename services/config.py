@@ -41,6 +41,9 @@ class CommonConfig:
     tls_key: str = ""
     tls_ca: str = ""
     insecure_tcp: bool = False
+    # Prometheus metrics (HOST:PORT, /metrics); empty = not served. Plaintext only
+    # on loopback; elsewhere HTTPS with the TLS files above (services.metrics).
+    metrics_listen: str = ""
 
 
 # Keys allowed outside a section: the common ones, plus cnmd's directories.

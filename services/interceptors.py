@@ -1,5 +1,5 @@
 """Server interceptor: input size bounds, domain errors -> gRPC status (once, here),
-access logging."""
+access logging, RPC latency metrics by method and code."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import redis.exceptions
 
-from services import errors, limits
+from services import errors, limits, metrics
 from services.rpc_errors import to_status
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ def _classify(exc: Exception) -> errors.CnmError:
 
 def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     err = _classify(exc)
+    context.cnm_code = err.code
     if isinstance(err, errors.Internal) and not isinstance(exc, errors.CnmError):
         log.exception("unexpected error in %s", method)
     else:
@@ -54,7 +55,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                         raise
                     _abort(context, method, exc)
                 finally:
-                    log.debug("%s took %.2f ms", method, (time.perf_counter() - start) * 1e3)
+                    took = time.perf_counter() - start
+                    metrics.observe_rpc(method, _code_of(context), took)
+                    log.debug("%s took %.2f ms", method, took * 1e3)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -64,6 +67,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                start = time.perf_counter()
                 try:
                     limits.check_request(request)
                     yield from inner_stream(request, context)
@@ -71,11 +75,23 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                     if _is_abort(context):
                         raise
                     _abort(context, method, exc)
+                finally:  # a stream's whole life (a watch lasts until the client leaves)
+                    metrics.observe_rpc(method, _code_of(context), time.perf_counter() - start)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+def _code_of(context: grpc.ServicerContext) -> str:
+    """The call's status code name: ours when the interceptor mapped an error, the
+    handler's own when it aborted or set a code itself, else OK."""
+    mapped = getattr(context, "cnm_code", None)
+    if mapped:
+        return mapped
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "OK"
 
 
 def _is_abort(context: grpc.ServicerContext) -> bool:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from services import metrics
 from services.config import ConfigError, load
 from services.logsetup import setup_logging
 from services.server import Server, ServiceSpec, TlsFiles
@@ -40,6 +41,11 @@ def common_parser(prog: str, description: str) -> argparse.ArgumentParser:
         const=True,
         default=None,
         help="allow a plaintext, unauthenticated TCP listener on a loopback address",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="ADDR",
+        help="serve Prometheus metrics on HOST:PORT/metrics (loopback, or HTTPS with the TLS files)",
     )
     return p
 
@@ -76,6 +82,9 @@ def run(
             if cfg.tls_cert
             else None
         )  # type: ignore[attr-defined]
+        if cfg.metrics_listen:  # type: ignore[attr-defined]
+            tls_files = (tls.cert, tls.key, tls.ca) if tls else None
+            metrics.serve(cfg.metrics_listen, tls_files)  # type: ignore[attr-defined]
         server = Server(specs, cfg.listen, tls=tls)  # type: ignore[attr-defined]
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -17,7 +17,7 @@ import redis
 import redis.exceptions
 from redis.commands.core import Script
 
-from services import redis_url
+from services import metrics, redis_url
 from services.errors import Aborted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,15 @@ def _unavailable(url: str, exc: Exception) -> Unavailable:
     )
 
 
-def _mapped(method: Callable[..., T]) -> Callable[..., T]:
+def _mapped(method: Callable[..., T], *, round_trip: bool = False) -> Callable[..., T]:
     """`method` of a client, pipeline or pub/sub object, its connection errors
-    turned into Unavailable naming the object's `cnm_url`."""
+    turned into Unavailable naming the object's `cnm_url`; `round_trip`: each call
+    is one request to Redis (counted in the metrics)."""
 
     @functools.wraps(method)
     def call(self: Any, *args: Any, **kwargs: Any) -> T:
+        if round_trip:
+            metrics.redis_round_trip()
         try:
             return method(self, *args, **kwargs)
         except _CONNECTION_ERRORS as e:
@@ -69,6 +72,7 @@ _WAITED_COMMANDS = frozenset({"EVALSHA", "EVAL"})
 def _wait_replicas(conn: Any, wait: tuple[int, int], url: str) -> None:
     """WAIT on the connection that wrote (WAIT counts that connection's writes)."""
     replicas, timeout_ms = wait
+    metrics.redis_round_trip()
     conn.send_command("WAIT", replicas, timeout_ms)
     acked = int(conn.read_response())
     if acked < replicas:
@@ -80,8 +84,10 @@ class _Pipeline(redis.client.Pipeline):
 
     cnm_url = ""
     cnm_wait = (0, 0)
-    execute = _mapped(redis.client.Pipeline.execute)
-    immediate_execute_command = _mapped(redis.client.Pipeline.immediate_execute_command)
+    execute = _mapped(redis.client.Pipeline.execute, round_trip=True)
+    immediate_execute_command = _mapped(
+        redis.client.Pipeline.immediate_execute_command, round_trip=True
+    )
     watch = _mapped(redis.client.Pipeline.watch)
     unwatch = _mapped(redis.client.Pipeline.unwatch)
 
@@ -109,7 +115,7 @@ class _Redis(redis.Redis):
     cnm_url = ""
     # (replicas, timeout ms) to WAIT for after each allocating write; (0, 0) = none.
     cnm_wait = (0, 0)
-    execute_command = _mapped(redis.Redis.execute_command)
+    execute_command = _mapped(redis.Redis.execute_command, round_trip=True)
 
     def _send_command_parse_response(
         self, conn: Any, command_name: str, *args: Any, **options: Any

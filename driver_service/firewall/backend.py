@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from driver_service.osl.nsenter import NetnsRef, netns_path, open_netns, run_in_netns
+from services import metrics
 from services.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class LibNftables:
         except OSError as e:
             raise Unavailable(f"libnftables backend: cannot load libnftables.so.1: {e}") from e
 
+    @metrics.step("nft")
     def apply(self, commands: list[Json]) -> None:
         if not commands:
             return
@@ -98,6 +100,7 @@ class LibNftables:
         if rc != 0:
             raise NftError(err)
 
+    @metrics.step("nft")
     def apply_script(self, script: str) -> None:
         with _LIB_LOCK:
             rc, _, err = self._ctx.cmd(script)
@@ -149,6 +152,7 @@ class NftCommand:
         except (OSError, subprocess.TimeoutExpired) as e:
             raise Unavailable(f"nft backend: {e}") from e
 
+    @metrics.step("nft")
     def apply(self, commands: list[Json]) -> None:
         if not commands:
             return
@@ -156,6 +160,7 @@ class NftCommand:
         if res.returncode != 0:
             raise NftError(res.stderr)
 
+    @metrics.step("nft")
     def apply_script(self, script: str) -> None:
         res = self._run(["-f", "-"], script)
         if res.returncode != 0:

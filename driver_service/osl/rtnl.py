@@ -26,6 +26,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink import NETLINK_ROUTE
 from pyroute2.netlink.exceptions import NetlinkError
 
+from services import metrics
 from services.errors import (
     AlreadyExists,
     CnmError,
@@ -79,17 +80,18 @@ def rtnl(netns: NetnsRef = None) -> Iterator[IPRoute]:
             "osl uses pyroute2's sync API: call it from a thread, "
             "not from inside a running asyncio event loop"
         )
-    sock = netlink_socket(netns)
-    try:
-        ipr = IPRoute(use_socket=sock, groups=0)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-        sock.close()
+    with metrics.step("netlink"):
+        sock = netlink_socket(netns)
+        try:
+            ipr = IPRoute(use_socket=sock, groups=0)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+            sock.close()
 
 
 def errno_of(exc: BaseException) -> int | None:

@@ -220,6 +220,15 @@ class PortAllocator:
         """Free every port `owner` holds; returns them. Idempotent."""
         return _bindings(self._release(keys=self.keys, args=[owner]))
 
+    def published(self) -> dict[str, int]:
+        """How many ports this host publishes, by protocol."""
+        counts: dict[str, int] = {}
+        for raw in self.store.client.hvals(self.keys[1]):
+            for b in _bindings(raw):
+                span = max(b.host_port_end - b.host_port, 0) + 1
+                counts[b.protocol] = counts.get(b.protocol, 0) + span
+        return counts
+
     def owners(self) -> list[str]:
         return sorted(self.store.client.hkeys(self.keys[1]))
 

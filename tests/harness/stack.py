@@ -47,11 +47,14 @@ def wait_serving(address: str, service: str = "", timeout: float = 15.0, proc=No
 TEST_ADDRESS_SPACES = "blue,green,race"
 
 
-def start_ipam(spawn, redis_url: str, run_dir: Path, name: str = "ipam") -> str:
+def start_ipam(
+    spawn, redis_url: str, run_dir: Path, name: str = "ipam", env: dict[str, str] | None = None
+) -> str:
     address = f"unix://{run_dir}/{name}.sock"
     proc = spawn(
         [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url]
-        + ["--address-spaces", TEST_ADDRESS_SPACES]
+        + ["--address-spaces", TEST_ADDRESS_SPACES],
+        env=env,
     )
     wait_serving(address, proc=proc)
     return address

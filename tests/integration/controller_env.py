@@ -45,8 +45,8 @@ class World:
 
     # ------------------------------------------------------------------ processes
 
-    def start_ipam(self) -> str:
-        self.ipam = stack.start_ipam(self.spawn, self.redis_url, self.run_dir)
+    def start_ipam(self, env: dict[str, str] | None = None) -> str:
+        self.ipam = stack.start_ipam(self.spawn, self.redis_url, self.run_dir, env=env)
         return self.ipam
 
     def start_controller(self, name: str = "controller", env: dict[str, str] | None = None) -> str:
