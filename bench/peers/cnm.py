@@ -71,7 +71,8 @@ class Cnm(System):
             time.sleep(0.02)
         common = ["--redis-url", self.redis_url, "--log-format", "text"]
         self.ipam_proc = self._spawn(
-            [str(BIN / "cnm-ipam"), "--listen", self.ipam, *common], "ipam"
+            [str(BIN / "cnm-ipam"), "--listen", self.ipam, *common, "--address-spaces", "bench"],
+            "ipam",
         )
         # nsenter --net without --pid execs in place: the Popen's pid is the driver's.
         self.driver_proc = self._spawn(
