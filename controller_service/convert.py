@@ -299,6 +299,7 @@ def sandbox_to(sb: m.Sandbox, endpoints: Iterable[m.Endpoint] = ()) -> pb.Sandbo
         created=timestamp(sb.created),
         labels=dict(sb.labels),
         runtime_moves_interfaces=sb.runtime_moves_interfaces,
+        lost=sb.lost,
     )
 
 

@@ -146,6 +146,17 @@ class Hosts:
             )
         return host
 
+    def lost_sandboxes(self, host_ids: Sequence[str]) -> set[str]:
+        """Sandboxes whose hosts found their network namespace gone (driver
+        service start after a reboot): `host:<id>:lost_sandboxes`."""
+        ids = sorted(set(host_ids))
+        if not ids:
+            return set()
+        pipe = self.store.client.pipeline(transaction=False)
+        for host_id in ids:
+            pipe.smembers(self.store.key("host", host_id, "lost_sandboxes"))
+        return set().union(*pipe.execute())
+
     def choose(self, requested: str, driver: str = "") -> Host:
         """`requested` (which must be ready), else the only ready host (offering
         `driver` when given). FAILED_PRECONDITION when there is none or several."""

@@ -251,6 +251,9 @@ class Sandbox:
     purge_endpoints: bool = False
     owner: str = ""
     op_since: float = 0.0
+    # Not decided here: its host reported its network namespace gone (a
+    # reboot); filled in when the sandbox is read for the API.
+    lost: bool = False
 
     @property
     def external(self) -> bool:

@@ -3,6 +3,7 @@ get with endpoints, list, delete (leaving every endpoint first)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -108,8 +109,12 @@ class Sandboxes:
     # ------------------------------------------------------------------ read
 
     def get(self, text: str) -> tuple[Sandbox, list[Endpoint]]:
-        sb = self.ctx.sandbox(text)
+        sb = self._mark_lost([self.ctx.sandbox(text)])[0]
         return sb, self.joined_endpoints(sb)
+
+    def _mark_lost(self, sbs: list[Sandbox]) -> list[Sandbox]:
+        lost = self.ctx.hosts.lost_sandboxes([s.host for s in sbs])
+        return [dataclasses.replace(s, lost=True) if s.id in lost else s for s in sbs]
 
     def joined_endpoints(self, sb: Sandbox) -> list[Endpoint]:
         eps = self.ctx.repo.endpoints(self.ctx.repo.sandbox_endpoints(sb.id).values())
@@ -120,7 +125,8 @@ class Sandboxes:
 
     def list(self, host: str, page_size: int, token: str) -> Page[Sandbox]:
         sbs = [s for s in self.ctx.repo.all_sandboxes() if not host or s.host == host]
-        return listing.paginate(sbs, lambda s: f"{s.name}\x00{s.id}", page_size, token)
+        page = listing.paginate(sbs, lambda s: f"{s.name}\x00{s.id}", page_size, token)
+        return dataclasses.replace(page, items=tuple(self._mark_lost(list(page.items))))
 
     # ------------------------------------------------------------------ delete
 

@@ -7,6 +7,10 @@ Redis' own clock: services/liveness.py), ttl (seconds), clock_offset (this
 host's clock minus Redis', for diagnosis only). A host is READY while Redis'
 TIME - last_heartbeat <= ttl. The record is never expired: a silent host
 stays listed, as UNREACHABLE.
+
+`host:<id>:lost_sandboxes` (a set) lists the sandboxes whose network namespace
+this host found gone when its driver service started (the host rebooted, or
+someone deleted them): the controller reports them as lost.
 """
 
 from __future__ import annotations
@@ -96,3 +100,19 @@ class HostRegistration:
 
     def stop(self) -> None:
         self._loop.stop()
+
+
+def report_lost_sandboxes(store: Store, host_id: str, sandbox_ids: Sequence[str]) -> None:
+    """Make `host:<id>:lost_sandboxes` exactly `sandbox_ids`."""
+    key = store.key("host", host_id, "lost_sandboxes")
+    pipe = store.client.pipeline(transaction=True)
+    pipe.delete(key)
+    if sandbox_ids:
+        pipe.sadd(key, *sandbox_ids)
+    pipe.execute()
+    if sandbox_ids:
+        log.warning(
+            "%d sandbox(es) lost their network namespace (host reboot?): %s",
+            len(sandbox_ids),
+            ", ".join(i[:12] for i in sandbox_ids),
+        )

@@ -31,6 +31,7 @@ from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
 from driver_service.drivers import macvlan, overlay
 from driver_service.drivers.bridge import fw
+from driver_service.hostreg import report_lost_sandboxes
 from driver_service.manager import Manager
 from driver_service.models import CREATING, DELETING, JOINED, READY
 from driver_service.sandbox import SHORT_ID
@@ -108,6 +109,15 @@ class Reconciler:
         self.state.load()
         self._try("reap host tombstones", lambda: osl.reap_tombstones(None))
         self._settle_sandboxes()
+        lost = [
+            s.id
+            for s in self.state.sandboxes()
+            if s.state == READY and not self.m.sandboxes.alive(s)
+        ]
+        self._try(
+            "report lost sandboxes",
+            lambda: report_lost_sandboxes(self.store, self.state.host_id, lost),
+        )
         self._settle_endpoints()
         self._settle_networks()
         self._restore()

@@ -65,8 +65,12 @@ def judge(beats: Mapping[str, tuple[float, float]], clock: StoreClock) -> dict[s
 
     Pass every host whose record was read (the reader's own too): the newest
     heartbeat written before Redis started is the reference during the grace.
+    Redis reports its uptime in whole seconds, so the start is only known to
+    within a second: a heartbeat in that last second before `started` may
+    already be a new one, and does not count as the reference.
     """
-    before = [last for last, _ttl in beats.values() if 0 < last < clock.started]
+    certain = clock.started - 1.0
+    before = [last for last, _ttl in beats.values() if 0 < last < certain]
     reference = max(before, default=0.0)
     out = {}
     for host, (last, ttl) in beats.items():
@@ -74,9 +78,11 @@ def judge(beats: Mapping[str, tuple[float, float]], clock: StoreClock) -> dict[s
             out[host] = False
         elif clock.now - last <= ttl:
             out[host] = True
+        elif clock.now - clock.started > ttl:
+            out[host] = False
         else:
-            grace = clock.now - clock.started <= ttl and last < clock.started
-            out[host] = grace and reference - last <= ttl
+            # Within one ttl of Redis' start: judged against the store's last moment.
+            out[host] = last >= certain or reference - last <= ttl
     return out
 
 

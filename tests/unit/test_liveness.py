@@ -25,3 +25,10 @@ def test_grace_ends_one_ttl_after_the_restart():
     # a beat again after the restart; b did not (it died during the outage).
     live = judge({"a": (1010.0, TTL), "b": (940.0, TTL)}, clock)
     assert live == {"a": True, "b": False}
+
+
+def test_a_new_heartbeat_in_the_uncertain_second_is_not_the_reference():
+    # Uptime is whole seconds: Redis really started at 1000.4, reports 1000.9.
+    clock = StoreClock(now=1000.9, started=1000.9)
+    live = judge({"a": (1000.6, TTL), "b": (985.0, TTL)}, clock)
+    assert live == {"a": True, "b": True}
