@@ -16,7 +16,8 @@ Prints:
                legacy  network option cnm.network.legacy_hosts=true: every
                        peer's hosts file rewritten on each join and leave (the
                        previous writer), to compare
-             plus the driver's CPU time per connect+disconnect cycle
+             plus the driver's CPU time per connect+disconnect cycle (its idle
+             background rate, measured just before, subtracted)
 
     .venv/bin/python bench/bench_dns.py [--peers 100 1000] [--samples 40] [--queries 3000]
 """
@@ -199,16 +200,32 @@ def grow(c: Client, net: str, names: list[str], workers: int = 8) -> None:
         list(pool.map(lambda n: c.connect(net, n), names))
 
 
-def bench_peers(stack: Stack, c: Client, net: str, ks: list[int], samples: int) -> None:
+def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds per second a process spends with nothing asked of it."""
+    cpu0, w0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - cpu0) / (time.monotonic() - w0)
+
+
+def settle(pid: int, idle_rate: float, timeout: float = 120.0) -> None:
+    """Wait until the process is back to its idle CPU rate (its background work done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and idle_cpu_rate(pid, 0.5) > idle_rate + 0.05:
+        pass
+
+
+def bench_peers(
+    stack: Stack, c: Client, net: str, ks: list[int], samples: int, idle_rate: float
+) -> None:
     probe = "probe"
     joined = 0
     driver_pid = stack.procs["driver"].pid
     for k in ks:
         grow(c, net, [f"p{i}" for i in range(joined, k)])
         joined = k
-        time.sleep(1)  # let a legacy writer's backlog drain before measuring
+        settle(driver_pid, idle_rate)  # a legacy writer's backlog from growing
         connect, disconnect = [], []
-        cpu0 = cpu_seconds(driver_pid)
+        cpu0, w0 = cpu_seconds(driver_pid), time.monotonic()
         for _ in range(samples):
             t0 = time.perf_counter()
             c.connect(net, probe)
@@ -216,10 +233,11 @@ def bench_peers(stack: Stack, c: Client, net: str, ks: list[int], samples: int) 
             c.disconnect(net, probe)
             connect.append(t1 - t0)
             disconnect.append(time.perf_counter() - t1)
-        time.sleep(1)  # the background writer finishes the last cycle's files
-        cpu = cpu_seconds(driver_pid) - cpu0
+        settle(driver_pid, idle_rate)  # the background writer finishes its files
+        cpu = cpu_seconds(driver_pid) - cpu0 - idle_rate * (time.monotonic() - w0)
         print(f"peers     {net:6} k={k:5}: connect {ms(connect)} | disconnect {ms(disconnect)} | "
-              f"driver CPU {cpu / samples * 1000:6.1f} ms/cycle")  # fmt: skip
+              f"driver CPU {cpu / samples * 1000:6.1f} ms/cycle (idle "
+              f"{idle_rate * 1000:.0f} ms/s subtracted)")  # fmt: skip
 
 
 def main() -> int:
@@ -262,8 +280,10 @@ def main() -> int:
                 bench_queries(stack, key, "p0", args.queries, args.clients)
                 c.disconnect("dns", "probe")
                 c.disconnect("dns", "p0")
+            # The driver's own background work (heartbeat, firewall watch), before any join.
+            idle = idle_cpu_rate(stack.procs["driver"].pid)
             for mode in args.modes:
-                bench_peers(stack, c, nets[mode][0], sorted(args.peers), args.samples)
+                bench_peers(stack, c, nets[mode][0], sorted(args.peers), args.samples, idle)
             print(f"load {os.getloadavg()[0]:.1f}; cleaning up ...", flush=True)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)

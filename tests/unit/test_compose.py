@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
-SERVICES = ("ipam", "controller", "driver")
+SERVICES = ("ipam", "controller", "driver", "dns")
 SHARED_RUN = "/run/cnm"
 
 
@@ -119,7 +119,14 @@ def test_driver_has_the_privileges_and_mounts_it_needs(compose: dict) -> None:
     assert mounts["/var/lib/cnm"]["source"] == "/var/lib/cnm"
     assert _flag(driver["command"], "--state-dir").startswith("/var/lib/cnm/")
     assert "--host-id" in driver["command"]
-    # Only the driver is privileged or on the host network.
+    # The resolver enters the sandboxes' namespaces (setns) to listen there: two
+    # capabilities, not privileged.
+    dns = compose["services"]["dns"]
+    assert not dns.get("privileged") and dns["network_mode"] == "host"
+    assert set(dns["cap_add"]) == {"SYS_ADMIN", "NET_BIND_SERVICE"}
+    assert _mounts(dns)["/run/netns"] == {"source": "/run/netns", "propagation": "shared"}
+    assert "--host-id" in dns["command"]
+    # Only the driver is privileged; only the driver and the resolver on the host network.
     for name in ("redis", "ipam", "controller"):
         svc = compose["services"][name]
         assert not svc.get("privileged") and "network_mode" not in svc and "ports" not in svc
