@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from dns_service import wire
@@ -115,3 +116,23 @@ def test_only_joined_endpoints_are_named_and_nameservers_are_parsed():
     assert to_ep(ready) is None
     text = "nameserver 10.0.0.1\nnameserver bogus\n# nameserver 10.0.0.2\nnameserver fe80::1%eth0\n"
     assert nameservers(text) == ("10.0.0.1", "fe80::1")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--address", "resolver"], "address 'resolver': not an IP address"),
+        (["--address", "fd00::53"], "an IPv4 address is expected"),
+        (["--port", "0"], "port 0: expected 1..65535"),
+        (["--ttl", "-1"], "ttl -1"),
+        (["--upstream-timeout", "0"], "upstream_timeout 0.0"),
+        (["--host-id", "bad host"], "host id 'bad host'"),
+    ],
+)
+def test_bad_resolver_configuration_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    from dns_service.main import main
+
+    argv = ["--listen", f"unix://{tmp_path}/dns.sock", "--redis-url", f"unix://{tmp_path}/r.sock"]
+    assert main([*argv, *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cnm-dns: error: ") and message in err[0], err
