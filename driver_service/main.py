@@ -20,6 +20,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cnm.driver.v1 import driver_pb2_grpc
 from driver_service import osl
@@ -51,6 +52,7 @@ from services.errors import CnmError
 from services.logsetup import setup_logging
 from services.periodic import Periodic
 from services.plugins import Discovery
+from services.private_files import private_dir
 from services.server import ServiceSpec
 from services.service_main import common_parser, flags_of, run
 from services.store import Store
@@ -120,6 +122,11 @@ class DriverApp:
     def build(self, cfg: DriverConfig, store: Store) -> list[ServiceSpec]:
         cfg = finish(cfg)
         self.cfg = cfg
+        try:
+            # 0700: the sandboxes' files are for the runtime to mount, not for every user.
+            private_dir(Path(cfg.state_dir), marks=("sandboxes",))
+        except OSError as e:
+            raise ConfigError(f"state_dir {cfg.state_dir}: cannot create: {e.strerror}") from None
         self.firewall = make_firewall()
         ports = PortAllocator(store, cfg.host_id)
         metrics.register_state(

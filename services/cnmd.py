@@ -38,6 +38,7 @@ from services.address import parse_address
 from services.cnmd_control import PID_FILE, SERVICES, STATE_FILE, daemonize, status, stop
 from services.config import ConfigError, load
 from services.logsetup import setup_logging
+from services.private_files import PRIVATE_UMASK, open_private, private_dir
 from services.redis_url import check as redis_url_check
 from services.supervisor import Child, ChildSpec, stop_children, wait_until
 from services.version import version, version_line
@@ -161,9 +162,11 @@ class Plan:
         redis_bin = _which(cfg.redis_server) if private else ""
         host_id = cfg.host_id or socket.gethostname()
         # Directories last: a rejected configuration creates nothing.
+        # Private (0700): sockets, state, Redis' data and logs are all cnm knows.
+        marks = {run_dir: (PID_FILE, STATE_FILE), data_dir: ("redis", "log", "driver")}
         for label, path in (("run dir", run_dir), ("data dir", data_dir)):
             try:
-                path.mkdir(parents=True, exist_ok=True)
+                private_dir(path, marks=marks[path])
             except OSError as e:
                 raise ConfigError(f"{label} {path}: cannot create: {e.strerror}") from None
             if not os.access(path, os.W_OK | os.X_OK):
@@ -250,6 +253,9 @@ class Cnmd:
         self.fatal = ""
 
     def run(self) -> int:
+        # Every file cnmd, Redis (the append-only file) and the services create is
+        # private; the sandboxes' hosts/resolv.conf set their own mode (0644).
+        os.umask(PRIVATE_UMASK)
         self._lock()  # ConfigError when another cnmd owns the run dir
         setup_logging("cnmd", self.plan.cfg.log_level, self.plan.cfg.log_format)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -266,7 +272,7 @@ class Cnmd:
     def _lock(self) -> None:
         """Takes the run dir's pid file lock: ConfigError when another cnmd holds it."""
         path = self.plan.run_dir / PID_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_private(path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -283,7 +289,7 @@ class Cnmd:
             if healthcheck.probe_redis(self.plan.redis_url, 1.0) == healthcheck.SERVING:
                 raise ConfigError(f"a redis-server not started by this cnmd is serving at {sock}")
             sock.unlink(missing_ok=True)
-            (self.plan.data_dir / "redis").mkdir(parents=True, exist_ok=True)
+            private_dir(self.plan.data_dir / "redis")
 
     def _supervise(self) -> int:
         log.info(

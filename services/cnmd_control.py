@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from services import healthcheck
 from services.config import ConfigError
+from services.private_files import open_log
 from services.supervisor import Child, ChildSpec, wait_until
 
 if TYPE_CHECKING:
@@ -62,9 +63,8 @@ def daemonize(plan: Plan, argv: list[str]) -> int:
             f"another cnmd (pid {other.get('pid')}) is running with run dir {plan.run_dir}"
         )
     log_path = plan.data_dir / "log" / "cnmd.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     child_argv = [a for a in argv if a != "--daemon"]
-    with open(log_path, "ab") as out:
+    with open_log(log_path) as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cnmd", *child_argv],
             stdin=subprocess.DEVNULL,

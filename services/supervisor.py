@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.private_files import open_log
+
 log = logging.getLogger(__name__)
 
 # Back-off between restarts of a child that keeps dying: 0.5 s, 1 s, 2 s ... 30 s.
@@ -63,12 +65,11 @@ class Child:
         return self.proc is not None and self.proc.returncode is None and not _is_zombie(self.pid)
 
     def start(self) -> None:
-        self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = list(self.spec.argv)
         setpriv = shutil.which("setpriv")
         if setpriv:
             argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-        with open(self.spec.log_path, "ab") as out:
+        with open_log(self.spec.log_path) as out:
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,

@@ -152,6 +152,11 @@ def grpcurl_list(sock: Path) -> list[str]:
 
 @needs_all_services
 def test_cnmd_brings_up_redis_and_its_services(dirs, netns_host, cnmd_env, spawn) -> None:
+    # What an older cnmd left: a world-readable data dir and log.
+    (dirs.data / "log").mkdir(parents=True, mode=0o755)
+    dirs.data.chmod(0o755)
+    (dirs.data / "log" / "ipam.log").write_text("")
+    (dirs.data / "log" / "ipam.log").chmod(0o644)
     start_cnmd(spawn, dirs, netns_host, cnmd_env)
 
     res = cnmd("status", "--run-dir", str(dirs.run))
@@ -188,6 +193,15 @@ def test_cnmd_brings_up_redis_and_its_services(dirs, netns_host, cnmd_env, spawn
     finally:
         client.close()
     assert (dirs.data / "redis" / "appendonlydir").is_dir()
+    # Everything cnm knows is root's alone: directories 0700, files 0600.
+    shared = {
+        str(p.relative_to(dirs.run.parent)): oct(p.lstat().st_mode & 0o777)
+        for top in (dirs.run, dirs.data)
+        for p in (top, *top.rglob("*"))
+        if p.lstat().st_mode & 0o077
+    }
+    assert shared == {}, shared
+    assert {p.name for p in (dirs.data / "log").iterdir()} >= {"redis.log", "driver.log"}
     assert (dirs.run / "cnmd.pid").read_text().strip() == str(dirs.state()["pid"])
 
     # A second cnmd on the same run dir is refused in one line.

@@ -8,7 +8,9 @@ run in that namespace (nsenter --net). A second CA stands for a stranger.
 
 from __future__ import annotations
 
+import json
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -57,6 +59,7 @@ class World:
     ns: str
     good: Certs
     rogue: Certs
+    state_dir: Path
 
     def probe(self, service: str, tls: list[str]) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", "services.healthcheck", "--timeout", "3", *tls,
@@ -89,11 +92,11 @@ def wait_serving(w: World, service: str, proc: subprocess.Popen) -> None:
 def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
     base = short_tmp("cnmtls")
     try:
-        w = World(netns_host, make_certs(base / "good"), make_certs(base / "rogue"))
+        w = World(netns_host, make_certs(base / "good"), make_certs(base / "rogue"), base / "state")
         common = ["--redis-url", redis_url, "--log-format", "text", *w.good.server()]
         extra = {
             "ipam": [],
-            "driver": ["--host-id", HOST_ID, "--state-dir", str(base / "state")],
+            "driver": ["--host-id", HOST_ID, "--state-dir", str(w.state_dir)],
             "controller": ["--ipam", f"127.0.0.1:{PORTS['ipam']}"],
         }
         for name in ("ipam", "driver", "controller"):
@@ -143,6 +146,12 @@ def test_cnmctl_with_the_right_certificate_works_end_to_end(world):
             assert res.returncode == 0, f"{argv}: {res.stderr}"
         inspect = world.cnmctl(tls, "sandbox", "inspect", "tlssb")
         assert "10.97.0.2" in inspect.stdout
+        # The driver's state dir is root's alone; the files the runtime mounts
+        # into a container stay readable to the container's users.
+        hosts = json.loads(inspect.stdout)[0]["HostsPath"]
+        assert stat.S_IMODE(world.state_dir.stat().st_mode) == 0o700
+        assert hosts.startswith(f"{world.state_dir}/")
+        assert stat.S_IMODE(Path(hosts).stat().st_mode) == 0o644
     finally:
         world.cnmctl(tls, "sandbox", "rm", "tlssb")
         world.cnmctl(tls, "network", "rm", "tlsnet")
