@@ -4,9 +4,16 @@
 
 ADDR is `unix:///path/to.sock` or `HOST:PORT`; from --controller, else the
 CNM_CONTROLLER environment variable, else unix:///run/cnm/controller.sock.
-Exit codes: 0 success, 1 the controller refused or failed (one line on
-stderr: `Error: ` + the server's message), 2 usage errors; `sandbox exec`
-exits with its command's code.
+Exit codes, one per kind of error wherever it was found (cnmctl or the
+controller); every error is one line on stderr, `Error: <message>`, except
+usage errors, which print the command's usage line first:
+    0    success
+    1    refused: not found, already exists, in use, exhausted, wrong state
+    2    invalid input: usage, or a value cnmctl or the controller rejects
+         (INVALID_ARGUMENT), or a --format template that does not apply
+    125  the controller could not be reached, timed out or failed internally
+    130  interrupted
+`sandbox exec` exits with its command's code.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from clients import commands, output
 from clients.completion import FORMATS, SHELLS, complete_with, complete_words
-from clients.errors import ClientError
+from clients.errors import ClientError, exit_code
 from services.version import version_line
 
 ENV_CONTROLLER = "CNM_CONTROLLER"
@@ -415,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "command_parser", parser).error(str(exc))
     except ClientError as exc:
         commands.error_line(exc.message)
-        return 1
+        return exit_code(exc)
     except commands.CommandError as exc:
         commands.error_line(str(exc))
         return exc.exit_code

@@ -2,9 +2,10 @@
 
 Handlers take (Context, argparse.Namespace) and return an exit code. Bad flag
 values raise UsageError (exit 2, nothing sent); the controller's refusals
-propagate as clients.errors.ClientError (exit 1, `Error: <message>`).
+propagate as clients.errors.ClientError (`Error: <message>`, the exit code of
+its kind: clients.errors.exit_code).
 Commands over several objects (`network rm a b`) go on after a failure,
-print one error line per failure, and exit 1 at the end, as docker does.
+print one error line per failure, and exit non-zero at the end, as docker does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from clients import output
 from clients.args import extra_host, ip_address, ipam_configs, key_value
 from clients.client import Client, IpamConfig
 from clients.completion import SHELLS
-from clients.errors import ClientError, NotFoundError
+from clients.errors import EXIT_INVALID, ClientError, NotFoundError, exit_code
 from clients.filters import boolean, event_filter, network_filters, parse_time, prune_filter
 from clients.portspec import PortSpecError, parse_port_spec
 from clients.sandbox_exec import exec_argv
@@ -100,7 +101,7 @@ def _each(items: Iterable[str], fn: Callable[[str], T]) -> tuple[list[T], int]:
             results.append(fn(item))
         except ClientError as exc:
             error_line(exc.message)
-            code = 1
+            code = max(code, exit_code(exc))
     return results, code
 
 
@@ -108,7 +109,7 @@ def _template(text: str, objects: Sequence[Any], headers: dict[str, str] | None 
     try:
         return output.render(text, objects, headers)
     except output.TemplateError as exc:
-        raise CommandError(f"template: {exc}") from None
+        raise CommandError(f"template: {exc}", EXIT_INVALID) from None
 
 
 def _listing(

@@ -101,6 +101,26 @@ _BY_CODE: dict[grpc.StatusCode, type[ClientError]] = {
 }
 
 
+# cnmctl's exit codes: one per kind of error, wherever it was found.
+EXIT_REFUSED = 1  # valid request, refused by the state: not found, exists, in use, full
+EXIT_INVALID = 2  # invalid input: usage, or a value cnmctl or the controller rejects
+EXIT_SERVICE = 125  # the controller could not be reached or failed (docker's 125)
+_EXIT_BY_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_INVALID,
+    grpc.StatusCode.UNAVAILABLE: EXIT_SERVICE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_SERVICE,
+    grpc.StatusCode.INTERNAL: EXIT_SERVICE,
+    grpc.StatusCode.UNKNOWN: EXIT_SERVICE,
+    grpc.StatusCode.UNIMPLEMENTED: EXIT_SERVICE,
+    grpc.StatusCode.DATA_LOSS: EXIT_SERVICE,
+}
+
+
+def exit_code(err: ClientError) -> int:
+    """cnmctl's exit code for a failed call (see EXIT_*)."""
+    return _EXIT_BY_CODE.get(err.code, EXIT_REFUSED)
+
+
 def from_rpc_error(exc: grpc.RpcError, *, target: str = "") -> ClientError:
     """The ClientError for a failed call; `target` names the server in transport errors."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN

@@ -28,7 +28,7 @@ from controller_service.models import (
     SandboxPaths,
 )
 from services.channel import dial
-from services.errors import Unavailable
+from services.errors import Internal, Unavailable
 from services.rpc_errors import from_rpc_error
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,11 @@ class DriverClient:
         try:
             return fn(request, timeout=deadline.timeout(self.timeout))
         except grpc.RpcError as e:
-            err = from_rpc_error(e, f"driver service of host {self.host_id!r}: {method}")
+            # The driver's refusals reach the user as the driver worded them; only
+            # a failure of the service itself says which host's service failed.
+            err = from_rpc_error(e)
+            if isinstance(err, Unavailable | Internal):
+                err = from_rpc_error(e, f"driver service of host {self.host_id!r}")
             if isinstance(err, Unavailable):
                 err.metadata.setdefault("host", self.host_id)
                 self._on_unavailable()

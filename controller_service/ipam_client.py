@@ -18,7 +18,7 @@ from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from controller_service import deadline
 from controller_service.models import PoolUsage
 from services.channel import dial
-from services.errors import NotFound
+from services.errors import Internal, NotFound, Unavailable
 from services.rpc_errors import from_rpc_error
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ class IpamClient:
         try:
             return getattr(target, method)(request, timeout=deadline.timeout(self.timeout))
         except grpc.RpcError as e:
-            err = from_rpc_error(e, f"IPAM {method}")
+            err = from_rpc_error(e)
+            if isinstance(err, Unavailable | Internal):
+                err = from_rpc_error(e, "IPAM service")
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 self._redial(stub)
             raise err from e

@@ -12,20 +12,25 @@ import grpc
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
-from controller_service import convert, deadline
+from controller_service import convert, deadline, messages
 from controller_service.controller import Controller
+from services.errors import CnmError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _within_deadline(method: F) -> F:
-    """Calls made while serving this request respect its caller's deadline."""
+    """Calls made while serving this request respect its caller's deadline; its
+    errors name objects as users know them (names, not 64-hex ids)."""
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        # An intent the call leaves open goes to the reconciler at once (inflight.py).
-        with deadline.serving(context.time_remaining()), self.c.ctx.repo.inflight.operation():
-            return method(self, request, context)
+        try:
+            # An intent the call leaves open goes to the reconciler at once (inflight.py).
+            with deadline.serving(context.time_remaining()), self.c.ctx.repo.inflight.operation():
+                return method(self, request, context)
+        except CnmError as err:
+            raise messages.polish(err, self.c.ctx.repo) from err.__cause__
 
     return wrapper  # type: ignore[return-value]
 

@@ -5,6 +5,7 @@ filters, Watch's first message, list revisions, expired revisions."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -164,8 +165,8 @@ def test_go_templates_on_ls_and_inspect(stack):
     assert inspect("host", "h1", "{{.ID}} {{.State}}") == "h1 ready\n"
     # Two objects: one line each, as docker.
     assert ok(stack, "network", "inspect", "-f", "{{.Name}}", "tmpl", net_id) == "tmpl\ntmpl\n"
-    # A field the object lacks: one error line, exit 1; a template that does not parse: exit 2.
-    err = fails(stack, "network", "inspect", "-f", "{{.Nope}}", "tmpl")
+    # A field the object lacks: one error line; either way invalid input, exit 2.
+    err = fails(stack, "network", "inspect", "-f", "{{.Nope}}", "tmpl", code=2)
     assert "can't evaluate field Nope" in err
     fails(stack, "network", "inspect", "-f", "{{.Name", "tmpl", code=2)
 
@@ -209,3 +210,22 @@ def test_ipam_release_pool_frees_a_pool_requested_directly(stack):
     res = cnmctl(stack, "ipam", "release-pool", "10.99.0.0/24", resp.pool_id)
     assert res.returncode == 1 and "pool '10.99.0.0/24' not found" in res.stderr
     assert res.stderr.count("\n") == 2  # one line per refused pool
+
+
+def test_errors_read_like_docker_and_exit_codes_follow_the_kind(stack):
+    # Invalid input is 2 whether cnmctl or the controller finds it.
+    res = cnmctl(stack, "network", "create", "--subnet", "10.50.0.0/33", "badcidr")
+    assert res.returncode == 2, res.stderr
+    res = cnmctl(stack, "network", "create", "--subnet", "10.50.0.1/24", "hostbits")
+    assert res.returncode == 2 and res.stderr.startswith("Error: "), res.stderr
+    assert "10.50.0.1/24" in res.stderr
+    # Refused by the state: 1.
+    assert cnmctl(stack, "network", "rm", "ghost").returncode == 1
+
+    # A driver's refusal reads as the driver worded it, with names, not ids.
+    ok(stack, "network", "create", "--internal", "--subnet", "10.51.0.0/24", "intnet")
+    ok(stack, "sandbox", "create", "errsb")
+    err = fails(stack, "network", "connect", "-p", "8080:80", "intnet", "errsb")
+    assert err.startswith("Error: network 'intnet' is internal: ports cannot be published"), err
+    assert not re.search(r"[0-9a-f]{64}", err) and "CreateEndpoint" not in err
+    assert "driver service" not in err

@@ -237,7 +237,7 @@ def test_bad_controller_address_is_a_usage_error(address, capsys, monkeypatch):
 
 def test_controller_address_from_env_then_default(monkeypatch, capsys):
     monkeypatch.setenv("CNM_CONTROLLER", "unix:///nonexistent/from-env.sock")
-    assert cli.main(["--timeout", "1", "host", "ls"]) == 1
+    assert cli.main(["--timeout", "1", "host", "ls"]) == 125
     err = capsys.readouterr().err
     assert err.startswith("Error: cannot reach the controller at unix:///nonexistent/from-env.sock")
     assert err.count("\n") == 1
@@ -245,13 +245,13 @@ def test_controller_address_from_env_then_default(monkeypatch, capsys):
     # A cnmd running on this machine answers on the real default: point the
     # default somewhere empty, and check it is what cnmctl falls back to.
     monkeypatch.setattr(cli, "DEFAULT_CONTROLLER", "unix:///nonexistent/default.sock")
-    assert cli.main(["--timeout", "1", "host", "ls"]) == 1
+    assert cli.main(["--timeout", "1", "host", "ls"]) == 125
     assert "unix:///nonexistent/default.sock" in capsys.readouterr().err
 
 
-def test_unreachable_controller_is_one_error_line_exit_1(capsys):
+def test_unreachable_controller_is_one_error_line_exit_125(capsys):
     code, out, err = run(["network", "ls"], capsys)
-    assert code == 1
+    assert code == 125
     assert out == ""
     assert err.startswith(f"Error: cannot reach the controller at {NOWHERE}")
     assert err.count("\n") == 1

@@ -390,3 +390,13 @@ def test_outgoing_timeout_is_bounded_by_the_callers_deadline():
 
 def test_hosts_ready_check_uses_the_clock():
     assert parse_host("h", _fields(time.time()), time.time(), 10).state is HostState.READY
+
+
+def test_error_messages_name_objects_instead_of_full_ids():
+    from controller_service.messages import humanize
+
+    known = {"a" * 64: "web"}
+    text = f"network '{'a' * 64}' is internal; endpoint {'b' * 64} gone; short {'c' * 12}"
+    assert humanize(text, known.get) == (
+        f"network 'web' is internal; endpoint {'b' * 12} gone; short {'c' * 12}"
+    )
