@@ -12,6 +12,9 @@ APT_PACKAGES=(redis-server nftables libnftables1 iproute2 iputils-ping conntrack
               containerd busybox-static containernetworking-plugins)
 # cnm-docker-plugin's tests: a real dockerd (busybox image from busybox-static above)
 APT_PACKAGES+=(docker.io)
+# The compose test: docker-compose builds and runs the stack on a local base
+# made by debootstrap; redis-sentinel's test runs a Sentinel set.
+APT_PACKAGES+=(docker-compose debootstrap)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -64,9 +64,24 @@ class DockerError(RuntimeError):
 
 
 class Dockerd:
-    def __init__(self, spawn, *, netns: str, run_dir: Path) -> None:
+    """`private_mounts=False` keeps the machine's mount namespace (no plugin
+    directory of its own): what containers bind-mount with shared propagation
+    (e.g. a driver container's /run/netns) is then seen by the test.
+    `storage_driver="overlay2"` builds images far faster than vfs."""
+
+    def __init__(
+        self,
+        spawn,
+        *,
+        netns: str,
+        run_dir: Path,
+        private_mounts: bool = True,
+        storage_driver: str = "vfs",
+    ) -> None:
         self.spawn = spawn
         self.netns = netns
+        self.private_mounts = private_mounts
+        self.storage_driver = storage_driver
         self.dir = run_dir
         self.plugins = run_dir / "plugins"
         self.sock = run_dir / "docker.sock"
@@ -83,14 +98,15 @@ class Dockerd:
             "set -e; mount -t tmpfs -o mode=755 cnm-test-run /run; mkdir -p /run/docker/plugins; "
             'mount --bind "$0" /run/docker/plugins; exec "$@"'
         )
+        private = ["unshare", "-m", "--propagation", "private", "--",
+                   "sh", "-c", script, str(self.plugins)]  # fmt: skip
         argv = [
             "nsenter", f"--net=/run/netns/{self.netns}", "--",
-            "unshare", "-m", "--propagation", "private", "--",
-            "sh", "-c", script, str(self.plugins),
+            *(private if self.private_mounts else []),
             dockerd, "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
             "--exec-root", str(d / "x"), "--pidfile", str(d / "dockerd.pid"),
             "-H", f"unix://{self.sock}", "--bridge=none", "--iptables=false",
-            "--ip6tables=false", "--userland-proxy=false", "--storage-driver=vfs",
+            "--ip6tables=false", "--userland-proxy=false", f"--storage-driver={self.storage_driver}",
             "--log-level=info",
         ]  # fmt: skip
         log = open(d / "dockerd.log", "ab")  # noqa: SIM115 - kept by the child
@@ -112,6 +128,12 @@ class Dockerd:
         path = self.dir / "dockerd.log"
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         return " | ".join(lines[-n:])
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for other clients of this daemon only (docker-compose)."""
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.sock}",
+                "DOCKER_CONFIG": str(self.dir / "cli")}  # fmt: skip
 
     def run(
         self, *argv: str, check: bool = True, input: bytes | None = None, timeout: float = 60
@@ -159,5 +181,15 @@ class Dockerd:
         """Stop dockerd by its PID and wait for it (it stops containerd first)."""
         if self.proc is not None:
             self.spawn.stop(self.proc, timeout=timeout)
+        if not self.private_mounts:
+            # Mounts dockerd made in the machine's namespace (exec-root/netns/...).
+            inside = f"{self.dir}/"
+            mounts = [
+                line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            ]
+            for target in sorted(
+                (m for m in mounts if m.startswith(inside)), key=len, reverse=True
+            ):
+                subprocess.run(["umount", "-l", target], capture_output=True)
         shutil.rmtree(self.dir / "data", ignore_errors=True)
         shutil.rmtree(self.dir / "x", ignore_errors=True)
