@@ -66,10 +66,13 @@ def test_network_create_run_ping_and_inspect_show_cnm_addresses(world):
         "network", "create", "-d", "cnm", "--ipam-driver", "cnm", "--subnet", "10.201.0.0/24", "n1"
     )
     try:
-        for c in ("c1", "c2"):
-            d.out("run", "-d", "--name", c, "--network", "n1", IMAGE, "sleep", "600")
+        d.out("run", "-d", "--name", "c1", "--network", "n1", IMAGE, "sleep", "600")
+        d.out("run", "-d", "--name", "c2", "--network", "n1", "--network-alias", "web",
+              IMAGE, "sleep", "600")  # fmt: skip
         ip1, ip2 = ip_of(d, "c1", "n1"), ip_of(d, "c2", "n1")
         assert pings(d, "c1", ip2) and pings(d, "c2", ip1)
+        # Docker's embedded DNS works on cnm's networks: names and aliases.
+        assert pings(d, "c1", "c2") and pings(d, "c1", "web")
 
         inspect = json.loads(d.out("network", "inspect", "n1"))[0]
         assert inspect["Driver"] == "cnm" and inspect["IPAM"]["Driver"] == "cnm"
