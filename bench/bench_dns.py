@@ -207,6 +207,20 @@ def idle_cpu_rate(pid: int, seconds: float = 3.0) -> float:
     return (cpu_seconds(pid) - cpu0) / (time.monotonic() - w0)
 
 
+def answering(keys: list[str], name: str) -> int:
+    """How many of these sandboxes get an answer for `name` (each has its own sockets)."""
+    packet = DNSRecord.question(name, "A").pack()
+    ok = 0
+    for key in keys:
+        try:
+            with query_socket(key) as s:
+                one_query(s, packet)
+            ok += 1
+        except (OSError, AssertionError):
+            pass
+    return ok
+
+
 def settle(pid: int, idle_rate: float, timeout: float = 120.0) -> None:
     """Wait until the process is back to its idle CPU rate (its background work done)."""
     deadline = time.monotonic() + timeout
@@ -215,7 +229,13 @@ def settle(pid: int, idle_rate: float, timeout: float = 120.0) -> None:
 
 
 def bench_peers(
-    stack: Stack, c: Client, net: str, ks: list[int], samples: int, idle_rate: float
+    stack: Stack,
+    c: Client,
+    net: str,
+    ks: list[int],
+    samples: int,
+    idle_rate: float,
+    check_keys: list[str] | None = None,
 ) -> None:
     probe = "probe"
     joined = 0
@@ -224,6 +244,9 @@ def bench_peers(
         grow(c, net, [f"p{i}" for i in range(joined, k)])
         joined = k
         settle(driver_pid, idle_rate)  # a legacy writer's backlog from growing
+        if check_keys:
+            answered = answering(check_keys[:k], "p0")
+            print(f"peers     {net:6} k={k:5}: {answered}/{k} sandboxes answered by cnm-dns")
         connect, disconnect = [], []
         cpu0, w0 = cpu_seconds(driver_pid), time.monotonic()
         for _ in range(samples):
@@ -282,8 +305,10 @@ def main() -> int:
                 c.disconnect("dns", "p0")
             # The driver's own background work (heartbeat, firewall watch), before any join.
             idle = idle_cpu_rate(stack.procs["driver"].pid)
+            keys = [sb.key for sb in sbs[1:]]  # p0, p1, ...: every peer asks in dns mode
             for mode in args.modes:
-                bench_peers(stack, c, nets[mode][0], sorted(args.peers), args.samples, idle)
+                check = keys if mode == "dns" else None
+                bench_peers(stack, c, nets[mode][0], sorted(args.peers), args.samples, idle, check)
             print(f"load {os.getloadavg()[0]:.1f}; cleaning up ...", flush=True)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from collections.abc import Callable, Sequence
 
@@ -46,6 +47,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def raise_fd_limit() -> int:
+    """Two sockets per sandbox of the host: lift the soft open-files limit to the hard
+    one (a service's soft default, 1024, would cap a host at ~500 sandboxes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-files limit from %d: %s", soft, e)
+    return soft
+
+
 class App:
     def __init__(self) -> None:
         self.feed: Feed | None = None
@@ -53,6 +68,7 @@ class App:
 
     def build(self, cfg: ResolverConfig, store: Store) -> list[ServiceSpec]:
         cfg = finish(cfg)
+        limit = raise_fd_limit()
         table = NameTable()
         settings = ResponderSettings(
             host_id=cfg.host_id,
@@ -66,7 +82,10 @@ class App:
         self.feed = Feed(Records(store), table, on_sandboxes=self.responder.request_sync)
         self.responder.start()
         self.feed.start()
-        log.info("resolver of host %s on %s:%d", cfg.host_id, cfg.address, cfg.port)
+        log.info(
+            "resolver of host %s on %s:%d (up to %d sandboxes: open-files limit %d)",
+            cfg.host_id, cfg.address, cfg.port, (limit - 64) // 2, limit,
+        )  # fmt: skip
         return []
 
     def readiness(self, cfg: ResolverConfig, store: Store) -> Callable[[], bool]:

@@ -22,11 +22,19 @@ def to_net(n: Network) -> Net:
     return Net(id=n.id, name=n.name, internal=n.internal, subnets=tuple(p.subnet for p in n.pools))
 
 
-def to_ep(e: Endpoint, sandbox_name: str = "") -> Ep | None:
+def sandbox_names(s: Sandbox | None) -> tuple[str, ...]:
+    """What a sandbox's endpoints answer to besides their own names and aliases:
+    its name, its hostname, and its container's short id (Docker's DNSNames)."""
+    if s is None:
+        return ()
+    return (s.name, s.hostname.split(".", 1)[0], s.container_id[:12])
+
+
+def to_ep(e: Endpoint, extra_names: tuple[str, ...] = ()) -> Ep | None:
     """The endpoint as the resolver knows it; None unless it is joined."""
     if e.state is not EndpointState.JOINED or not e.sandbox_id:
         return None
-    names = (e.name, sandbox_name, *e.aliases)
+    names = (e.name, *extra_names, *e.aliases)
     return Ep(
         id=e.id,
         network_id=e.network_id,
@@ -63,13 +71,12 @@ class Records:
 
     def load(self) -> tuple[list[Net], list[Sb], list[Ep]]:
         nets = [to_net(n) for n in self._all("net", Network)]
-        sandboxes = list(self._all("sb", Sandbox))
-        names = {s.id: s.name for s in sandboxes}
-        sbs = [sb for sb in map(to_sb, sandboxes) if sb is not None]
+        sandboxes = {s.id: s for s in self._all("sb", Sandbox)}
+        sbs = [sb for sb in map(to_sb, sandboxes.values()) if sb is not None]
         eps = [
             ep
             for e in self._all("ep", Endpoint)
-            if (ep := to_ep(e, names.get(e.sandbox_id, ""))) is not None
+            if (ep := to_ep(e, sandbox_names(sandboxes.get(e.sandbox_id)))) is not None
         ]
         return nets, sbs, eps
 
@@ -89,8 +96,7 @@ class Records:
         e = self._one("ep", Endpoint, obj_id)
         if e is None or not e.sandbox_id:
             return None
-        sb = self._one("sb", Sandbox, e.sandbox_id)
-        return to_ep(e, sb.name if sb is not None else "")
+        return to_ep(e, sandbox_names(self._one("sb", Sandbox, e.sandbox_id)))
 
     def events(self, after: int, block_ms: int) -> list[tuple[int, str, str]]:
         """(revision, type, object id) of the events after `after`, oldest first."""

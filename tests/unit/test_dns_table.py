@@ -8,7 +8,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from dns_service import wire
-from dns_service.records import to_ep
+from dns_service.records import sandbox_names, to_ep
 from dns_service.table import Ep, Kind, NameTable, Net, Sb, reverse_pointer
 from dns_service.upstream import nameservers
 
@@ -107,11 +107,14 @@ def test_wire_answers_nxdomain_servfail_and_truncation():
 
 
 def test_only_joined_endpoints_are_named_and_nameservers_are_parsed():
-    from controller_service.models import Endpoint, EndpointState
+    from controller_service.models import Endpoint, EndpointState, Sandbox
 
     ep = Endpoint("e1", "web", "n1", "front", sandbox_id="s1", ipv4_address="10.0.1.9/24",
                   aliases=("www",), state=EndpointState.JOINED)  # fmt: skip
-    assert to_ep(ep, "box") == Ep("e1", "n1", "s1", ("web", "box", "www"), "10.0.1.9", "")
+    box = Sandbox("s1", "box", "h1", container_id="c0ffee" * 8, hostname="box-host.corp")
+    assert to_ep(ep, sandbox_names(box)) == Ep(
+        "e1", "n1", "s1", ("web", "box", "box-host", "c0ffeec0ffee", "www"), "10.0.1.9", ""
+    )
     ready = Endpoint("e1", "web", "n1", "front", state=EndpointState.READY)
     assert to_ep(ready) is None
     text = "nameserver 10.0.0.1\nnameserver bogus\n# nameserver 10.0.0.2\nnameserver fe80::1%eth0\n"
