@@ -316,3 +316,28 @@ def test_an_address_reserved_by_an_earlier_plugin_process_becomes_the_endpoint(w
     finally:
         world.spawn.stop(later.proc)
     assert_cnm_empty(world)
+
+
+def test_internal_ipv6_and_driver_options_reach_cnm(world):
+    d = world.docker()
+    d.out("network", "create", "-d", "cnm", "--ipam-driver", "cnm", "--internal", "--ipv6",
+          "--subnet", "10.212.0.0/24", "--subnet", "fd00:212::/64",
+          "-o", "com.docker.network.bridge.name=cnmtest212", "n9")  # fmt: skip
+    try:
+        (net,) = world.cnm.list_networks()
+        assert net.internal and net.enable_ipv6
+        assert net.options["com.docker.network.bridge.name"] == "cnmtest212"
+        assert {c.subnet for c in net.ipam.configs} == {"10.212.0.0/24", "fd00:212::/64"}
+        links = world.cluster.host_exec("h1", "ip", "-o", "link", "show", "cnmtest212")
+        assert "cnmtest212" in links.stdout
+        for c in ("v1", "v2"):
+            d.out("run", "-d", "--name", c, "--network", "n9", IMAGE, "sleep", "600")
+        ip6 = d.out("inspect", "-f", "{{.NetworkSettings.Networks.n9.GlobalIPv6Address}}", "v2")
+        assert ip6.startswith("fd00:212::")
+        assert {e.ipv6_address.split("/")[0] for e in world.cnm.list_endpoints()} >= {ip6}
+        assert pings(d, "v1", ip6) and pings(d, "v1", ip_of(d, "v2", "n9"))
+        # Internal: no gateway, so no default route in the container.
+        assert "default" not in d.out("exec", "v1", "ip", "route")
+    finally:
+        cleanup(d, ["v1", "v2"], ["n9"])
+    assert_cnm_empty(world)
