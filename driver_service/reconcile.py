@@ -11,8 +11,9 @@ On start (before the service accepts calls) every record's intent is settled:
   networks that no longer exist go);
 - orphans carrying cnm's marks are removed: host links whose alias is
   `cnm:net:<id>` / `cnm:ep:<id>` with no record, namespaces named
-  `<netns_prefix>*` that no host's records know, sandbox directories with no
-  record, and tombstones a crash left before their background delete.
+  `<netns_prefix>*` that this driver made (driver_service/netns_owner.py) and
+  no host's records know, sandbox directories with no record, and tombstones
+  a crash left before their background delete.
 
 Every step is idempotent and keeps going after an error (logged, counted):
 one broken object never keeps the rest of the host unreconciled.
@@ -34,6 +35,7 @@ from driver_service.drivers.bridge import fw
 from driver_service.hostreg import report_lost_sandboxes
 from driver_service.manager import Manager
 from driver_service.models import CREATING, DELETING, JOINED, READY
+from driver_service.netns_owner import OwnedNamespaces
 from driver_service.sandbox import SHORT_ID
 from services.errors import CnmError
 from services.store import Store
@@ -231,17 +233,27 @@ class Reconciler:
         self._remove_orphan_dirs()
 
     def _remove_orphan_namespaces(self) -> None:
+        owned = self.m.sandboxes.owned
+        # Sandboxes made before namespaces were marked are this driver's too.
+        for sb in self.state.sandboxes():
+            if sb.netns_name:
+                owned.mark(sb.netns_name)
         try:
             known = known_sandbox_netns(self.store, self.netns_prefix)
         except CnmError as e:
             self.report.errors.append(f"read sandbox records: {e}")
             return
-        for name in cnm_namespaces(self.netns_prefix):
-            if name in known:
+        present = set(cnm_namespaces(self.netns_prefix))
+        for name in sorted(present - known):
+            if not owned.owns(name):
+                log.info("network namespace %s is not this driver's (no mark): left alone", name)
                 continue
             log.warning("removing orphan network namespace %s", name)
             if self._try(f"remove orphan namespace {name}", lambda n=name: osl.delete_namespace(n)):
+                owned.unmark(name)
                 self.report.orphans += 1
+        for name in set(owned.marked()) - present - known:
+            owned.unmark(name)  # the namespace went while this driver was down
 
     def _remove_orphan_dirs(self) -> None:
         root = self.m.sandboxes.dir
@@ -265,7 +277,7 @@ def cleanup_host(
     """Remove everything cnm made on this host (`cnm-driver --cleanup`); return the errors.
 
     Kernel first (it works without Redis): every link marked by cnm in this
-    namespace, cnm's nftables tables, namespaces with cnm's prefix that no
+    namespace, cnm's nftables tables, the namespaces this driver made that no
     other host has on record, this host's overlay namespaces, the sandbox
     files; then this host's records (and its overlay peer entries).
     """
@@ -297,9 +309,13 @@ def cleanup_host(
             others = known_sandbox_netns(store, netns_prefix, exclude_host=host_id)
         except CnmError as e:
             errors.append(f"read other hosts' sandboxes: {e}")
-    for name in cnm_namespaces(netns_prefix):
-        if name not in others:
+    owned = OwnedNamespaces(state_dir)
+    present = set(cnm_namespaces(netns_prefix))
+    for name in sorted(present - others):
+        if owned.owns(name):
             attempt(f"delete namespace {name}", lambda n=name: osl.delete_namespace(n))
+    for name in set(owned.marked()) - set(cnm_namespaces(netns_prefix)):
+        owned.unmark(name)
     # Overlay networks' namespaces of this host, and its entries in their peer tables.
     errors += overlay.cleanup(store, host_id=host_id, netns_prefix=netns_prefix)
     # Isolated parents of this host's macvlan networks.

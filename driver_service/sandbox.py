@@ -40,6 +40,7 @@ from driver_service.models import (
     SandboxSpec,
     SandboxView,
 )
+from driver_service.netns_owner import OwnedNamespaces
 from driver_service.sandbox_files import (
     EMBEDDED_RESOLVER,
     HOST_HOSTS,
@@ -83,6 +84,8 @@ class Sandboxes:
         self.state = state
         # Where a runtime's own namespace (external key) may come from.
         self.keys = SandboxKeys(key_dirs)
+        # The namespaces this driver made (another cnm on this machine has its own).
+        self.owned = OwnedNamespaces(state_dir)
         # The embedded resolver's address written into resolv.conf ("" = none: the
         # host's servers, filtered, as without cnm-dns).
         self.resolver = resolver
@@ -119,9 +122,12 @@ class Sandboxes:
 
     def build(self, rec: SandboxRecord) -> None:
         """Create the namespace (unless adopted) and write the files; undone on failure."""
-        created = False
+        created = marked = False
         try:
             if rec.netns_name:
+                # Marked first: a crash before the record is written leaves a mark
+                # for the start-up sweep; an unmarked namespace is another instance's.
+                marked = self.owned.mark(rec.netns_name)
                 try:
                     osl.create_namespace(rec.netns_name)
                 except AlreadyExists as e:
@@ -134,6 +140,8 @@ class Sandboxes:
                 created = True
             self.write_files(rec)
         except BaseException:
+            if marked and not created:
+                self.owned.unmark(rec.netns_name)
             self.destroy(rec, namespace=created)
             raise
 
@@ -142,6 +150,7 @@ class Sandboxes:
         try:
             if namespace and rec.netns_name:
                 osl.delete_namespace(rec.netns_name)
+                self.owned.unmark(rec.netns_name)
         finally:
             # Under the files lock: the background writer must not recreate the directory.
             with self._files_lock:

@@ -118,23 +118,30 @@ def test_restart_removes_orphans_and_leaves_endpoints_of_vanished_sandboxes(host
     host.host_exec("ip", "link", "add", "brstray", "type", "bridge")
     host.host_exec("ip", "link", "set", "brstray", "alias", f"cnm:net:{stray_id}")
     host.host_exec("ip", "link", "add", "userbr", "type", "bridge")  # not cnm's: kept
+    # A crash between making a namespace and recording it leaves the driver's mark.
     stray_ns = f"{host.netns_prefix}{stray_id[:12]}"
     netns.create(stray_ns)
+    (host.state_dir / "netns").mkdir(exist_ok=True)
+    (host.state_dir / "netns" / stray_ns).write_text("")
     not_ours = f"{host.netns_prefix}debug-{stray_id[:6]}"
     netns.create(not_ours)
+    # cnm's shape, but no mark: another cnm instance's sandbox on this machine.
+    foreign = f"{host.netns_prefix}{new_id()[:12]}"
+    netns.create(foreign)
     stray_dir = host.state_dir / "sandboxes" / stray_id
     stray_dir.mkdir(parents=True)
     try:
         host.start()
         assert wait_until(lambda: host_links(host) == {"lo", f"br-{nid[:12]}", "userbr"})
         names = netns.run("ip", "netns", "list").stdout
-        assert stray_ns not in names and not_ours in names
+        assert stray_ns not in names and not_ours in names and foreign in names
         assert not stray_dir.exists()
+        assert not (host.state_dir / "netns" / stray_ns).exists()
         rec = json.loads(redis.Redis.from_url(host.redis_url).get(f"cnm:driver:h1:ep:{eid}"))
         assert rec["attachment"] is None
     finally:
-        netns.delete(not_ours)
-        netns.delete(stray_ns)
+        for name in (not_ours, stray_ns, foreign):
+            netns.delete(name)
     host.reset()
 
 
