@@ -21,6 +21,10 @@ from services.store import Store
 
 log = logging.getLogger(__name__)
 
+# A host silent for up to this many of its TTLs counts as restarting (a driver
+# service restart takes seconds; its TTL is 10 s by default).
+RESTART_WINDOW_TTLS = 6
+
 
 def heartbeat_of(fields: Mapping[str, str], default_ttl: float) -> tuple[float, float]:
     """(last_heartbeat, ttl) of a host's hash; tolerant of missing or malformed
@@ -159,7 +163,8 @@ class Hosts:
 
     def choose(self, requested: str, driver: str = "") -> Host:
         """`requested` (which must be ready), else the only ready host (offering
-        `driver` when given). FAILED_PRECONDITION when there is none or several."""
+        `driver` when given). FAILED_PRECONDITION when there is none or several;
+        UNAVAILABLE when none is ready but one was a moment ago (restarting)."""
         if requested:
             host = self.ready(requested)
             if driver and not any(c.name == driver and not c.error for c in host.drivers):
@@ -168,14 +173,31 @@ class Hosts:
                     reason="DRIVER_NOT_ON_HOST",
                 )
             return host
-        candidates = [
+        hosts, clock = self._read()
+        offering = [
             h
-            for h in self.all()
-            if h.state is HostState.READY
-            and (not driver or any(c.name == driver and not c.error for c in h.drivers))
+            for h in hosts
+            if not driver or any(c.name == driver and not c.error for c in h.drivers)
         ]
+        candidates = [h for h in offering if h.state is HostState.READY]
         if not candidates:
             what = f" offering driver {driver!r}" if driver else ""
+            # A host whose heartbeat stopped a moment ago is most likely
+            # restarting: UNAVAILABLE, which clients retry; one long silent
+            # (or none at all) will not come back by retrying.
+            restarting = [
+                h
+                for h in offering
+                if h.last_heartbeat and clock.now - h.last_heartbeat <= RESTART_WINDOW_TTLS * h.ttl
+            ]
+            if restarting:
+                host = min(restarting, key=lambda h: clock.now - h.last_heartbeat)
+                raise Unavailable(
+                    f"no ready host{what}: host {host.id!r} is unreachable (last "
+                    f"heartbeat {clock.now - host.last_heartbeat:.0f}s ago); retry when it is back",
+                    reason="HOST_UNREACHABLE",
+                    metadata={"host": host.id},
+                )
             raise FailedPrecondition(f"no ready host{what}", reason="NO_READY_HOST")
         if len(candidates) > 1:
             names = ", ".join(h.id for h in candidates)

@@ -4,17 +4,22 @@ the host shows UNREACHABLE (HOST_DOWN); back again, it is READY (HOST_UP)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 
 import grpc
 import pytest
+import redis
 from controller_env import T, World, remove_run_dir, snapshot, wait_for
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
+from controller_service.hosts import Hosts
 from harness import stack
+from services.errors import FailedPrecondition, Unavailable
+from services.store import Store
 
 # Fast heartbeats so "unreachable" is reached in about two seconds.
 FAST = {"CNM_HOST_TTL": "2", "CNM_HEARTBEAT_INTERVAL": "0.5"}
@@ -90,6 +95,12 @@ def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
     wait_for(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, timeout=10, what="unreachable")
     listed = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
     assert [(h.id, h.state) for h in listed] == [("h1", pb.HOST_STATE_UNREACHABLE)]
+    # Silent for a moment only (restarting): a sandbox on "the ready host" is
+    # UNAVAILABLE, which clients retry, not FAILED_PRECONDITION "no ready host".
+    with pytest.raises(grpc.RpcError) as err:
+        c.CreateSandbox(pb.CreateSandboxRequest(name="hs3"), timeout=T)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+    assert "host 'h1' is unreachable" in err.value.details()
 
     world.start_driver("h1", world.host_netns["h1"], env=FAST)
     wait_for(lambda: _state(c) == pb.HOST_STATE_READY, timeout=10, what="ready again")
@@ -108,3 +119,51 @@ def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
             break
     down = seen.index(events_pb2.EVENT_TYPE_HOST_DOWN)
     assert seen[down:] == [events_pb2.EVENT_TYPE_HOST_DOWN, events_pb2.EVENT_TYPE_HOST_UP]
+
+
+def _register(client, host_id: str, silent_for: float, ttl: float, drivers: str = "bridge") -> None:
+    now = float(client.time()[0])
+    client.hset(
+        f"cnm:host:{host_id}",
+        mapping={
+            "id": host_id,
+            "address": f"unix:///nonexistent/{host_id}.sock",
+            "drivers": json.dumps([{"name": drivers, "scope": "local"}]),
+            "last_heartbeat": repr(now - silent_for),
+            "ttl": repr(ttl),
+        },
+    )
+    client.sadd("cnm:hosts", host_id)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "driver", "expected"),
+    [
+        pytest.param([], "", FailedPrecondition, id="no-host-at-all"),
+        pytest.param([("h1", 3.0)], "", Unavailable, id="silent-a-moment-restarting"),
+        pytest.param([("h1", 60.0)], "", FailedPrecondition, id="silent-long-gone"),
+        pytest.param([("h1", 60.0), ("h2", 2.0)], "", Unavailable, id="one-of-two-restarting"),
+        pytest.param([("h1", 3.0)], "overlay", FailedPrecondition, id="restarting-without-driver"),
+    ],
+)
+def test_no_ready_host_is_unavailable_only_while_one_is_restarting(
+    redis_url, hosts, driver, expected
+):
+    """The documented client retry (UNAVAILABLE only) rides out a driver
+    restart; a host silent for long (over 6 TTLs) is FAILED_PRECONDITION."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    # Liveness is lenient for one TTL after Redis starts: judged after it.
+    wait_for(lambda: int(client.info("server")["uptime_in_seconds"]) >= 2, 10, what="redis up")
+    for host_id, silent_for in hosts:
+        _register(client, host_id, silent_for, ttl=1.0)
+    store = Store(redis_url)
+    try:
+        with pytest.raises(expected) as err:
+            Hosts(store, default_ttl=1.0).choose("", driver)
+        if expected is Unavailable:
+            assert err.value.reason == "HOST_UNREACHABLE" and "retry" in str(err.value)
+        else:
+            assert err.value.reason == "NO_READY_HOST"
+    finally:
+        store.close()
+        client.close()
