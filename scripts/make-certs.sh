@@ -2,6 +2,7 @@
 # Certificates for cnm's mutual TLS (README, "Security model"):
 #
 #   scripts/make-certs.sh DIR [SAN ...]
+#   scripts/make-certs.sh --name NAME DIR [SAN ...]
 #
 # DIR/ca.pem, ca-key.pem         a CA (reused when DIR already has one, so the
 #                                same CA can sign the certificates of more hosts)
@@ -12,14 +13,24 @@
 #                                its own certificate to IPAM and the drivers.
 # DIR/client.pem, client-key.pem for cnmctl (--tls-cert/--tls-key or CNM_TLS_CERT/
 #                                CNM_TLS_KEY) and the Client library
+# With --name: DIR/NAME.pem, NAME-key.pem only, a server certificate (also a
+# client one) for one more host, signed by DIR's CA.
 #
 # Every service and client is given DIR/ca.pem as --tls-ca. Keys are 0600.
 # CNM_CERT_DAYS (default 825) sets how long the certificates are valid.
 set -euo pipefail
 
 if (($# < 1)) || [[ $1 == -h || $1 == --help ]]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit $((($# < 1) ? 2 : 0))
+fi
+name=""
+if [[ $1 == --name ]]; then
+    (($# >= 3)) || { echo "make-certs: usage: make-certs.sh --name NAME DIR [SAN ...]" >&2; exit 2; }
+    name=$2
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ && $name != ca && $name != ca-key ]] ||
+        { echo "make-certs: --name $name: use letters, digits, . _ -" >&2; exit 2; }
+    shift 2
 fi
 dir=$1
 shift
@@ -31,7 +42,8 @@ mkdir -p "$dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-sans="DNS:localhost,IP:127.0.0.1,IP:::1,DNS:$(hostname)"
+sans="DNS:localhost,IP:127.0.0.1,IP:::1"
+[[ -n $name ]] || sans+=",DNS:$(hostname)" # another host's certificate names that host
 for san in "$@"; do
     if [[ $san =~ ^[0-9.]+$ || $san == *:* ]]; then
         sans+=",IP:$san"
@@ -62,10 +74,17 @@ sign() {
         -extfile "$work/$1.ext" -out "$dir/$1.pem" 2>/dev/null
 }
 
-sign server "cnm server" "basicConstraints=CA:FALSE
+server_ext="basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$sans"
+if [[ -n $name ]]; then
+    sign "$name" "$name" "$server_ext"
+    chmod 0644 "$dir/ca.pem" "$dir/$name.pem"
+    echo "make-certs: $dir/$name.pem and $name-key.pem, signed by $dir/ca.pem"
+    exit 0
+fi
+sign server "cnm server" "$server_ext"
 sign client "cnm client" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
