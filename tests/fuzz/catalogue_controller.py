@@ -95,6 +95,7 @@ CASES = [
     N("net-host-unknown", net(host="h9"), NOT_FOUND, "h9"),
     N("net-labels-64k-in-all", net(labels={f"l{i}": "v" * 4000 for i in range(17)}), INVALID, "labels and options", "LIMIT_EXCEEDED"),
     N("net-label-value-1mb", net(labels={"k": "v" * (1 << 20)}), INVALID, "labels", "LIMIT_EXCEEDED"),
+    N("net-request-over-grpc-4mib", net(labels={"k": "v" * (5 << 20)}), C.RESOURCE_EXHAUSTED),
     N("net-20000-labels", net(labels={str(i): "" for i in range(20000)}), INVALID, "20000 entries", "LIMIT_EXCEEDED"),
     # --- networks: get, list, delete
     case("get-net-unknown", "Controller", "GetNetwork", pb.GetNetworkRequest(id_or_name="ghost"), NOT_FOUND, "ghost"),
