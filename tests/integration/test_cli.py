@@ -358,7 +358,7 @@ def test_the_host_namespace_is_never_a_sandbox(stack, spawn):
     """`--netns /proc/self/ns/net` once replaced the host's default route on
     connect: a sandbox key outside the runtimes' places, or one that is the
     driver's own namespace by any path, is refused and nothing is stored."""
-    err = fails(stack, "sandbox", "create", "--netns", "/proc/self/ns/net", "hostself")
+    err = fails(stack, "sandbox", "create", "--netns", "/proc/self/ns/net", "hostself", code=2)
     assert "sandbox key '/proc/self/ns/net' is not allowed" in err
     # A process of the driver's host namespace: an allowed place, the wrong namespace.
     proc = spawn(["nsenter", f"--net=/run/netns/{stack.host_ns}", "--", "sleep", "60"])
