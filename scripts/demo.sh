@@ -235,9 +235,10 @@ scenario() {
     echo "(pid $HTTP_PID; this script stops it at the end; its log: $RUN_DIR/demo-http.log)"
     wait_for_server "$web_ip"
 
-    say "ping between the sandboxes"
-    run cnmctl sandbox exec client -- ping -c 3 -i 0.2 -W 2 "$web_ip"
-    run cnmctl sandbox exec web -- ping -c 3 -i 0.2 -W 2 "$client_ip"
+    say "ping between the sandboxes, by name (cnm-dns answers on 127.0.0.11 in each)"
+    run cnmctl sandbox exec client -- getent hosts web
+    run cnmctl sandbox exec client -- ping -c 3 -i 0.2 -W 2 web
+    run cnmctl sandbox exec web -- ping -c 3 -i 0.2 -W 2 "client.$NET"
 
     say "the page, fetched through the published port on this machine's 127.0.0.1"
     if command -v curl >/dev/null; then

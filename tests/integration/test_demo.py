@@ -144,6 +144,9 @@ def assert_scenario_worked(output: str) -> None:
     """Both sandboxes reachable (ping both ways, the page through 127.0.0.1:8080)."""
     for step in ("cnmctl network create", "cnmctl sandbox create", "cnmctl network connect"):
         assert f"$ {step}" in output, output
+    # By name, through cnmd's resolver (cnm-dns).
+    answer = step_output(output, "cnmctl sandbox exec client -- getent hosts web")
+    assert re.search(r"^10\.123\.0\.\d+\s+web$", answer, re.M), output
     pings = [line for line in output.splitlines() if "packets transmitted" in line]
     assert len(pings) == 2 and all(p.startswith(PING_OK) for p in pings), output
     assert PAGE in step_output(output, "curl -sS --max-time 5 http://127.0.0.1:8080/"), output
