@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from controller_env import wait_for
 
 from harness import netns
@@ -168,8 +169,9 @@ def test_compose_stack_builds_runs_survives_driver_restart_and_leaves_nothing(
     compose("build")
     built = time.monotonic()
     compose("up", "-d")
+    services = yaml.safe_load((ctx / "docker-compose.yml").read_text())["services"]
     wait_for(
-        lambda: health() == dict.fromkeys(("redis", "ipam", "controller", "driver"), "healthy"),
+        lambda: health() == dict.fromkeys(services, "healthy"),
         180,
         what="every compose service healthy",
     )
