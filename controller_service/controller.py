@@ -7,7 +7,9 @@ reconciler over one Context, and makes creates idempotent per request_id
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -44,7 +46,7 @@ from controller_service.networks import Networks
 from controller_service.reconciler import Reconciler
 from controller_service.repository import Repository
 from controller_service.sandboxes import Sandboxes
-from services.errors import InvalidArgument, NotFound
+from services.errors import InvalidArgument, NotFound, Unavailable
 from services.ids import new_id
 from services.store import Store
 
@@ -75,6 +77,9 @@ class Controller:
         self.reconciler = Reconciler(
             self.ctx, self.networks, self.endpoints, self.joins, self.sandboxes
         )
+        # request_ids whose first attempt runs in this process now.
+        self._running: set[str] = set()
+        self._running_lock = threading.Lock()
 
     def close(self) -> None:
         """Stops the background threads. Channels are left open: requests in
@@ -95,20 +100,44 @@ class Controller:
         obj_id = new_id()
         if not request_id:
             return make(obj_id)
-        prior = self.ctx.repo.claim_request(request_id, kind, obj_id, self.cfg.request_ttl)
+        repo, me = self.ctx.repo, self.ctx.instance
+        prior = repo.claim_request(request_id, kind, obj_id, self.cfg.request_ttl, me)
         if prior is None:
+            with self._running_lock:
+                self._running.add(request_id)
             try:
-                return make(obj_id)
+                obj = make(obj_id)
             except Exception:
                 # Nothing was made: a retry with this request_id may try again.
-                self.ctx.repo.forget_request(request_id)
+                # (If Redis is down now, the claim stays; the retry sees that
+                # no request of this id runs here any more and takes over.)
+                with contextlib.suppress(Unavailable):
+                    repo.forget_request(request_id)
                 raise
+            finally:
+                with self._running_lock:
+                    self._running.discard(request_id)
+            with contextlib.suppress(Unavailable):
+                repo.request_done(request_id, kind, obj_id, me)
+            return obj
         if prior.get("kind") != kind:
             raise InvalidArgument(
                 f"request_id {request_id!r} was already used for a {prior.get('kind')} request",
                 reason="REQUEST_ID_REUSED",
             )
         return self._await_first(request_id, kind, prior["id"], make, fetch)
+
+    def _first_attempt_gone(self, request_id: str, claim: dict) -> bool:
+        """The claim's first attempt neither made its object nor runs any more:
+        it failed and could not forget its claim (Redis was down), or its
+        controller died before writing anything."""
+        if claim.get("done"):
+            return False
+        by = claim.get("by", "")
+        if by == self.ctx.instance:
+            with self._running_lock:
+                return request_id not in self._running
+        return bool(by) and not self.reconciler.owner_alive(by)
 
     def _await_first(
         self,
@@ -125,14 +154,27 @@ class Controller:
             if obj is not None and obj.state not in (State.CREATING, EndpointState.CREATING):
                 return obj
             if obj is None:
-                if not self.ctx.repo.request_known(request_id):
+                claim = self.ctx.repo.request_claim(request_id)
+                if claim is None:
                     # The first request failed and let go: this one acts instead.
                     return self._once(request_id, kind, make, fetch)
-                raise NotFound(
-                    f"the {kind} made by request {request_id!r} no longer exists",
-                    reason="REQUEST_RESULT_GONE",
-                )
+                if self._first_attempt_gone(request_id, claim):
+                    log.info(
+                        "request %s: its first attempt failed unrecorded; retrying it", request_id
+                    )
+                    self.ctx.repo.forget_request(request_id)
+                    return self._once(request_id, kind, make, fetch)
+                if claim.get("done"):
+                    raise NotFound(
+                        f"the {kind} made by request {request_id!r} no longer exists",
+                        reason="REQUEST_RESULT_GONE",
+                    )
             if time.monotonic() > deadline:
+                if obj is None:
+                    raise Unavailable(
+                        f"the first {kind} request {request_id!r} has not finished; retry",
+                        reason="REQUEST_IN_PROGRESS",
+                    )
                 return obj
             time.sleep(_DEDUP_POLL)
 

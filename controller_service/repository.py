@@ -280,20 +280,33 @@ class Repository:
         return self._one(kind, obj_id)
 
     # -- request ids
-    def claim_request(self, request_id: str, kind: str, obj_id: str, ttl: float) -> dict | None:
-        """Records that `request_id` makes `kind` `obj_id`. None when claimed now;
-        else what the first request with this id recorded.
+    def claim_request(
+        self, request_id: str, kind: str, obj_id: str, ttl: float, by: str
+    ) -> dict | None:
+        """Records that `request_id` makes `kind` `obj_id`, claimed by controller
+        instance `by`. None when claimed now; else what the first request with
+        this id recorded ({"kind", "id", "by"}, and "done" once it succeeded).
         """
         if len(request_id) > 256:
             raise InvalidArgument(
                 "request_id longer than 256 characters", reason="INVALID_REQUEST_ID"
             )
         key = self.keys.request(request_id)
-        value = json.dumps({"kind": kind, "id": obj_id})
+        value = json.dumps({"kind": kind, "id": obj_id, "by": by})
         if self.c.set(key, value, nx=True, px=int(ttl * 1000)):
             return None
         raw = self.c.get(key)
         return json.loads(raw) if raw else {}
+
+    def request_done(self, request_id: str, kind: str, obj_id: str, by: str) -> None:
+        """Marks the claim as made: a retry finding no object then knows it was
+        deleted since, not lost by a first attempt that failed."""
+        value = json.dumps({"kind": kind, "id": obj_id, "by": by, "done": True})
+        self.c.set(self.keys.request(request_id), value, xx=True, keepttl=True)
+
+    def request_claim(self, request_id: str) -> dict | None:
+        raw = self.c.get(self.keys.request(request_id))
+        return json.loads(raw) if raw else None
 
     def request_known(self, request_id: str) -> bool:
         return bool(self.c.exists(self.keys.request(request_id)))
