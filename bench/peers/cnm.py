@@ -27,6 +27,18 @@ BIN = Path(sys.executable).parent
 T = 30  # seconds: deadline of every RPC the benchmark makes
 
 
+DRIVER_METRICS = "127.0.0.1:9464"  # in cnm's own host namespace: always free
+_SCRAPE = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())"  # noqa: E501
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_serving(address: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     opts = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
     deadline = time.monotonic() + timeout
@@ -70,16 +82,22 @@ class Cnm(System):
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.02)
         common = ["--redis-url", self.redis_url, "--log-format", "text"]
+        # Prometheus metrics: IPAM and controller on loopback ports of the root
+        # namespace, the driver on its host namespace's loopback.
+        self.metrics = {"ipam": f"127.0.0.1:{free_port()}", "controller": f"127.0.0.1:{free_port()}",
+                        "driver": DRIVER_METRICS}  # fmt: skip
         self.ipam_proc = self._spawn(
-            [str(BIN / "cnm-ipam"), "--listen", self.ipam, *common, "--address-spaces", "bench"],
+            [str(BIN / "cnm-ipam"), "--listen", self.ipam, *common, "--address-spaces", "bench",
+             "--metrics-listen", self.metrics["ipam"]],
             "ipam",
-        )
+        )  # fmt: skip
         # nsenter --net without --pid execs in place: the Popen's pid is the driver's.
         self.driver_proc = self._spawn(
             netns.in_netns(
                 f"/run/netns/{self.host_ns}",
                 [str(BIN / "cnm-driver"), "--listen", self.driver, *common, "--host-id",
-                 f"{self.tag}-host", "--state-dir", str(d / "driver-state")],
+                 f"{self.tag}-host", "--state-dir", str(d / "driver-state"),
+                 "--metrics-listen", self.metrics["driver"]],
             ),
             "driver",
             env={"CNM_NETNS_PREFIX": f"{self.tag}x-"},
@@ -94,6 +112,8 @@ class Cnm(System):
                 *common,
                 "--ipam",
                 self.ipam,
+                "--metrics-listen",
+                self.metrics["controller"],
             ],
             "controller",
         )
@@ -112,6 +132,17 @@ class Cnm(System):
         log_file.close()
         self.procs.append(proc)
         return proc
+
+    def scrape(self) -> dict[str, str]:
+        """Each service's /metrics text ("" when it cannot be read)."""
+        out = {}
+        for service, address in self.metrics.items():
+            argv = [sys.executable, "-c", _SCRAPE, f"http://{address}/metrics"]
+            if service == "driver":
+                argv = netns.in_netns(f"/run/netns/{self.host_ns}", argv)
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            out[service] = res.stdout if res.returncode == 0 else ""
+        return out
 
     @property
     def service_pids(self) -> dict[str, int]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from peers import metrics
 from peers.stats import summarize
 
 HERE = Path(__file__).resolve().parent
@@ -154,8 +155,11 @@ def profile_connect(run: Any, cnm: Any, n: int) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         time.sleep(1.0)  # py-spy attached
+        scrapes = [cnm.scrape()]
         lat = {"connect": [cnm.connect(c) for c in containers]}
+        scrapes.append(cnm.scrape())
         lat["disconnect"] = [cnm.disconnect(c) for c in containers]
+        scrapes.append(cnm.scrape())
     finally:
         for p in spies.values():
             p.send_signal(signal.SIGINT)
@@ -181,6 +185,7 @@ def profile_connect(run: Any, cnm: Any, n: int) -> dict[str, Any]:
                 "handlers_ms": {h: round(c * scale, 2) for h, c in hands.most_common()},
                 "categories_ms": {k: round(c * scale, 2) for k, c in cats.most_common()},
             }
+        entry["metrics"] = _metrics_per_op(scrapes, op, n)
         result[op] = entry
     path = out_dir / "driver.txt"
     if path.exists():
@@ -189,6 +194,19 @@ def profile_connect(run: Any, cnm: Any, n: int) -> dict[str, Any]:
         # Per connect+disconnect pair: the writer runs after both.
         result["background_files_writer_ms_per_pair"] = round(busy * 1000 / RATE / n, 2)
     return result
+
+
+def _metrics_per_op(scrapes: list[dict[str, str]], op: str, n: int) -> dict[str, Any]:
+    """Per-operation figures of each service from the scrapes around the `op` series."""
+    first = 0 if op == "connect" else 1
+    out: dict[str, Any] = {}
+    for service in scrapes[first]:
+        before, after = scrapes[first][service], scrapes[first + 1][service]
+        if not before or not after:
+            out[service] = {"error": "metrics not readable"}
+            continue
+        out[service] = metrics.per_op(metrics.parse(before), metrics.parse(after), n)
+    return out
 
 
 def kernel_floor(n: int) -> dict[str, Any]:

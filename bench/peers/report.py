@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from peers.metrics import lines as metrics_lines
 from peers.stats import Target, ratio
 
 SYSTEMS = ("cnm", "cnm-cni", "cni", "netavark", "docker", "docker-cnm")
@@ -243,6 +244,9 @@ def _profile(results: dict[str, Any]) -> list[str]:
             total = sum(d["handlers_ms"].values())
             lines.append(f"    {proc} handlers {total:.1f} ms: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in d["categories_ms"].items()))  # fmt: skip
+        if e.get("metrics"):
+            lines.append(f"    per {op}, from the services' own metrics (--metrics-listen):")
+            lines += metrics_lines(e["metrics"])
     if "background_files_writer_ms_per_pair" in prof:
         lines.append(
             "  driver's background hosts/resolv.conf writer (peers' files), busy per "

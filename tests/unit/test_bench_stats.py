@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from peers import profile, report  # noqa: E402
+from peers import metrics, profile, report  # noqa: E402
 from peers.stats import (  # noqa: E402
     Target,
     buckets,
@@ -266,3 +266,34 @@ def test_table_shows_skips_ratios_and_verdicts():
     assert re.search(r"\b0\.12\b", netavark_row) and re.search(r"\b0\.05\b", netavark_row)
     assert re.search(r"IPAM allocations/s.*NOT MET", text)
     assert re.search(r"cnm connect p50 / CNI's .* met", text)
+
+
+_BEFORE = """\
+cnm_rpc_duration_seconds_count{code="OK",method="Join"} 2.0
+cnm_rpc_duration_seconds_sum{code="OK",method="Join"} 0.02
+cnm_rpc_duration_seconds_count{code="OK",method="Check"} 5.0
+cnm_rpc_duration_seconds_sum{code="OK",method="Check"} 0.001
+cnm_redis_round_trips_total 100.0
+"""
+_AFTER = """\
+cnm_rpc_duration_seconds_count{code="OK",method="Join"} 6.0
+cnm_rpc_duration_seconds_sum{code="OK",method="Join"} 0.06
+cnm_rpc_duration_seconds_count{code="ALREADY_EXISTS",method="Join"} 2.0
+cnm_rpc_duration_seconds_sum{code="ALREADY_EXISTS",method="Join"} 0.004
+cnm_rpc_duration_seconds_count{code="OK",method="Check"} 9.0
+cnm_rpc_duration_seconds_sum{code="OK",method="Check"} 0.002
+cnm_driver_step_duration_seconds_count{step="netlink"} 12.0
+cnm_driver_step_duration_seconds_sum{step="netlink"} 0.024
+cnm_redis_round_trips_total 140.0
+"""
+
+
+def test_metrics_per_operation_come_from_the_difference_of_two_scrapes():
+    got = metrics.per_op(metrics.parse(_BEFORE), metrics.parse(_AFTER), 4)
+    assert got == {
+        "redis_round_trips": 10.0,
+        "rpc": {"Join": {"calls": 1.5, "ms": 11.0}},  # both codes; health checks left out
+        "steps": {"netlink": {"count": 3.0, "ms": 6.0}},
+    }
+    [line] = metrics.lines({"driver": got})
+    assert "Redis round trips 10; served Join 11.0 ms x1.5; steps netlink 6.0 ms x3" in line
