@@ -3,6 +3,7 @@ for Connect the join too, all under one intent), get, list, delete."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 from typing import Any
@@ -14,6 +15,7 @@ from controller_service.models import (
     Endpoint,
     EndpointSpec,
     EndpointState,
+    Host,
     Network,
     Page,
     PoolAllocation,
@@ -97,8 +99,9 @@ class Endpoints:
             rules.check_same_host(net, sandbox)
             rules.check_not_on_network(net, sandbox, ctx.repo.sandbox_endpoints(sandbox.id))
         host = net.host if net.scope is Scope.LOCAL else (sandbox.host if sandbox else "")
-        if host:
-            ctx.reachable(host)
+        # The host as just judged READY (and probed): its driver client below
+        # comes from it, without reading every host's heartbeat again.
+        reached = ctx.reachable(host) if host else None
         ep = Endpoint(
             id=ep_id,
             name=spec.name or (sandbox.name if sandbox else ep_id[:12]),
@@ -123,10 +126,17 @@ class Endpoints:
             v4 = self._address(net, ep, spec.ipv4_address, v6=False, undo=undo)
             v6 = self._address(net, ep, spec.ipv6_address, v6=True, undo=undo)
             crash_point("after_ipam")
-            ep = ctx.transition(ep, ipv4_address=v4, ipv6_address=v6)
-            changes: dict[str, Any] = {"state": EndpointState.READY}
-            if host:
-                driver = ctx.driver(host)
+            # The addresses are recorded with the final state, not in a write of
+            # their own: a rollback (undo, or the reconciler's thorough one) frees
+            # what IPAM holds under the endpoint's id, recorded or not.
+            ep = dataclasses.replace(ep, ipv4_address=v4, ipv6_address=v6)
+            changes: dict[str, Any] = {
+                "state": EndpointState.READY,
+                "ipv4_address": v4,
+                "ipv6_address": v6,
+            }
+            if reached is not None:
+                driver = ctx.drivers.for_host(reached)
                 if net.scope is Scope.GLOBAL:
                     self.networks.ensure_on_host(net, host)
                 # Undo registered before the call: a timed-out call may still have
@@ -281,23 +291,28 @@ class Endpoints:
             raise FailedPrecondition(
                 f"{describe(ep)} is {ep.state.value}; retry when it settles", reason="ENDPOINT_BUSY"
             )
-        if ep.host:
-            ctx.reachable(ep.host)  # UNAVAILABLE before anything changes
+        reached = ctx.reachable(ep.host) if ep.host else None  # UNAVAILABLE before any change
         ep = ctx.transition(ep, state=EndpointState.DELETING, **ctx.intent())
-        self.finish_delete(ep)
+        self.finish_delete(ep, reached=reached)
         log.info("deleted endpoint %s (%s)", ep.name, ep.id)
         return ep
 
-    def finish_delete(self, ep: Endpoint, *, thorough: bool = False) -> None:
+    def finish_delete(
+        self, ep: Endpoint, *, thorough: bool = False, reached: Host | None = None
+    ) -> None:
         """Driver Leave and DeleteEndpoint, addresses released, record gone;
         on failure the intent goes to the reconciler and the error is raised.
         `thorough`: also release addresses IPAM lists under the endpoint's id
-        (a crash may have happened before they were recorded)."""
+        (a crash may have happened before they were recorded). `reached`: the
+        endpoint's host as the caller just found it reachable."""
         ctx = self.ctx
         errors: list[Exception] = []
         if ep.host:
             try:
-                driver = ctx.driver_any_state(ep.host)
+                if reached is not None and reached.id == ep.host:
+                    driver = ctx.drivers.for_host(reached)
+                else:
+                    driver = ctx.driver_any_state(ep.host)
                 if ep.sandbox_id:
                     driver.leave(ep.network_id, ep.id, ep.sandbox_id)
                     crash_point("endpoint_delete_after_leave")

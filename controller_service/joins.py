@@ -42,7 +42,7 @@ class Joins:
         net = self._network_of(ep)
         keys = ctx.repo.keys
         rules.check_join(net, ep, sb, ctx.repo.sandbox_endpoints(sb.id))
-        ctx.reachable(sb.host)
+        reached = ctx.reachable(sb.host)
         # Global scope: the endpoint reaches a driver only now, on the sandbox's host.
         needs_driver_endpoint = not ep.host
         original_host = ep.host
@@ -64,7 +64,7 @@ class Joins:
         )
         with Undo() as undo:
             undo.step("undo join intent", self._unjoin_or_orphan, ep, undo, original_host)
-            driver = ctx.driver(sb.host)
+            driver = ctx.drivers.for_host(reached)  # READY and probed just above
             if needs_driver_endpoint:
                 if net.scope is Scope.GLOBAL:
                     self.networks.ensure_on_host(net, sb.host)
@@ -128,10 +128,10 @@ class Joins:
             raise FailedPrecondition(
                 f"{describe(ep)} is {ep.state.value}; retry when it settles", reason="ENDPOINT_BUSY"
             )
-        ctx.reachable(ep.host)
+        reached = ctx.reachable(ep.host)
         ep = ctx.transition(ep, state=EndpointState.LEAVING, **ctx.intent())
         try:
-            ctx.driver_any_state(ep.host).leave(ep.network_id, ep.id, ep.sandbox_id)
+            ctx.drivers.for_host(reached).leave(ep.network_id, ep.id, ep.sandbox_id)
         except CnmError:
             # Nothing decided yet: back to joined, the caller may retry (Leave is idempotent).
             try:
