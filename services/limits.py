@@ -51,7 +51,8 @@ def clip(text: str, limit: int = SHOWN_MAX) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-_LONG_QUOTED = re.compile(r"""(['"])([^'"\s]{%s})[^'"\s]+\1""".replace("%s", str(SHOWN_MAX)))
+# A quoted word (no spaces) longer than SHOWN_MAX: quote, first SHOWN_MAX characters, rest.
+_LONG_QUOTED = re.compile(rf"""(['"])([^'"\s]{{{SHOWN_MAX}}})[^'"\s]+\1""")
 
 
 def cut_quoted(message: str) -> str:

@@ -100,3 +100,12 @@ def test_status_of_an_error_echoing_a_huge_value_stays_small() -> None:
     assert len(status.details) <= limits.MESSAGE_MAX + 3
     detail = dict(status.trailing_metadata)["grpc-status-details-bin"]
     assert len(detail) < 2 * limits.MESSAGE_MAX
+
+
+def test_long_quoted_words_are_cut_and_the_rest_of_the_message_kept() -> None:
+    long_id = "a" * 64  # a full id is exactly SHOWN_MAX: kept whole
+    message = f"no such network '{'x' * 5000}' on host \"{'h' * 70}\" (id '{long_id}', it's fine)"
+    cut = limits.cut_quoted(message)
+    assert cut == (
+        f"no such network '{'x' * 64}'... on host \"{'h' * 64}\"... (id '{long_id}', it's fine)"
+    )
