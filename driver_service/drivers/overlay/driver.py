@@ -65,6 +65,9 @@ from services.store import Store
 log = logging.getLogger(__name__)
 
 OPER_VNI = "com.docker.network.driver.overlay.vxlanid_list"
+# Longest a Join waits for the other live hosts to program its new peer (then
+# it returns all the same: their next sync catches up).
+ANNOUNCE_WAIT = 2.0
 OPER_NETNS = "com.cnm.overlay.netns"
 
 
@@ -125,6 +128,8 @@ class OverlayDriver:
         # Networks built on this host (namespace present), and what was last programmed.
         self._local: dict[str, NetworkRecord] = {}
         self._programmed: dict[str, Wanted] = {}
+        # The peers' rev this host last told the others it carries.
+        self._acked: dict[str, int] = {}
         self.watcher = PeerWatcher(
             store,
             self.peers.channel,
@@ -207,6 +212,12 @@ class OverlayDriver:
         with self._guard:
             self._local.pop(network_id, None)
             self._programmed.pop(network_id, None)
+            acked = self._acked.pop(network_id, None)
+        if acked is not None:
+            try:
+                self.peers.ack(network_id, self.host_id, None)
+            except CnmError as e:  # a stale entry only makes Joins elsewhere wait
+                log.warning("overlay %s: cannot withdraw this host's ack: %s", network_id[:12], e)
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -281,11 +292,33 @@ class OverlayDriver:
             self._ensure_built(net, cfg)
             try:
                 self._plug(cfg, ep, sandbox, att)
-                self.peers.put(net.id, self._peer(ep, cfg))
+                rev = self.peers.put(net.id, self._peer(ep, cfg))
             except BaseException:
                 self._unplug(net, cfg, ep, att, sandbox)
                 raise
+        self._await_announced(net.id, rev)
         return att
+
+    def _await_announced(self, network_id: str, rev: int) -> None:
+        """Wait (bounded) until every live host with this network carries the
+        new peer: a first packet from there then finds its neighbour entry
+        instead of waiting a second for ARP. Never fails the Join."""
+        deadline = time.monotonic() + ANNOUNCE_WAIT
+        late: list[str] = []
+        try:
+            while late := self.peers.behind(network_id, self.host_id, rev):
+                if time.monotonic() > deadline:
+                    log.warning(
+                        "overlay %s: hosts %s did not program the new peer within %.0fs",
+                        network_id[:12],
+                        ", ".join(late),
+                        ANNOUNCE_WAIT,
+                    )
+                    return
+                time.sleep(0.005)
+        except CnmError as e:
+            log.warning("overlay %s: cannot tell whether hosts have the new peer: %s",
+                        network_id[:12], e)  # fmt: skip
 
     def _unplug(
         self,
@@ -355,7 +388,7 @@ class OverlayDriver:
         if net is None:
             return
         cfg = self._config(net)
-        peers = self.peers.peers(network_id)
+        rev, peers = self.peers.snapshot(network_id)
         if self._reannounce_missing(net, cfg, peers):
             self._incomplete_at = time.monotonic()
         incomplete = time.monotonic() - self._incomplete_at < self.settle
@@ -366,10 +399,14 @@ class OverlayDriver:
         # A store that lost (some of) its data must not make this host drop
         # entries that carry working traffic: only add until it is whole again.
         keep = incomplete or self.settling()
-        if not full and not keep and self._programmed.get(network_id) == want:
-            return
-        added, removed = fabric.program(cfg.netns, want, keep_unknown=keep)
-        self._programmed[network_id] = want
+        if full or keep or self._programmed.get(network_id) != want:
+            added, removed = fabric.program(cfg.netns, want, keep_unknown=keep)
+            self._programmed[network_id] = want
+        else:
+            added = removed = 0
+        if self._acked.get(network_id) != rev:
+            self.peers.ack(network_id, self.host_id, rev)
+            self._acked[network_id] = rev
         if added or removed:
             log.info(
                 "overlay %s: %d peer entries added, %d removed", network_id[:12], added, removed

@@ -5,6 +5,12 @@ its MAC and the VTEP (underlay address) of the host it is on. Keys:
 
     overlay:<network id>:peers   hash: endpoint id -> JSON {host, vtep, mac, ip, ipv6}
     overlay:peers                pub/sub channel: a network id whose peers changed
+    overlay:<network id>:rev     counter, raised with every change of the peers
+    overlay:<network id>:seen    hash: host -> the rev its VXLAN device carries
+                                 (only hosts where the network is built); a
+                                 Join waits (bounded) until every live one
+                                 has its new peer, so the first packet from
+                                 another host finds its neighbour entry
     overlay:host:<host>:vnis     hash: VNI -> network id, the overlay networks
                                  recorded on that host (the controller never
                                  hands out a VNI a host still uses)
@@ -100,11 +106,42 @@ class PeerTable:
     def key(self, network_id: str) -> str:
         return self.store.key("overlay", network_id, "peers")
 
-    def put(self, network_id: str, peer: Peer) -> None:
+    def rev_key(self, network_id: str) -> str:
+        return self.store.key("overlay", network_id, "rev")
+
+    def seen_key(self, network_id: str) -> str:
+        return self.store.key("overlay", network_id, "seen")
+
+    def put(self, network_id: str, peer: Peer) -> int:
+        """Add or replace one entry; returns the network's new rev."""
         pipe = self.store.client.pipeline(transaction=True)
         pipe.hset(self.key(network_id), peer.endpoint_id, peer.to_json())
+        pipe.incr(self.rev_key(network_id))
         pipe.publish(self.channel, network_id)
-        pipe.execute()
+        return int(pipe.execute()[1])
+
+    def rev(self, network_id: str) -> int:
+        return int(self.store.client.get(self.rev_key(network_id)) or 0)
+
+    def ack(self, network_id: str, host: str, rev: int | None) -> None:
+        """`host` carries the peers as of `rev` (None: the network is not built there)."""
+        if rev is None:
+            self.store.client.hdel(self.seen_key(network_id), host)
+        else:
+            self.store.client.hset(self.seen_key(network_id), host, str(rev))
+
+    def behind(self, network_id: str, me: str, rev: int) -> list[str]:
+        """Live hosts other than `me` with the network built whose entries are older than `rev`."""
+        seen = {
+            h: liveness.as_float(r)
+            for h, r in self.store.client.hgetall(self.seen_key(network_id)).items()
+            if h != me
+        }
+        late = [h for h, r in seen.items() if r < rev]
+        if not late:
+            return []
+        live = self.liveness(late, me=me)
+        return [h for h in late if live[h]]
 
     def announce(self, network_id: str, peers: Iterable[Peer]) -> None:
         """Add (or refresh) entries without touching any other (re-announcing
@@ -114,6 +151,7 @@ class PeerTable:
             return
         pipe = self.store.client.pipeline(transaction=True)
         pipe.hset(self.key(network_id), mapping=mine)
+        pipe.incr(self.rev_key(network_id))
         pipe.publish(self.channel, network_id)
         pipe.execute()
 
@@ -141,12 +179,24 @@ class PeerTable:
             return
         pipe = self.store.client.pipeline(transaction=True)
         pipe.hdel(self.key(network_id), *ids)
+        pipe.incr(self.rev_key(network_id))
         pipe.publish(self.channel, network_id)
         pipe.execute()
 
+    def snapshot(self, network_id: str) -> tuple[int, list[Peer]]:
+        """(rev, peers) read together: the peers include every change up to rev."""
+        pipe = self.store.client.pipeline(transaction=True)
+        pipe.get(self.rev_key(network_id))
+        pipe.hgetall(self.key(network_id))
+        rev, entries = pipe.execute()
+        return int(rev or 0), self._parse(network_id, entries)
+
     def peers(self, network_id: str) -> list[Peer]:
+        return self._parse(network_id, self.store.client.hgetall(self.key(network_id)))
+
+    def _parse(self, network_id: str, entries: Mapping[str, str]) -> list[Peer]:
         out = []
-        for ep_id, text in self.store.client.hgetall(self.key(network_id)).items():
+        for ep_id, text in entries.items():
             try:
                 out.append(Peer.from_json(ep_id, text))
             except (ValueError, KeyError, TypeError) as e:
@@ -163,6 +213,7 @@ class PeerTable:
             pipe.hdel(self.key(network_id), *stale)
         if mine:
             pipe.hset(self.key(network_id), mapping={i: p.to_json() for i, p in mine.items()})
+        pipe.incr(self.rev_key(network_id))
         pipe.publish(self.channel, network_id)
         pipe.execute()
 
