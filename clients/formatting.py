@@ -296,6 +296,8 @@ def sandbox_inspect(sb: pb.Sandbox) -> dict[str, Any]:
         "Created": timestamp(sb.created),
         "Key": sb.key,
         "External": sb.external,
+        # Its host found its network namespace gone (a reboot): delete it.
+        "Lost": sb.lost,
         "HostsPath": sb.hosts_path,
         "ResolvConfPath": sb.resolv_conf_path,
         "Hostname": sb.hostname,

@@ -235,6 +235,9 @@ def test_sandbox_inspect_has_the_documented_keys():
     assert obj["HostsPath"] == "/var/lib/cnm/driver/x/hosts"
     assert obj["ResolvConfPath"] == "/var/lib/cnm/driver/x/resolv.conf"
     assert obj["ExtraHosts"] == ["db:10.9.0.9"]
+    assert obj["Lost"] is False
+    sb.lost = True
+    assert fmt.sandbox_inspect(sb)["Lost"] is True
     (ep,) = obj["Endpoints"]
     assert {k: ep[k] for k in ("Network", "EndpointID", "IPv4Address", "IPv6Address")} == {
         "Network": "web",
