@@ -91,6 +91,16 @@ class _Pipeline(redis.client.Pipeline):
     watch = _mapped(redis.client.Pipeline.watch)
     unwatch = _mapped(redis.client.Pipeline.unwatch)
 
+    def load_scripts(self) -> None:
+        """Scripts queued on the pipeline go as EVAL with their source, not EVALSHA:
+        no SCRIPT EXISTS round trip before every such pipeline, and no NOSCRIPT
+        inside a MULTI (which would let the transaction's other writes through)
+        when Redis restarted or failed over since the script was loaded."""
+        sources = {s.sha: s.script for s in self.scripts}
+        for i, (args, options) in enumerate(self.command_stack):
+            if args and args[0] == "EVALSHA" and args[1] in sources:
+                self.command_stack[i] = (("EVAL", sources[args[1]], *args[2:]), options)
+
     def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> Any:
         result = super()._execute_transaction(connection, commands, raise_on_error)
         if self.cnm_wait[0]:

@@ -144,3 +144,29 @@ def test_one_reconciler_lease_among_replicas(store):
     assert b.acquire_lease() and not a.acquire_lease()
     a.heartbeat()
     assert b.owner_alive("a") and not b.owner_alive("c") and not b.owner_alive("")
+
+
+def test_a_script_in_a_transaction_is_one_round_trip_and_survives_a_script_flush(store):
+    """Scripts queued in a MULTI go as EVAL (Store's pipeline): no SCRIPT EXISTS
+    before EXEC, and no NOSCRIPT (which would let the other writes through) when
+    Redis lost its script cache, e.g. after a restart."""
+    from prometheus_client import REGISTRY
+
+    events = EventLog(store)
+    store.client.script_flush()
+    key = store.key("test", "script-tx")
+
+    def round_trips() -> float:
+        return REGISTRY.get_sample_value("cnm_redis_round_trips_total") or 0.0
+
+    def write(pipe) -> None:
+        pipe.multi()
+        pipe.set(key, "written")
+        events.append(pipe, EventType.NETWORK_CREATED, "n1", "n1")
+
+    before_rev, before = events.last_revision(), round_trips()
+    store.transaction(write)
+    assert round_trips() - before == 1  # the EXEC pipeline alone
+    assert store.client.get(key) == "written"
+    assert events.last_revision() == before_rev + 1
+    store.client.delete(key)
