@@ -24,6 +24,8 @@ class ControllerConfig(CommonConfig):
     instance_ttl: float = 4.0
     # How long a request_id keeps its first result.
     request_ttl: float = 86400.0
+    # Make Docker's built-in `host` and `none` networks at start (cnmd sets it).
+    builtin_networks: bool = False
     # Events kept in the stream (approximate trim).
     events_retained: int = 100_000
     # Where overlay networks' VNIs are taken from ("LO-HI" within 256-16777215).

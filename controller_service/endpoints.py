@@ -8,7 +8,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from controller_service import config_networks, listing, rules, validate
+from controller_service import builtin, config_networks, listing, rules, validate
 from controller_service.context import Context, describe
 from controller_service.events import EventType
 from controller_service.models import (
@@ -20,7 +20,6 @@ from controller_service.models import (
     Page,
     PoolAllocation,
     Sandbox,
-    Scope,
 )
 from controller_service.networks import Networks
 from controller_service.repository import Tx
@@ -97,8 +96,10 @@ class Endpoints:
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)
             rules.check_same_host(net, sandbox)
-            rules.check_not_on_network(net, sandbox, ctx.repo.sandbox_endpoints(sandbox.id))
-        host = net.host if net.scope is Scope.LOCAL else (sandbox.host if sandbox else "")
+            on = ctx.repo.sandbox_endpoints(sandbox.id)
+            rules.check_not_on_network(net, sandbox, on)
+            builtin.check_exclusive(net, ctx.repo.networks(on))
+        host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
         # The host as just judged READY (and probed): its driver client below
         # comes from it, without reading every host's heartbeat again.
         reached = ctx.reachable(host) if host else None
@@ -137,7 +138,7 @@ class Endpoints:
             }
             if reached is not None:
                 driver = ctx.drivers.for_host(reached)
-                if net.scope is Scope.GLOBAL:
+                if builtin.follows_sandbox(net):
                     self.networks.ensure_on_host(net, host)
                 # Undo registered before the call: a timed-out call may still have
                 # happened, and the driver's deletes are idempotent.

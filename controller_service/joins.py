@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from controller_service import rules
+from controller_service import builtin, rules
 from controller_service.context import Context, describe
 from controller_service.endpoints import Endpoints, event_attrs, joined_fields
 from controller_service.events import EventType
-from controller_service.models import Endpoint, EndpointSpec, EndpointState, Network, Scope
+from controller_service.models import Endpoint, EndpointSpec, EndpointState, Network
 from controller_service.networks import Networks
 from controller_service.repository import Tx
 from controller_service.rollback import Undo, crash_point
@@ -41,7 +41,9 @@ class Joins:
             return ep
         net = self._network_of(ep)
         keys = ctx.repo.keys
-        rules.check_join(net, ep, sb, ctx.repo.sandbox_endpoints(sb.id))
+        on = ctx.repo.sandbox_endpoints(sb.id)
+        rules.check_join(net, ep, sb, on)
+        builtin.check_exclusive(net, ctx.repo.networks(on))
         reached = ctx.reachable(sb.host)
         # Global scope: the endpoint reaches a driver only now, on the sandbox's host.
         needs_driver_endpoint = not ep.host
@@ -66,7 +68,7 @@ class Joins:
             undo.step("undo join intent", self._unjoin_or_orphan, ep, undo, original_host)
             driver = ctx.drivers.for_host(reached)  # READY and probed just above
             if needs_driver_endpoint:
-                if net.scope is Scope.GLOBAL:
+                if builtin.follows_sandbox(net):
                     self.networks.ensure_on_host(net, sb.host)
                 undo.step("driver DeleteEndpoint", driver.delete_endpoint, net.id, ep.id)
                 mac = driver.create_endpoint(ep)

@@ -29,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--ipam", metavar="ADDR", help="the IPAM service's address")
     parser.add_argument(
+        "--builtin-networks",
+        action="store_const",
+        const=True,
+        default=None,
+        help="make Docker's built-in host and none networks at start",
+    )
+    parser.add_argument(
         "--client-tls-cert", metavar="FILE", help="certificate shown to IPAM and drivers on TCP"
     )
     parser.add_argument("--client-tls-key", metavar="FILE")
@@ -49,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as e:
             raise ConfigError(f"overlay_vni_range: {e}") from None
         controller = Controller(cfg, store)
+        if cfg.builtin_networks:
+            controller.networks.ensure_builtin()
         controller.reconciler.start()
         running.append(controller)
         repo = controller.ctx.repo

@@ -8,7 +8,7 @@ import dataclasses
 import ipaddress
 import logging
 
-from controller_service import config_networks, listing, overlay, validate
+from controller_service import builtin, config_networks, listing, overlay, validate
 from controller_service.builtin import is_builtin
 from controller_service.context import Context, describe
 from controller_service.events import EventType
@@ -33,6 +33,7 @@ from services.errors import (
     InvalidArgument,
     MultiError,
 )
+from services.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Networks:
         ctx = self.ctx
         spec = validate.network_spec(spec)
         config_networks.check_spec(spec, default_ipam_driver=validate.IPAM_DEFAULT)
+        builtin.check_create(spec, self.ctx.repo.all_networks())
         if spec.config_only:
             return self._create_config_only(spec, net_id)
         if spec.config_from:
@@ -142,6 +144,26 @@ class Networks:
             return net
 
         return self.ctx.repo.tx(fn)
+
+    def ensure_builtin(self) -> None:
+        """The `host` and `none` networks, made once (a replica racing us, or a
+        network of that name made before they were turned on, is left alone)."""
+        keys = self.ctx.repo.keys
+        for name in builtin.BUILTIN_NETWORKS:
+            if self.ctx.repo.network_id_by_name(name):
+                continue
+            net = builtin.record(name, new_id(), self.ctx.now())
+
+            def fn(tx: Tx, net: Network = net) -> bool:
+                if tx.name_taken(keys.network_name(net.name)):
+                    return False
+                tx.begin()
+                tx.put(net)
+                tx.event(EventType.NETWORK_CREATED, net.id, net.name, _event_attrs(net))
+                return True
+
+            if self.ctx.repo.tx(fn):
+                log.info("created built-in network %s (%s)", net.name, net.id)
 
     def _by_name(self, name: str) -> Network | None:
         net_id = self.ctx.repo.network_id_by_name(name)
@@ -271,6 +293,7 @@ class Networks:
     def delete(self, text: str) -> Network:
         ctx = self.ctx
         net = ctx.network(text)
+        builtin.check_delete(net)
         if net.state is State.CREATING:
             raise FailedPrecondition(
                 f"{describe(net)} is still being created", reason="IN_PROGRESS"

@@ -28,7 +28,7 @@ def check_sandbox_ready(sb: Sandbox) -> None:
 
 def check_same_host(net: Network, sb: Sandbox) -> None:
     """A local-scope network exists on its host only."""
-    if net.scope is Scope.LOCAL and net.host != sb.host:
+    if net.scope is Scope.LOCAL and net.host and net.host != sb.host:
         raise FailedPrecondition(
             f"network {net.name!r} is local to host {net.host!r} but sandbox {sb.name!r} "
             f"is on host {sb.host!r}",

@@ -183,7 +183,8 @@ class Plan:
                 common += [f"--{key.replace('_', '-')}", str(flags[key])]
         extra = {
             "ipam": [],
-            "controller": ["--ipam", addrs["ipam"]],
+            # Docker's `host` and `none` networks exist from the first start.
+            "controller": ["--ipam", addrs["ipam"], "--builtin-networks"],
             "driver": ["--host-id", host_id, "--state-dir", str(data_dir / "driver")],
             # The resolver serves this host's sandboxes (127.0.0.11 inside each).
             "dns": ["--host-id", host_id],

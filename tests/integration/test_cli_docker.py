@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+from harness.stack import short_tmp, start_controller, start_driver, start_ipam
 from services.rpc_errors import error_info
 
 # test_cli's fixture: a real ipam + driver (in its own namespace) + controller.
@@ -229,3 +231,54 @@ def test_errors_read_like_docker_and_exit_codes_follow_the_kind(stack):
     assert err.startswith("Error: network 'intnet' is internal: ports cannot be published"), err
     assert not re.search(r"[0-9a-f]{64}", err) and "CreateEndpoint" not in err
     assert "driver service" not in err
+
+
+@pytest.fixture
+def builtin_stack(redis_url, netns_host, netns_prefix, spawn):
+    """test_cli's stack with the built-in networks on, as cnmd runs it."""
+    run_dir = short_tmp("cnmbi")
+    try:
+        ipam = start_ipam(spawn, redis_url, run_dir)
+        start_driver(spawn, redis_url, run_dir, host_id="h1", netns_name=netns_host,
+                     netns_prefix=netns_prefix)  # fmt: skip
+        env = {"CNM_BUILTIN_NETWORKS": "true"}
+        controller = start_controller(spawn, redis_url, run_dir, ipam, env=env)
+        st = test_cli.Stack(controller, netns_host, run_dir)
+        yield st
+        cnmctl(st, "gc", "--all")
+        cnmctl(st, "network", "prune", "-f")
+    finally:
+        spawn.stop_all()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_builtin_host_and_none_networks_as_docker(builtin_stack):
+    st = builtin_stack
+    rows = [line.split() for line in ok(st, "network", "ls").splitlines()[1:]]
+    assert [r[1:] for r in rows] == [["host", "host", "local"], ["none", "null", "local"]]
+    assert _ls(st, "-f", "type=builtin") == {"host", "none"}
+    assert _ls(st, "-f", "dangling=true") == set()
+
+    err = fails(st, "network", "rm", "host")
+    assert err == "Error: host is a pre-defined network and cannot be removed\n"
+    err = fails(st, "network", "create", "-d", "host", "host2")
+    assert err == 'Error: only one instance of "host" network is allowed\n'
+    fails(st, "network", "create", "-d", "null", "none2")
+    ok(st, "network", "create", "--subnet", "10.52.0.0/24", "br")
+    assert ok(st, "network", "prune", "-f") == "Deleted Networks:\nbr\n"
+    ok(st, "network", "create", "--subnet", "10.52.0.0/24", "br")
+
+    # A sandbox on none or host is on nothing else, either way round.
+    ok(st, "sandbox", "create", "quiet")
+    ok(st, "network", "connect", "none", "quiet")
+    err = fails(st, "network", "connect", "br", "quiet")
+    assert "private (none) mode" in err
+    ok(st, "sandbox", "create", "hosted")
+    ok(st, "network", "connect", "host", "hosted")
+    err = fails(st, "network", "connect", "br", "hosted")
+    assert "cannot be disconnected from host network or connected to host network" in err
+    ok(st, "sandbox", "create", "bridged")
+    ok(st, "network", "connect", "br", "bridged")
+    fails(st, "network", "connect", "host", "bridged")
+    (net,) = json.loads(ok(st, "network", "inspect", "none"))
+    assert set(net["Containers"]) == {json.loads(ok(st, "sandbox", "inspect", "quiet"))[0]["Id"]}

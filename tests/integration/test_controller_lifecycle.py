@@ -302,8 +302,16 @@ def test_external_namespace_sandbox_and_addressless_null_network(world):
         assert sb.external and sb.key == f"/run/netns/{own}"
         ep = c.Connect(pb.ConnectRequest(network="ext", sandbox="runtime"), timeout=T)
         assert ep.ipv4_address.split("/")[0] in addresses_in(own)
-        quiet = c.Connect(pb.ConnectRequest(network="none", sandbox="runtime"), timeout=T)
+        # A sandbox on a network cannot also be on `none` (Docker's rule)...
+        with pytest.raises(grpc.RpcError) as refused:
+            c.Connect(pb.ConnectRequest(network="none", sandbox="runtime"), timeout=T)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "private (none) mode" in refused.value.details()
+        # ...one with no other network joins it, and gets no address.
+        c.CreateSandbox(pb.CreateSandboxRequest(name="quiet"), timeout=T)
+        quiet = c.Connect(pb.ConnectRequest(network="none", sandbox="quiet"), timeout=T)
         assert quiet.state == pb.ENDPOINT_STATE_JOINED and quiet.ipv4_address == ""
+        c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="quiet"), timeout=T)
         c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name="runtime"), timeout=T)
         # The runtime's namespace is left to the runtime, without our interface.
         assert own in netns.run("ip", "netns", "list").stdout

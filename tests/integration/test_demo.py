@@ -157,7 +157,12 @@ def assert_scenario_worked(output: str) -> None:
     sandboxes = step_output(output, "cnmctl sandbox ls").splitlines()
     assert sorted(line.split()[1] for line in sandboxes[1:]) == ["client", "web"]
     networks = step_output(output, "cnmctl network ls").splitlines()
-    assert [line.split()[1:] for line in networks[1:]] == [["demo", "bridge", "local"]]
+    # cnmd's built-in host and none networks are there too, as in Docker.
+    assert [line.split()[1:] for line in networks[1:]] == [
+        ["demo", "bridge", "local"],
+        ["host", "host", "local"],
+        ["none", "null", "local"],
+    ]
     # The HTTP server was stopped by the PID it printed.
     (pid,) = http_pids(output)
     assert f"\n$ kill {pid}\n" in output
