@@ -21,6 +21,7 @@ from controller_service.models import (
     IpamSpec,
     Network,
     NetworkFilter,
+    NetworkSpec,
     PoolAllocation,
     PortBinding,
     Sandbox,
@@ -31,7 +32,7 @@ from controller_service.models import (
 )
 from controller_service.resolve import resolve
 from controller_service.rollback import Undo
-from services.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.errors import CnmError, FailedPrecondition, InvalidArgument, NotFound
 from services.liveness import StoreClock, judge
 
 A = "a" * 64
@@ -400,3 +401,50 @@ def test_error_messages_name_objects_instead_of_full_ids():
     assert humanize(text, known.get) == (
         f"network 'web' is internal; endpoint {'b' * 12} gone; short {'c' * 12}"
     )
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        pytest.param(NetworkSpec(name="h2", driver="host"), "SINGLETON_NETWORK", id="second-host"),
+        pytest.param(
+            NetworkSpec(name="n", driver="null", internal=True),
+            "UNSUPPORTED_BY_DRIVER",
+            id="internal-null",
+        ),
+        pytest.param(
+            NetworkSpec(
+                name="n", driver="null", ipam=IpamSpec(configs=(IpamConfig(subnet="10.0.0.0/24"),))
+            ),
+            "UNSUPPORTED_BY_DRIVER",
+            id="subnet-null",
+        ),
+    ],
+)
+def test_host_and_null_network_rules(spec, reason):
+    from controller_service import builtin
+
+    existing = [_net("host", id_="9" * 64, driver="host")]
+    with pytest.raises(CnmError) as exc:
+        builtin.check_create(spec, existing)
+    assert exc.value.reason == reason
+    builtin.check_create(NetworkSpec(name="b", driver="bridge"), existing)
+    with pytest.raises(FailedPrecondition, match="pre-defined network"):
+        builtin.check_delete(existing[0])
+
+
+def test_every_controller_error_reason_is_documented_in_the_proto():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proto = (root / "protos/cnm/controller/v1/controller.proto").read_text()
+    reasons = set()
+    for path in (root / "controller_service").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                for kw in node.keywords:
+                    if kw.arg == "reason" and isinstance(kw.value, ast.Constant):
+                        reasons.add(kw.value.value)
+    assert reasons, "no reasons found"
+    assert sorted(r for r in reasons if r not in proto) == []
