@@ -50,3 +50,9 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
     touch "$stamp"
 fi
 scripts/gen-protos.sh
+# The README's Node.js client example (its test skips without node).
+node_example=clients/examples/node
+if command -v npm >/dev/null && [[ ! -d $node_example/node_modules/@grpc/grpc-js ]]; then
+    (cd "$node_example" && npm ci --no-audit --no-fund --loglevel=error) \
+        || echo "setup: npm ci in $node_example failed; its test will try again" >&2
+fi
