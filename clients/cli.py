@@ -117,6 +117,13 @@ def _network_parsers(top: argparse._SubParsersAction) -> None:
         help="an address of a subnet the IPAM must not hand out",
     )
     p.add_argument("--ipv6", action="store_true", help="enable IPv6")
+    p.add_argument("--attachable", action="store_true", help="recorded and shown, as Docker's flag")
+    p.add_argument(
+        "--scope",
+        default="",
+        choices=("local", "global"),
+        help="the network's scope; must be the driver's (the default)",
+    )
     p.add_argument("--internal", action="store_true", help="no external access")
     p.add_argument(
         "--ipam-driver", default="", metavar="NAME", help='IPAM driver (default "default")'

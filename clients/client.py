@@ -201,7 +201,10 @@ class Client:
         request_id: str = "",
         config_only: bool = False,
         config_from: str = "",
+        attachable: bool = False,
+        scope: str = "",
     ) -> pb.Network:
+        """`scope`: "" for the driver's own, else "local"/"global" (must be the driver's)."""
         request = pb.CreateNetworkRequest(
             name=name,
             driver=driver,
@@ -216,6 +219,8 @@ class Client:
             request_id=request_id or new_request_id(),
             config_only=config_only,
             config_from=config_from,
+            attachable=attachable,
+            scope=SCOPES[scope] if scope else types_pb2.SCOPE_UNSPECIFIED,
         )
         return self._call("CreateNetwork", request)
 

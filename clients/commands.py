@@ -178,6 +178,8 @@ def network_create(ctx: Context, args: argparse.Namespace) -> int:
         host=args.host,
         config_only=args.config_only,
         config_from=args.config_from,
+        attachable=args.attachable,
+        scope=args.scope,
     )
     out(net.id)
     return 0

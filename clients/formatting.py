@@ -163,6 +163,8 @@ def network_inspect(
             ],
         },
         "Internal": net.internal,
+        "Attachable": net.attachable,
+        "Ingress": False,
         "ConfigFrom": {"Network": net.config_from},
         "ConfigOnly": net.config_only,
         "Containers": containers,

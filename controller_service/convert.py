@@ -176,6 +176,8 @@ def network_spec_from(req: pb.CreateNetworkRequest) -> m.NetworkSpec:
         host=req.host,
         config_only=req.config_only,
         config_from=req.config_from,
+        attachable=req.attachable,
+        scope=scope_from(req.scope) if req.scope else None,
     )
 
 
@@ -208,6 +210,7 @@ def network_to(
         endpoint_ids=sorted(endpoint_ids),
         config_only=net.config_only,
         config_from=net.config_from,
+        attachable=net.attachable,
     )
 
 

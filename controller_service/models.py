@@ -127,6 +127,9 @@ class NetworkSpec:
     # Docker's --config-only / --config-from (name of a config-only network).
     config_only: bool = False
     config_from: str = ""
+    attachable: bool = False
+    # Docker's --scope; None: the driver's.
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ class Network:
     config_only: bool = False
     # The config-only network this one took its configuration from.
     config_from: str = ""
+    attachable: bool = False
 
 
 @dataclass(frozen=True)

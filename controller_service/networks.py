@@ -74,6 +74,13 @@ class Networks:
             options = {k: v for k, v in spec.options.items() if k != overlay.VXLANID_LIST}
             spec = dataclasses.replace(spec, options=options)
         scope = ctx.hosts.driver_scope(spec.driver)
+        if spec.scope is not None and spec.scope is not scope:
+            raise InvalidArgument(
+                f"driver {spec.driver!r} has {scope.value} scope: --scope {spec.scope.value} "
+                "is not supported (cnm's drivers keep their scope)",
+                reason="INVALID_SCOPE",
+                field="scope",
+            )
         if scope is Scope.LOCAL:
             host = ctx.probe(ctx.hosts.choose(spec.host, driver=spec.driver)).id
         elif spec.host:
@@ -98,6 +105,7 @@ class Networks:
             host=host,
             state=State.CREATING,
             config_from=spec.config_from,
+            attachable=spec.attachable,
             **ctx.intent(),
         )
         with Undo() as undo:

@@ -282,3 +282,12 @@ def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     fails(st, "network", "connect", "host", "bridged")
     (net,) = json.loads(ok(st, "network", "inspect", "none"))
     assert set(net["Containers"]) == {json.loads(ok(st, "sandbox", "inspect", "quiet"))[0]["Id"]}
+
+
+def test_attachable_and_scope_flags(stack):
+    ok(stack, "network", "create", "--attachable", "--scope", "local", "att")
+    (net,) = json.loads(ok(stack, "network", "inspect", "att"))
+    assert (net["Attachable"], net["Ingress"], net["Scope"]) == (True, False, "local")
+    res = cnmctl(stack, "network", "create", "--scope", "global", "wrongscope")
+    assert res.returncode == 2 and "has local scope: --scope global" in res.stderr
+    assert _ls(stack, "-f", "name=wrongscope") == set()
