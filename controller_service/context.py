@@ -18,6 +18,7 @@ from controller_service.models import Endpoint, Host, Network, Sandbox, Scope
 from controller_service.repository import Record, Repository, Tx, kind_of
 from controller_service.resolve import resolve, resolve_id
 from services.errors import Aborted, NotFound
+from services.ids import is_full_id
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", Network, Endpoint, Sandbox)
@@ -55,6 +56,8 @@ class Context:
     # -- resolution
     def network(self, text: str) -> Network:
         repo = self.repo
+        if is_full_id(text) and (found := repo.network(text)) is not None:
+            return found  # a full id (what runtimes pass): one read, not EXISTS then GET
         net_id = resolve(
             "network",
             text,
@@ -66,6 +69,8 @@ class Context:
 
     def endpoint(self, text: str) -> Endpoint:
         repo = self.repo
+        if is_full_id(text) and (found := repo.endpoint(text)) is not None:
+            return found  # a full id (what runtimes pass): one read, not EXISTS then GET
         ep_id = resolve_id(
             "endpoint",
             text,
@@ -76,6 +81,8 @@ class Context:
 
     def sandbox(self, text: str) -> Sandbox:
         repo = self.repo
+        if is_full_id(text) and (found := repo.sandbox(text)) is not None:
+            return found  # a full id (what runtimes pass): one read, not EXISTS then GET
         sb_id = resolve(
             "sandbox",
             text,
