@@ -63,8 +63,8 @@ def snapshot(host) -> dict:
         for key in client.scan_iter("cnm:*"):
             if key.startswith("cnm:host:"):
                 continue  # the heartbeat ticks on its own
-            kind = client.type(key)
-            store[key] = client.get(key) if kind == "string" else sorted(client.smembers(key))
+            # Any type: keys other modules of the session left behind are compared too.
+            store[key] = client.dump(key)
     finally:
         client.close()
     files = sorted(str(p.relative_to(host.state_dir)) for p in host.state_dir.rglob("*"))
