@@ -110,11 +110,12 @@ class Hosts:
         liveness after a Redis restart depends on the others' heartbeats)."""
         ids = sorted(self.store.client.smembers(self.store.key("hosts")))
         pipe = self.store.client.pipeline(transaction=False)
-        liveness.queue_clock(pipe)
+        liveness.queue_clock(pipe, self.store)
         for host_id in ids:
             pipe.hgetall(self._key(host_id))
-        t, info, *rows = pipe.execute()
-        clock = liveness.read_clock(t, info)
+        replies = pipe.execute()
+        clock = liveness.read_clock(replies[: liveness.CLOCK_REPLIES])
+        rows = replies[liveness.CLOCK_REPLIES :]
         found = {host_id: fields for host_id, fields in zip(ids, rows, strict=True) if fields}
         beats = {h: heartbeat_of(f, self.default_ttl) for h, f in found.items()}
         live = liveness.judge(beats, clock)

@@ -59,6 +59,7 @@ class HostRegistration:
         self._loop = Periodic("cnm-heartbeat", self._tick, interval)
         self._register = store.script(_REGISTER)
         self._heartbeat = store.script(liveness.HEARTBEAT)
+        self._beat_keys = liveness.heartbeat_keys(store, self.key)
 
     @property
     def key(self) -> str:
@@ -77,13 +78,17 @@ class HostRegistration:
         args = [x for kv in fields.items() for x in kv]
         pipe = self.store.client.pipeline(transaction=True)
         self._register(keys=[self.key, self.store.key("hosts")], args=args, client=pipe)
-        self._heartbeat(keys=[self.key], args=[repr(testhooks.wallclock())], client=pipe)
+        self._heartbeat(keys=self._beat_keys, args=self._beat_args(), client=pipe)
         pipe.execute()
         log.info("registered host %s at %s", self.host_id, self.address)
 
     def beat(self) -> bool:
         """Stamp the heartbeat; False (nothing written) when Redis lost the record."""
-        return bool(self._heartbeat(keys=[self.key], args=[repr(testhooks.wallclock())]))
+        return bool(self._heartbeat(keys=self._beat_keys, args=self._beat_args()))
+
+    def _beat_args(self) -> list[str]:
+        # A silence of every host longer than half a ttl is an outage of the store.
+        return [repr(testhooks.wallclock()), repr(self.ttl / 2)]
 
     def start(self) -> None:
         self._loop.start()

@@ -67,6 +67,16 @@ class RedisProcess:
         self.proc.wait()
         self.proc = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: Redis stops answering without restarting (clients time out)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        self.thaw()
         self.kill()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.liveness import StoreClock, judge
+from services.liveness import StoreClock, judge, read_clock
 
 TTL = 10.0
 
@@ -32,3 +32,10 @@ def test_a_new_heartbeat_in_the_uncertain_second_is_not_the_reference():
     clock = StoreClock(now=1000.9, started=1000.9)
     live = judge({"a": (1000.6, TTL), "b": (985.0, TTL)}, clock)
     assert live == {"a": True, "b": True}
+
+
+def test_the_store_resumes_at_its_start_or_after_a_silence_of_every_host():
+    info = {"uptime_in_seconds": 500}
+    assert read_clock([(1000, 500000), info, None]) == StoreClock(now=1000.5, started=500.5)
+    # Frozen, not restarted: a heartbeat marked the end of the silence.
+    assert read_clock([(1000, 0), info, "990.25"]).started == 990.25

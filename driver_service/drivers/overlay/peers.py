@@ -238,13 +238,14 @@ class PeerTable:
             return {}
         read = sorted({*ids, me} - {""})
         pipe = self.store.client.pipeline(transaction=False)
-        liveness.queue_clock(pipe)
+        liveness.queue_clock(pipe, self.store)
         for host in read:
             pipe.hmget(self.store.key("host", host), "last_heartbeat", "ttl")
-        t, info, *rows = pipe.execute()
+        replies = pipe.execute()
+        rows = replies[liveness.CLOCK_REPLIES :]
         beats = {
             host: (liveness.as_float(last), liveness.as_float(ttl))
             for host, (last, ttl) in zip(read, rows, strict=True)
         }
-        live = liveness.judge(beats, liveness.read_clock(t, info))
+        live = liveness.judge(beats, liveness.read_clock(replies[: liveness.CLOCK_REPLIES]))
         return {host: live[host] for host in ids}
