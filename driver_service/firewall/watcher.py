@@ -8,8 +8,9 @@ any measurable load, and without parsing `nft monitor` output.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING
+
+from services.periodic import Periodic
 
 if TYPE_CHECKING:
     from .firewall import Firewall
@@ -22,24 +23,16 @@ class Watcher:
         if not 0.05 <= interval <= 60:
             raise ValueError(f"watcher interval {interval} s is outside 0.05..60")
         self._firewall = firewall
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cnm-firewall-watcher", daemon=True)
+        # A failed tick (a concurrent transaction, a briefly missing namespace)
+        # is logged and the next tick retries: Periodic never ends the loop.
+        self._loop = Periodic("cnm-firewall-watcher", self._tick, interval)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                if self._firewall.ensure():
-                    log.warning("cnm's nftables tables differed from the desired state; restored")
-            except Exception:
-                # Keep watching: the next tick retries, and a transient failure (a
-                # concurrent transaction, a briefly missing namespace) must not end it.
-                log.exception("firewall self-check failed")
+    def _tick(self) -> None:
+        if self._firewall.ensure():
+            log.warning("cnm's nftables tables differed from the desired state; restored")

@@ -39,6 +39,7 @@ from driver_service.drivers.remote import api
 from driver_service.drivers.remote.driver import RemoteDriver
 from driver_service.registry import Registry
 from services.errors import CnmError, NotFound, Unavailable
+from services.periodic import Periodic
 from services.plugins import (
     ACTIVATE_BUDGET,
     NETWORK_DRIVER,
@@ -76,8 +77,7 @@ class PluginLoader:
         self._failures: dict[str, _Failure] = {}
         self._builtin = set(registry.names())
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._scanner: Periodic | None = None
 
     # --- one plugin ------------------------------------------------------------------------
 
@@ -174,23 +174,18 @@ class PluginLoader:
         return changed
 
     def start(self, interval: float) -> None:
-        if self._thread is not None:
+        """Rescans every `interval` s on a daemon thread (a failed pass is
+        logged and retried next time) until stop()."""
+        if self._scanner is not None:
             return
-        self._thread = threading.Thread(
-            target=self._run, args=(interval,), name="cnm-plugin-scan", daemon=True
-        )
-        self._thread.start()
+        self._scanner = Periodic("cnm-plugin-scan", self._scan, interval)
+        self._scanner.start()
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                if self.rescan():
-                    self.on_change()
-            except Exception:  # noqa: BLE001 - the scanner must outlive one bad pass
-                log.exception("plugin rescan failed")
+    def _scan(self) -> None:
+        if self.rescan():
+            self.on_change()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        scanner, self._scanner = self._scanner, None
+        if scanner is not None:
+            scanner.stop()
