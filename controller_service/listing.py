@@ -6,13 +6,12 @@ base64-encoded, so a page stays correct while objects come and go.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from controller_service.builtin import is_builtin
 from controller_service.models import Network, NetworkFilter, Page
+from services import paging
 from services.errors import InvalidArgument
 from services.limits import shown
 
@@ -28,36 +27,15 @@ PAGE_BYTES = 2 << 20
 _TOKEN_TAG = "after:"
 
 
-def encode_token(key: str) -> str:
-    return base64.urlsafe_b64encode((_TOKEN_TAG + key).encode()).decode()
-
-
-def decode_token(token: str) -> str:
-    try:
-        text = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
-        if not text.startswith(_TOKEN_TAG):
-            raise ValueError(token)
-        return text[len(_TOKEN_TAG) :]
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument(
-            f"invalid page_token {shown(token)}: pass back a next_page_token unchanged",
-            reason="INVALID_PAGE_TOKEN",
-        ) from None
-
-
 def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument(
-            f"invalid page_size {requested}: must be >= 0", reason="INVALID_PAGE_SIZE"
-        )
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return paging.page_size(requested, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def paginate(items: Iterable[T], key: Callable[[T], str], size: int, token: str) -> Page[T]:
     """One page of `items` (any order) sorted by `key`, after the token's key: at most
     `size` items, fewer when they would exceed PAGE_BYTES (never fewer than one)."""
     limit = page_size(size)
-    after = decode_token(token) if token else None
+    after = paging.decode_token(token, tag=_TOKEN_TAG)[0] if token else None
     ordered = sorted(items, key=key)
     if after is not None:
         ordered = [i for i in ordered if key(i) > after]
@@ -69,7 +47,10 @@ def paginate(items: Iterable[T], key: Callable[[T], str], size: int, token: str)
             chunk = chunk[:n]
             break
     more = len(ordered) > len(chunk)
-    return Page(items=tuple(chunk), next_token=encode_token(key(chunk[-1])) if more else "")
+    return Page(
+        items=tuple(chunk),
+        next_token=paging.encode_token(key(chunk[-1]), tag=_TOKEN_TAG) if more else "",
+    )
 
 
 def network_key(n: Network) -> str:

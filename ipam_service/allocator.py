@@ -17,8 +17,6 @@ Geometry of a pool (one bit sequence per pool, bit i = network address + i):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import ipaddress
 import json
@@ -45,9 +43,6 @@ __all__ = [
     "PoolInfo",
     "PoolRequest",
     "address_request",
-    "decode_token",
-    "encode_token",
-    "page_size",
     "parse_address",
     "parse_network",
     "parse_pool_id",
@@ -380,31 +375,6 @@ def address_request(
         owner = GATEWAY_OWNER
     ordinal = pid.check_address_arg("address", address) if address else None
     return AddressRequest(pid, ordinal, owner)
-
-
-# --- pagination ---------------------------------------------------------------------------
-
-
-def page_size(requested: int, default: int, maximum: int) -> int:
-    if requested < 0:
-        raise InvalidArgument(f"invalid page_size {requested}: must not be negative")
-    return min(requested or default, maximum)
-
-
-def encode_token(*parts: str) -> str:
-    return base64.urlsafe_b64encode("\n".join(parts).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, nparts: int) -> list[str]:
-    """The parts of a page token made by `encode_token`; InvalidArgument when malformed."""
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument(f"invalid page_token {shown(token)}") from None
-    parts = text.split("\n")
-    if len(parts) != nparts:
-        raise InvalidArgument(f"invalid page_token {shown(token)}")
-    return parts
 
 
 def saturate_u64(n: int) -> int:

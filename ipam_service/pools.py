@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
+from services.paging import decode_token, encode_token, page_size
 from services.store import Store
 
 from .allocator import (
@@ -41,9 +42,6 @@ from .allocator import (
     PoolId,
     PoolInfo,
     PoolRequest,
-    decode_token,
-    encode_token,
-    page_size,
     parse_pool_id,
 )
 from .bitseq import BitSequence

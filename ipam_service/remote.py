@@ -51,6 +51,7 @@ from services.errors import (
     NotFound,
     Unavailable,
 )
+from services.paging import decode_token, encode_token, page_size
 from services.plugins import (
     text_map,
     validate_plugin_name,
@@ -61,9 +62,6 @@ from .allocator import (
     GATEWAY_REQUEST_TYPE,
     REQUEST_ADDRESS_TYPE,
     Allocation,
-    decode_token,
-    encode_token,
-    page_size,
 )
 from .remote_plugins import IpamPlugins, bad_response
 from .spaces import GLOBAL_DEFAULT, LOCAL_DEFAULT

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
+from services.paging import page_size
 
 from . import convert
-from .allocator import page_size
 from .idranges import IdRanges
 from .pools import Pools
 from .remote import BUILTIN_DRIVERS, RemotePools, is_remote

@@ -12,9 +12,6 @@ from ipam_service.allocator import (
     REQUEST_ADDRESS_TYPE,
     PoolId,
     address_request,
-    decode_token,
-    encode_token,
-    page_size,
     parse_network,
     parse_pool_id,
     pool_request,
@@ -255,24 +252,6 @@ def test_unknown_request_address_type_is_invalid() -> None:
         address_request(
             pool_id="s/10.0.0.0/24", address="", options={REQUEST_ADDRESS_TYPE: "x"}, owner=""
         )
-
-
-# --- pagination ----------------------------------------------------------------------------------
-
-
-def test_page_tokens_round_trip_and_reject_garbage() -> None:
-    token = encode_token("LocalDefault/fd00::/64", "12345")
-    assert decode_token(token, 2) == ["LocalDefault/fd00::/64", "12345"]
-    for bad in ("!!!", encode_token("only-one-part"), "\u00e9"):
-        with pytest.raises(InvalidArgument, match="invalid page_token"):
-            decode_token(bad, 2)
-
-
-def test_page_size_defaults_caps_and_rejects_negative() -> None:
-    assert page_size(0, 100, 1000) == 100
-    assert page_size(5000, 100, 1000) == 1000
-    with pytest.raises(InvalidArgument, match="page_size"):
-        page_size(-1, 100, 1000)
 
 
 def test_pool_id_is_a_value() -> None:
