@@ -1,7 +1,7 @@
 """docker-compose.yml built and run for real: Debian's dockerd, started by the
 test in a network namespace of its own (the compose "host"), builds the image
-from a local base and wheelhouse (no registry is needed), brings the four
-services up healthy, and cnmctl on this machine drives the stack through the
+from a local base and wheelhouse (no registry is needed), brings every
+service up healthy, and cnmctl on this machine drives the stack through the
 controller socket in the test's run directory: sandboxes get addresses and
 ping, the driver container programs the namespace it runs in, survives
 `docker-compose restart driver` with traffic kept, and `down` leaves nothing.
