@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import kernel_snapshot, netns  # noqa: E402
+from harness.spawner import Spawner  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 
@@ -125,41 +125,6 @@ def netns_host() -> Iterator[str]:
         yield name
     finally:
         netns.delete(name)
-
-
-class Spawner:
-    """Starts processes for a test and stops exactly those, by PID."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def __call__(
-        self,
-        argv: list[str],
-        *,
-        netns_name: str | None = None,
-        env: dict[str, str] | None = None,
-        **kw,
-    ) -> subprocess.Popen:
-        if netns_name:
-            argv = ["ip", "netns", "exec", netns_name, *argv]
-        full_env = {**os.environ, **(env or {})}
-        proc = subprocess.Popen(argv, env=full_env, start_new_session=True, **kw)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
 
 
 @pytest.fixture

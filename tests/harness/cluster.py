@@ -48,6 +48,7 @@ import grpc  # noqa: E402
 from cnm.controller.v1 import controller_pb2 as pb  # noqa: E402
 from cnm.controller.v1 import controller_pb2_grpc  # noqa: E402
 from harness import netns, stack  # noqa: E402
+from harness.spawner import Spawner, program  # noqa: E402
 
 T = 10  # seconds: the timeout of every RPC made here
 STATE_FILE = "cluster.json"
@@ -63,45 +64,6 @@ class Host:
     driver: str = ""
     proc: subprocess.Popen | None = None
     env: dict[str, str] = field(default_factory=dict)
-
-
-def _program(argv) -> str:
-    """The program a command line runs: the cnm service behind `nsenter ... --`."""
-    names = [os.path.basename(str(a)) for a in argv]
-    return next((n for n in names if n.startswith(("cnm-", "redis-server"))), names[0])
-
-
-class Spawner:
-    """Starts processes that outlive this Python process (CLI mode), recording their
-    PIDs; their output goes to <log_dir>/<program>.log instead of the caller's."""
-
-    def __init__(self, log_dir: Path | None = None) -> None:
-        self.procs: list[subprocess.Popen] = []
-        self.log_dir = log_dir
-
-    def __call__(self, argv: list[str], *, env: dict[str, str] | None = None, **kw):
-        if self.log_dir is not None:
-            name = _program(argv)
-            if "--host-id" in argv:
-                name += "-" + argv[argv.index("--host-id") + 1]
-            log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - kept by the child
-            kw.setdefault("stdout", log)
-            kw.setdefault("stderr", log)
-            kw.setdefault("stdin", subprocess.DEVNULL)
-        proc = subprocess.Popen(
-            argv, env={**os.environ, **(env or {})}, start_new_session=True, **kw
-        )
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class Cluster:
@@ -340,7 +302,7 @@ class Cluster:
                 for h in self.hosts.values()
             },
             "procs": [
-                {"pid": p.pid, "argv0": _program(p.args)}
+                {"pid": p.pid, "argv0": program(p.args)}
                 for p in self.spawn.procs
                 if p.poll() is None
             ],

@@ -31,31 +31,11 @@ from cnm.driver.v1 import driver_pb2 as pb
 from cnm.driver.v1 import driver_pb2_grpc
 from driver_service.osl.query import TOMBSTONE_PREFIX
 from harness import kernel_snapshot, netns
+from harness.spawner import Spawner
 from harness.stack import BIN, short_tmp, start_driver
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds
-
-
-class Procs:
-    """Processes of a module-scoped host, stopped by PID (like the `spawn` fixture)."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def __call__(self, argv: list[str], *, env: dict[str, str] | None = None, **kw):
-        proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @dataclass
@@ -355,7 +335,7 @@ def shared_host(redis_url: str, netns_prefix: str, host_id: str = "h1") -> Itera
     """A driver in its own namespace host, for a whole module (see `DriverHost.reset`)."""
     name = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
     netns.create(name)
-    host = DriverHost(Procs(), redis_url, name, netns_prefix, host_id=host_id)
+    host = DriverHost(Spawner(), redis_url, name, netns_prefix, host_id=host_id)
     try:
         host.start()
         yield host

@@ -13,7 +13,8 @@ from controller_env import T, snapshot
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
 from harness import kernel_snapshot, netns
-from harness.cluster import Cluster, Spawner
+from harness.cluster import Cluster
+from harness.spawner import Spawner
 
 VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
 PORT_KEY = "com.cnm.overlay.vxlan_port"
