@@ -105,19 +105,22 @@ def test_follow_from_zero_sees_only_new_events_and_stops_when_inactive(store):
     log.emit(EventType.SANDBOX_CREATED, "old")
     active = threading.Event()
     active.set()
+    started = threading.Event()
     got = []
 
     def reader() -> None:
         for event in log.follow(0, active.is_set):
+            # The WATCH_STARTED marker comes first: the reader has its starting point.
+            if event.type == EventType.WATCH_STARTED.value:
+                started.set()
+                continue
             got.append(event)
             if len(got) == 2:
                 active.clear()
 
     t = threading.Thread(target=reader)
     t.start()
-    import time
-
-    time.sleep(0.3)  # the reader has taken its starting point
+    assert started.wait(5), "no WATCH_STARTED marker"
     log.emit(EventType.SANDBOX_CREATED, "new1")
     log.emit(EventType.SANDBOX_DELETED, "new1")
     t.join(5)

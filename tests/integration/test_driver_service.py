@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from driver_world import T, hosts_text, links, netns_name, ping, shared_host
+from driver_world import T, hosts_text, links, netns_name, ping, shared_host, wait_until
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cnm.driver.v1 import driver_pb2 as pb
@@ -68,8 +68,13 @@ def test_host_registers_and_heartbeats(host):
             {"name": "overlay", "scope": "global", "error": NO_VTEP},
         ]
         assert time.time() - float(first["last_heartbeat"]) <= float(first["ttl"])
-        time.sleep(2.5)
-        assert float(client.hget("cnm:host:h1", "last_heartbeat")) > float(first["last_heartbeat"])
+        # The heartbeat (every 2 s) moves last_heartbeat on.
+        assert wait_until(
+            lambda: (
+                float(client.hget("cnm:host:h1", "last_heartbeat")) > float(first["last_heartbeat"])
+            ),
+            timeout=15,
+        ), "no heartbeat after the first"
     finally:
         client.close()
 
