@@ -13,6 +13,7 @@ from controller_service.servicer import ControllerServicer
 from services import metrics
 from services.address import parse_address
 from services.config import ConfigError
+from services.periodic import Periodic
 from services.server import ServiceSpec
 from services.service_main import common_parser, run
 from services.store import Store
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--client-tls-ca", metavar="FILE", help="CA of IPAM's and drivers' server certificates"
     )
     running: list[Controller] = []
+    loops: list[Periodic] = []
 
     def build(cfg: ControllerConfig, store: Store) -> list[ServiceSpec]:
         try:
@@ -57,7 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"overlay_vni_range: {e}") from None
         controller = Controller(cfg, store)
         if cfg.builtin_networks:
-            controller.networks.ensure_builtin()
+            # In the background, retried: Redis may be down right now (a restart
+            # of the controller must not fail on it).
+            builtins = Periodic(
+                "builtin-networks",
+                lambda: _ensure_builtin(controller, builtins),
+                1.0,
+                max_backoff=10.0,
+                run_first=True,
+            )
+            builtins.start()
+            loops.append(builtins)
         controller.reconciler.start()
         running.append(controller)
         repo = controller.ctx.repo
@@ -77,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
 
     def on_stop() -> None:
+        for loop in loops:
+            loop.stop()
         for controller in running:
             controller.close()
 
@@ -93,3 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _ensure_builtin(controller: Controller, loop: Periodic) -> None:
+    controller.networks.ensure_builtin()
+    loop.stop()  # made (or found): nothing more to do

@@ -254,6 +254,10 @@ def builtin_stack(redis_url, netns_host, netns_prefix, spawn):
 
 def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     st = builtin_stack
+    deadline = time.monotonic() + 30  # made in the background at start
+    while _ls(st, "-f", "type=builtin") != {"host", "none"}:
+        assert time.monotonic() < deadline, "host and none were not made"
+        time.sleep(0.1)
     rows = [line.split() for line in ok(st, "network", "ls").splitlines()[1:]]
     assert [r[1:] for r in rows] == [["host", "host", "local"], ["none", "null", "local"]]
     assert _ls(st, "-f", "type=builtin") == {"host", "none"}

@@ -317,9 +317,12 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
             cnm.create_endpoint("cninet", options={DEFAULT_ROUTE_OPTION: "maybe"})
         assert sum(p.used for p in cnm.list_pools()) == used
         sb = cnm.create_sandbox("ifnames")
-        # an attachment without an interface (null driver) holds no name
+        # an attachment without an interface (null driver) holds no name (a
+        # sandbox of its own: one on a null network is on no other, as Docker's)
         cnm.create_network("nonet", driver="null")
-        assert cnm.connect("nonet", sb.id).interface_name == ""
+        quiet = cnm.create_sandbox("ifnames-none")
+        assert cnm.connect("nonet", quiet.id).interface_name == ""
+        cnm.delete_sandbox(quiet.id)
         assert cnm.connect("cninet", sb.id).interface_name == "eth0"
         cnm.create_network("cninet2", subnets=[_ipam("10.95.0.0/24")])
         second = cnm.create_endpoint("cninet2", options={IFNAME_OPTION: "eth0"})
