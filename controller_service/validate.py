@@ -81,9 +81,23 @@ def _bool_options(options: Mapping[str, str]) -> None:
         raise _bad("option", f"{LEGACY_HOSTS_OPTION}={value}", "expected true or false")
 
 
+# libnetwork's network option naming its interfaces in sandboxes (driver side:
+# driver_service.constants); a prefix plus up to two digits fits IFNAMSIZ.
+CONTAINER_IFACE_PREFIX = "com.docker.network.container_iface_prefix"
+_IFACE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,12}$")
+
+
 def network_spec(spec: NetworkSpec) -> NetworkSpec:
     validate_name("network", spec.name)
     _bool_options(spec.options)
+    prefix = spec.options.get(CONTAINER_IFACE_PREFIX)
+    if prefix is not None and not _IFACE_PREFIX.match(prefix):
+        raise InvalidArgument(
+            f"invalid option {CONTAINER_IFACE_PREFIX}={shown(prefix)}: expected 1-13 letters, "
+            "digits and _.- starting with a letter (the interfaces are PREFIX0, PREFIX1...)",
+            reason="INVALID_OPTION",
+            metadata={"option": CONTAINER_IFACE_PREFIX},
+        )
     driver = spec.driver or DEFAULT_DRIVER
     if not _DRIVER.match(driver):
         raise _bad("driver name", driver, "expected letters, digits and _.:/-")

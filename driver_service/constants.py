@@ -36,6 +36,8 @@ ALIAS_ENDPOINT = "ep"
 
 # Interfaces inside a sandbox are named <SANDBOX_IFNAME_PREFIX><n>: eth0, eth1, ...
 SANDBOX_IFNAME_PREFIX = "eth"
+# libnetwork's network option: the prefix of its interfaces' names in sandboxes.
+CONTAINER_IFACE_PREFIX = "com.docker.network.container_iface_prefix"
 # Endpoint option asking for a given interface name inside the sandbox instead
 # (a CNI runtime's CNI_IFNAME); the same key reports the name in oper info.
 ENDPOINT_IFNAME_OPTION = OPER_SANDBOX_IFNAME

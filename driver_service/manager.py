@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from driver_service import osl, specs
 from driver_service.constants import (
+    CONTAINER_IFACE_PREFIX,
     ENDPOINT_DEFAULT_ROUTE_OPTION,
     ENDPOINT_IFNAME_OPTION,
     HANDOFF_VETH_PREFIX,
@@ -288,7 +289,14 @@ class Manager:
 
     # --- join / leave ---------------------------------------------------------------------
 
-    def join(self, network_id: str, endpoint_id: str, sandbox_id: str) -> JoinResult:
+    def join(
+        self,
+        network_id: str,
+        endpoint_id: str,
+        sandbox_id: str,
+        options: Mapping[str, str] | None = None,
+    ) -> JoinResult:
+        """`options`: the caller's Join options, handed to the driver (Attachment.options)."""
         specs.object_id("network", network_id)
         specs.object_id("endpoint", endpoint_id)
         specs.object_id("sandbox", sandbox_id)
@@ -318,7 +326,9 @@ class Manager:
                 )
             if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
                 self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
-            att = self._plan_attachment(driver, net, ep, sb)
+            att = dataclasses.replace(
+                self._plan_attachment(driver, net, ep, sb), options=dict(options or {})
+            )
             with self.locks.network(network_id):
                 self._ready_network(network_id)
                 self.state.put_endpoint(dataclasses.replace(ep, attachment=att))
@@ -351,10 +361,11 @@ class Manager:
                     reason="INTERFACE_NAME_TAKEN",
                     metadata={"sandbox_id": sb.id, "interface": ifname},
                 )
+            prefix = net.spec.options.get(CONTAINER_IFACE_PREFIX) or SANDBOX_IFNAME_PREFIX
             n = 0
             while not ifname:
-                if f"{SANDBOX_IFNAME_PREFIX}{n}" not in used:
-                    ifname = f"{SANDBOX_IFNAME_PREFIX}{n}"
+                if f"{prefix}{n}" not in used:
+                    ifname = f"{prefix}{n}"
                 n += 1
         gw4, gw6 = driver.gateways(net, ep)
         has_default = any(a.default_route for a in atts)

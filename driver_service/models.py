@@ -125,6 +125,8 @@ class Attachment:
     seq: int = 0
     static_routes: tuple[StaticRoute, ...] = ()
     port_bindings: tuple[PortBinding, ...] = ()
+    # The Join call's options (libnetwork's join options), for the driver.
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,12 @@ class DriverServicer(driver_pb2_grpc.DriverServicer):
     def Join(self, request: pb.JoinRequest, context) -> pb.JoinResponse:  # noqa: N802
         self.gate.check()
         return convert.join_response(
-            self.m.join(request.network_id, request.endpoint_id, request.sandbox_id)
+            self.m.join(
+                request.network_id,
+                request.endpoint_id,
+                request.sandbox_id,
+                dict(request.options),
+            )
         )
 
     def Leave(self, request: pb.LeaveRequest, context) -> pb.LeaveResponse:  # noqa: N802

@@ -295,3 +295,14 @@ def test_attachable_and_scope_flags(stack):
     res = cnmctl(stack, "network", "create", "--scope", "global", "wrongscope")
     assert res.returncode == 2 and "has local scope: --scope global" in res.stderr
     assert _ls(stack, "-f", "name=wrongscope") == set()
+
+
+def test_container_iface_prefix_names_the_interfaces(stack):
+    option = "com.docker.network.container_iface_prefix"
+    ok(stack, "network", "create", "--subnet", "10.53.0.0/24", "-o", f"{option}=cnm", "pfx")
+    ok(stack, "sandbox", "create", "pfxsb")
+    ok(stack, "network", "connect", "pfx", "pfxsb")
+    (ep,) = json.loads(ok(stack, "endpoint", "inspect", ok(stack, "endpoint", "ls", "-q").strip()))
+    assert ep["InterfaceName"] == "cnm0"
+    res = cnmctl(stack, "network", "create", "-o", f"{option}=0bad/", "badpfx")
+    assert res.returncode == 2 and option in res.stderr

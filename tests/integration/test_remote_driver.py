@@ -234,6 +234,26 @@ def test_plugin_err_on_create_network_leaves_nothing(env, c):
     assert c.ListPools(pb.ListPoolsRequest(), timeout=T).pools == pools_before
 
 
+def test_join_options_reach_the_plugin(env, c):
+    w, plugins = env
+    plug = plugins["netplug"]
+    c.CreateNetwork(
+        pb.CreateNetworkRequest(name="onet", driver="netplug", ipam=_ipam("10.95.7.0/24")),
+        timeout=T,
+    )
+    c.CreateSandbox(pb.CreateSandboxRequest(name="o0"), timeout=T)
+    try:
+        ep = c.CreateEndpoint(pb.CreateEndpointRequest(network="onet"), timeout=T)
+        c.Join(pb.JoinRequest(endpoint_id=ep.id, sandbox="o0", options={"k": "v"}), timeout=T)
+        (body,) = plug.bodies("NetworkDriver.Join")[-1:]
+        assert body["Options"] == {"k": "v"} and body["EndpointID"] == ep.id
+    finally:
+        _cleanup(c, ["o0"], [])
+        for e in c.ListEndpoints(pb.ListEndpointsRequest(network="onet"), timeout=T).endpoints:
+            c.DeleteEndpoint(pb.DeleteEndpointRequest(id=e.id), timeout=T)
+        _cleanup(c, [], ["onet"])
+
+
 def test_plugin_err_on_join_is_followed_by_leave_and_leaves_nothing(env, c):
     w, plugins = env
     plug = plugins["failplug"]

@@ -133,12 +133,17 @@ def endpoint_ref(network_id: str, endpoint_id: str) -> dict[str, str]:
     return {"NetworkID": network_id, "EndpointID": endpoint_id}
 
 
-def join(network_id: str, endpoint_id: str, sandbox_key: str) -> dict[str, Any]:
+def join(
+    network_id: str,
+    endpoint_id: str,
+    sandbox_key: str,
+    options: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "NetworkID": network_id,
         "EndpointID": endpoint_id,
         "SandboxKey": sandbox_key,
-        "Options": {},
+        "Options": dict(options or {}),
     }
 
 

@@ -150,7 +150,7 @@ class RemoteDriver:
         self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
     ) -> Attachment:
         try:
-            resp = self._call("Join", api.join(net.id, ep.id, sandbox.key))
+            resp = self._call("Join", api.join(net.id, ep.id, sandbox.key, att.options))
             reply = api.join_reply(self.name, resp)
             return self._plumb(ep, sandbox, att, reply)
         except BaseException:
