@@ -391,7 +391,7 @@ def _build(tp: Any, value: Any) -> Any:
         return {str(k): str(v) for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = _HINTS.get(tp)
         if hints is None:
             hints = _HINTS[tp] = typing.get_type_hints(tp)

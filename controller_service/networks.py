@@ -4,6 +4,7 @@ needs to finish them."""
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import ipaddress
 import logging
@@ -292,7 +293,7 @@ class Networks:
 
     # ------------------------------------------------------------------ delete
 
-    def _hosts_of(self, net: Network) -> list[str]:
+    def _hosts_of(self, net: Network) -> builtins.list[str]:
         hosts = set(self.ctx.repo.network_hosts(net.id))
         if net.host:
             hosts.add(net.host)
@@ -344,7 +345,7 @@ class Networks:
         """Driver state removed on every host, pools released, record gone.
         On failure the intent is left to the reconciler and the error raised."""
         ctx = self.ctx
-        errors: list[Exception] = []
+        errors: builtins.list[Exception] = []
         for host in self._hosts_of(net):
             try:
                 ctx.driver_any_state(host).delete_network(net.id)
@@ -392,7 +393,7 @@ class Networks:
 
         self.ctx.repo.tx(fn)
 
-    def prune(self, labels: tuple[str, ...] = (), until: float | None = None) -> list[str]:
+    def prune(self, labels: tuple[str, ...] = (), until: float | None = None) -> builtins.list[str]:
         """Deletes networks without endpoints that carry every label of `labels`
         and were created before `until`; built-in networks are never pruned."""
         listing.validate_labels(labels, "labels")

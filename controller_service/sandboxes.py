@@ -3,6 +3,7 @@ get with endpoints, list, delete (leaving every endpoint first)."""
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 import time
@@ -130,12 +131,12 @@ class Sandboxes:
 
     # ------------------------------------------------------------------ delete
 
-    def delete(self, text: str, *, purge_endpoints: bool = False) -> list[str]:
+    def delete(self, text: str, *, purge_endpoints: bool = False) -> builtins.list[str]:
         """Leaves every endpoint (deleting those Connect made, or all with
         `purge_endpoints`), then removes the sandbox. Returns deleted endpoint ids."""
         return self.delete_sandbox(self.ctx.sandbox(text), purge_endpoints=purge_endpoints)
 
-    def delete_sandbox(self, sb: Sandbox, *, purge_endpoints: bool = False) -> list[str]:
+    def delete_sandbox(self, sb: Sandbox, *, purge_endpoints: bool = False) -> builtins.list[str]:
         ctx = self.ctx
         if sb.state is State.CREATING:
             raise FailedPrecondition(f"{describe(sb)} is still being created", reason="IN_PROGRESS")
@@ -150,13 +151,13 @@ class Sandboxes:
         log.info("deleted sandbox %s (%s)", sb.name, sb.id)
         return removed
 
-    def finish_delete(self, sb: Sandbox) -> list[str]:
+    def finish_delete(self, sb: Sandbox) -> builtins.list[str]:
         """Endpoints left (or deleted), the driver's sandbox gone, record gone.
         Best effort: goes on after a failure, then raises them all, leaving
         the intent to the reconciler."""
         ctx = self.ctx
-        errors: list[Exception] = []
-        removed: list[str] = []
+        errors: builtins.list[Exception] = []
+        removed: builtins.list[str] = []
         for ep in self._settled_endpoints(sb, errors):
             try:
                 if ep.implicit or sb.purge_endpoints:
@@ -180,7 +181,9 @@ class Sandboxes:
     def rollback_create(self, sb: Sandbox) -> None:
         self.finish_delete(sb)
 
-    def _settled_endpoints(self, sb: Sandbox, errors: list[Exception]) -> list[Endpoint]:
+    def _settled_endpoints(
+        self, sb: Sandbox, errors: builtins.list[Exception]
+    ) -> builtins.list[Endpoint]:
         """The sandbox's endpoints once none is mid-join/leave (those finish or
         roll back on their own; the join's commit sees the sandbox deleting)."""
         deadline = time.monotonic() + self.ctx.cfg.driver_timeout + 1

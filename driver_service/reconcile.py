@@ -26,6 +26,7 @@ import logging
 import re
 import shutil
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from driver_service import osl
@@ -141,14 +142,14 @@ class Reconciler:
             if sb.state in (CREATING, DELETING):
                 with self.m.locks.sandbox(sb.id):
                     if self._try(
-                        f"settle sandbox {sb.id[:12]}", lambda sb=sb: self.m.remove_sandbox(sb)
+                        f"settle sandbox {sb.id[:12]}", partial(self.m.remove_sandbox, sb)
                     ):
                         if sb.state == CREATING:
                             self.report.undone += 1
                         else:
                             self.report.finished += 1
             elif not sb.spec.runtime_moves_interfaces and self.m.sandboxes.alive(sb):
-                self._try(f"reap tombstones in {sb.key}", lambda sb=sb: osl.reap_tombstones(sb.key))
+                self._try(f"reap tombstones in {sb.key}", partial(osl.reap_tombstones, sb.key))
 
     def _settle_endpoints(self) -> None:
         for ep in self.state.endpoints():
@@ -166,26 +167,24 @@ class Reconciler:
             if net is None:
                 self._try(
                     f"forget join of {ep.id[:12]}",
-                    lambda ep=ep: self.state.put_endpoint(dataclasses.replace(ep, attachment=None)),
+                    partial(self.state.put_endpoint, dataclasses.replace(ep, attachment=None)),
                 )
                 continue
             if self._try(
                 f"undo join of endpoint {ep.id[:12]}",
-                lambda net=net, ep=ep, att=att, sb=sb: self.m.detach(net, ep, att, sb),
+                partial(self.m.detach, net, ep, att, sb),
             ):
                 self.report.undone += 1
                 if att.default_route and sb is not None:
                     self._try(
-                        "hand over default route", lambda sb=sb: self.m.hand_over_default_route(sb)
+                        "hand over default route", partial(self.m.hand_over_default_route, sb)
                     )
 
     def _settle_networks(self) -> None:
         for net in self.state.networks():
             if net.state not in (CREATING, DELETING):
                 continue
-            if self._try(
-                f"settle network {net.id[:12]}", lambda net=net: self.m.remove_network(net)
-            ):
+            if self._try(f"settle network {net.id[:12]}", partial(self.m.remove_network, net)):
                 if net.state == CREATING:
                     self.report.undone += 1
                 else:
@@ -197,9 +196,7 @@ class Reconciler:
             nets = [n for n in ready if n.spec.driver == driver.name]
             ids = {n.id for n in nets}
             eps = [e for e in self.state.endpoints() if e.network_id in ids]
-            self._try(
-                f"restore {driver.name} networks", lambda d=driver, n=nets, e=eps: d.restore(n, e)
-            )
+            self._try(f"restore {driver.name} networks", partial(driver.restore, nets, eps))
 
     def _remove_orphans(self) -> None:
         nets = {n.id: n for n in self.state.networks()}
@@ -227,7 +224,7 @@ class Reconciler:
             if kind == ALIAS_ENDPOINT and link.name in host_links:
                 continue
             log.warning("removing orphan link %s (%s)", link.name, link.alias)
-            if self._try(f"remove orphan link {link.name}", lambda n=link.name: osl.delete_link(n)):
+            if self._try(f"remove orphan link {link.name}", partial(osl.delete_link, link.name)):
                 self.report.orphans += 1
         self._remove_orphan_namespaces()
         self._remove_orphan_dirs()
@@ -249,7 +246,7 @@ class Reconciler:
                 log.info("network namespace %s is not this driver's (no mark): left alone", name)
                 continue
             log.warning("removing orphan network namespace %s", name)
-            if self._try(f"remove orphan namespace {name}", lambda n=name: osl.delete_namespace(n)):
+            if self._try(f"remove orphan namespace {name}", partial(osl.delete_namespace, name)):
                 owned.unmark(name)
                 self.report.orphans += 1
         for name in set(owned.marked()) - present - known:
@@ -299,7 +296,7 @@ def cleanup_host(
         marked = []
     # Veths first: a bridge's ports go with it anyway, but this keeps the log readable.
     for link in sorted(marked, key=lambda li: li.kind != "veth"):
-        attempt(f"delete link {link.name}", lambda n=link.name: osl.delete_link(n))
+        attempt(f"delete link {link.name}", partial(osl.delete_link, link.name))
     attempt("reap tombstones", lambda: osl.reap_tombstones(None))
     attempt("remove cnm's nftables tables", firewall.cleanup)
 
@@ -313,7 +310,7 @@ def cleanup_host(
     present = set(cnm_namespaces(netns_prefix))
     for name in sorted(present - others):
         if owned.owns(name):
-            attempt(f"delete namespace {name}", lambda n=name: osl.delete_namespace(n))
+            attempt(f"delete namespace {name}", partial(osl.delete_namespace, name))
     for name in set(owned.marked()) - set(cnm_namespaces(netns_prefix)):
         owned.unmark(name)
     # Overlay networks' namespaces of this host, and its entries in their peer tables.

@@ -7,6 +7,8 @@ Domain modules never import grpc.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 ERROR_DOMAIN = "cnm.dev"
 
 
@@ -104,10 +106,10 @@ class Internal(CnmError):
 class MultiError(CnmError):
     """Best-effort teardown collected several failures; the first one decides the code."""
 
-    def __init__(self, errors: list[Exception]) -> None:
+    def __init__(self, errors: Sequence[Exception]) -> None:
         first = errors[0]
         super().__init__(
             "; ".join(str(e) for e in errors), reason=getattr(first, "reason", "INTERNAL")
         )
-        self.errors = errors
+        self.errors = list(errors)
         self.code = getattr(first, "code", "INTERNAL")

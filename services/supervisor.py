@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from services.private_files import open_log
@@ -134,12 +135,12 @@ def stop_children(children: Sequence[Child], grace: float) -> None:
     deadline = time.monotonic() + grace
     for child in live:
         assert child.proc is not None
-        if not wait_until(lambda c=child: _is_zombie(c.pid), max(0.0, deadline - time.monotonic())):
+        if not wait_until(partial(_is_zombie, child.pid), max(0.0, deadline - time.monotonic())):
             log.warning(
                 "%s (pid %d) ignored SIGTERM for %.1fs: SIGKILL", child.name, child.pid, grace
             )
             child.proc.kill()
-        code = child.exited() if wait_until(lambda c=child: _is_zombie(c.pid), 5) else None
+        code = child.exited() if wait_until(partial(_is_zombie, child.pid), 5) else None
         log.info("stopped %s (pid %d, exit %s)", child.name, child.proc.pid, code)
 
 

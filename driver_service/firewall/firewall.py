@@ -371,10 +371,8 @@ class Firewall:
         if not clean:
             return  # someone else committed meanwhile: the next ensure() syncs again
         gen = self._gen.read()
-        listing = [
-            self._backend.list_json(f, ruleset.TABLE) for f in (ruleset.INET, ruleset.BRIDGE)
-        ]
-        if None in listing or self._gen.read() != gen:
+        listing = self._listing()
+        if listing is None or self._gen.read() != gen:
             return
         structure, elements = verify.split_listing(listing)
         if elements == state.expected_elements():
@@ -402,13 +400,21 @@ class Firewall:
     def _matches_kernel(self) -> bool:
         if self._structure is None:
             return False
-        listing = [
-            self._backend.list_json(f, ruleset.TABLE) for f in (ruleset.INET, ruleset.BRIDGE)
-        ]
-        if None in listing:
+        listing = self._listing()
+        if listing is None:
             return False
         structure, elements = verify.split_listing(listing)
         return structure == self._structure and elements == self._state.expected_elements()
+
+    def _listing(self) -> list[list[Json]] | None:
+        """cnm's table in both families as nft lists it; None when either is missing."""
+        listing = []
+        for family in (ruleset.INET, ruleset.BRIDGE):
+            tables = self._backend.list_json(family, ruleset.TABLE)
+            if tables is None:
+                return None
+            listing.append(tables)
+        return listing
 
     @staticmethod
     def _guard(fn: Any) -> None:

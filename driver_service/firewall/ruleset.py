@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from .model import BridgeNetwork, IPNetwork, PortMapping
 
@@ -311,7 +311,10 @@ def _bridge_net(bridge: str, net: IPNetwork) -> Json:
     return {"concat": [bridge, _prefix(str(net.network_address), net.prefixlen)]}
 
 
-def _collapse(nets: list[IPNetwork]) -> list[IPNetwork]:
+_Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
+def _collapse(nets: list[_Net]) -> list[_Net]:
     # Interval sets refuse overlapping elements; two networks may share a range.
     return list(ipaddress.collapse_addresses(nets)) if nets else []
 

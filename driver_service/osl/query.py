@@ -58,7 +58,7 @@ def _dump(fn, *args, **kwargs) -> list:
 
 
 def is_tombstone(name: str | None) -> bool:
-    return bool(name) and name.startswith(TOMBSTONE_PREFIX)
+    return name is not None and name.startswith(TOMBSTONE_PREFIX)
 
 
 def link_info(msg, names: dict[int, str]) -> LinkInfo:

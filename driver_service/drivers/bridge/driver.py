@@ -31,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from driver_service import osl
 from driver_service.conntrack import ConntrackFlusher
@@ -335,7 +336,7 @@ class BridgeDriver:
             bindings += [b for b in self.ports.owned(ep.id) if b not in bindings]
         except CnmError as e:
             errors.append(e)
-        steps = [lambda b=b: self.firewall.unpublish(b) for b in bindings]
+        steps: list[Callable[[], object]] = [partial(self.firewall.unpublish, b) for b in bindings]
         steps.append(lambda: self.firewall.detach_port(net.id, att.host_ifname))
         steps.append(lambda: self._remove_veth(att, sandbox))
         for step in steps:
