@@ -245,9 +245,14 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
     t_ready = time.monotonic() - t_up
     peers_key = f"cnm:overlay:{net.id}:peers"
     wait_for(lambda: len(r.hgetall(peers_key)) == 3, 10, what="peers announced again")
+
+    def put_back(host: str) -> bool:
+        return r.scard(f"cnm:driver:{host}:endpoints") >= 1 and (
+            r.hget(f"cnm:overlay:host:{host}:vnis", str(old_vni)) == net.id
+        )
+
     for host in ("h1", "h2", "h3"):
-        assert r.scard(f"cnm:driver:{host}:endpoints") >= 1, host
-        assert r.hget(f"cnm:overlay:host:{host}:vnis", str(old_vni)) == net.id, host
+        wait_for(lambda h=host: put_back(h), 10, what=f"{host}'s records and VNI put back")
     new = c.CreateNetwork(pb.CreateNetworkRequest(name="ov2", driver="overlay"), timeout=T)
     assert int(new.options[VNI_KEY]) != old_vni, "the VNI hosts still use was handed out again"
     wait_for(lambda: try_join(c, new.id, "h2", "after-empty"), 20, interval=0.2,

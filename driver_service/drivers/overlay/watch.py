@@ -33,7 +33,9 @@ T = TypeVar("T")
 
 # Longest wait for a message before looking at the clock and the stop flag.
 _POLL = 0.2
-_RETRY = 1.0
+# Between subscription attempts while Redis is away: short, so that peers
+# (and the acks a Join waits for) flow again soon after it is back.
+_RETRY = 0.2
 
 
 class PeerWatcher:
@@ -69,17 +71,23 @@ class PeerWatcher:
             self._thread = None
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self.store.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
+                if failures:
+                    log.info("overlay peer watcher: subscribed again after %d attempts", failures)
+                failures = 0
                 self._loop(pubsub)
-            except (redis.exceptions.RedisError, CnmError, OSError) as e:
-                log.warning("overlay peer watcher: %s; retrying in %.0fs", e, _RETRY)
-                self._stop.wait(_RETRY)
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one bug
-                log.exception("overlay peer watcher crashed; retrying in %.0fs", _RETRY)
+            except Exception as e:  # noqa: BLE001 - the watcher must outlive any one bug
+                failures += 1
+                # The first failure of a streak loudly, the retries quietly.
+                expected = isinstance(e, (redis.exceptions.RedisError, CnmError, OSError))
+                level = logging.WARNING if failures == 1 or not expected else logging.DEBUG
+                log.log(level, "overlay peer watcher: %s; retrying every %.1fs", e, _RETRY,
+                        exc_info=not expected)  # fmt: skip
                 self._stop.wait(_RETRY)
             finally:
                 if pubsub is not None:
