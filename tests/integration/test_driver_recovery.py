@@ -66,7 +66,8 @@ def test_kill9_in_the_middle_of_a_join_then_restart_undoes_it_and_a_fresh_join_w
 
 def test_restart_after_kill9_keeps_joined_sandboxes_working_and_recreates_a_lost_bridge(host):
     host.start()
-    nid = host.network("10.41.0.0/24", name="keep")
+    # Peers in every hosts file (the legacy option): the restart must restore them.
+    nid = host.network("10.41.0.0/24", name="keep", options={"cnm.network.legacy_hosts": "true"})
     a, _ = host.attach(nid, "10.41.0.2/24", "a")
     b, _ = host.attach(nid, "10.41.0.3/24", "b")
     hosts_before = hosts_text(a, has=("10.41.0.3\tb b.keep",))
