@@ -131,11 +131,16 @@ def addresses_in(netns_name: str) -> str:
 
 
 def ping_all(src_netns: str, addresses: list[str], timeout: float = 1) -> list[str]:
-    """Addresses that do NOT answer one ping from `src_netns` (one process for all)."""
+    """Addresses that do NOT answer a ping from `src_netns` (one process for all).
+    A silent address gets a second try with a longer wait: on a loaded machine
+    one of 200 first pings can miss its 1 s (ARP resolution included)."""
+    wait = int(max(1, timeout))
     script = "; ".join(
-        f"ping -c1 -W{int(max(1, timeout))} -q {a} >/dev/null 2>&1 || echo {a}" for a in addresses
+        f"ping -c1 -W{wait} -q {a} >/dev/null 2>&1 || ping -c1 -W{wait + 2} -q {a} >/dev/null 2>&1"
+        f" || echo {a}"
+        for a in addresses
     )
-    res = exec_in(src_netns, "sh", "-c", script, check=False, timeout=30 + 2 * len(addresses))
+    res = exec_in(src_netns, "sh", "-c", script, check=False, timeout=30 + 4 * len(addresses))
     return res.stdout.split()
 
 
