@@ -160,7 +160,7 @@ def remove_run_dir(path: Path) -> None:
 
 
 # Keys that change by themselves (heartbeats, liveness, leases, the event log).
-_VOLATILE = ("host:", "controller:", "events")
+_VOLATILE = ("host:", "controller:", "events", "store:last_beat")
 
 
 def snapshot(redis_url: str, prefix: str = "cnm") -> dict[str, object]:

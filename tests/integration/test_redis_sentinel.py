@@ -17,7 +17,7 @@ import pytest
 from controller_env import BIN, World, ping_all, remove_run_dir, sandbox_netns
 
 from clients.client import Client
-from clients.errors import ClientError, NotFoundError
+from clients.errors import AlreadyExistsError, ClientError, NotFoundError
 from cnm.types.v1 import types_pb2
 from harness import stack
 from harness.sentinel import SentinelSet
@@ -138,7 +138,10 @@ def test_primary_killed_under_load_loses_no_acknowledged_allocation(sentinel_wor
                 i += 1
                 name, port = f"ha{i}", 20000 + i
                 started = time.monotonic()
-                _until_ok(client.create_sandbox, name, request_id=uuid.uuid4().hex)
+                # A retry across the failover whose first attempt made the
+                # sandbox but could not record it done: then it exists.
+                with contextlib.suppress(AlreadyExistsError):
+                    _until_ok(client.create_sandbox, name, request_id=uuid.uuid4().hex)
                 ep = _until_ok(
                     client.connect,
                     "ha",
