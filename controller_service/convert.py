@@ -45,11 +45,13 @@ def timestamp(seconds: float) -> Timestamp:
     return ts
 
 
-def scope_to(scope: m.Scope | None) -> int:
-    return _SCOPE_TO.get(scope, types_pb2.SCOPE_UNSPECIFIED) if scope else 0
+def scope_to(scope: m.Scope | None) -> types_pb2.Scope.ValueType:
+    return (
+        _SCOPE_TO.get(scope, types_pb2.SCOPE_UNSPECIFIED) if scope else types_pb2.SCOPE_UNSPECIFIED
+    )
 
 
-def scope_from(value: int) -> m.Scope:
+def scope_from(value: types_pb2.Scope.ValueType) -> m.Scope:
     if value not in _SCOPE_FROM:
         raise InvalidArgument(
             f"invalid scope {value}: expected SCOPE_LOCAL or SCOPE_GLOBAL", reason="INVALID_SCOPE"
@@ -57,7 +59,7 @@ def scope_from(value: int) -> m.Scope:
     return _SCOPE_FROM[value]
 
 
-def protocol_from(value: int) -> str:
+def protocol_from(value: types_pb2.Protocol.ValueType) -> str:
     if value == types_pb2.PROTOCOL_UNSPECIFIED:
         return "tcp"  # Docker's default protocol
     if value not in _PROTO_FROM:

@@ -34,7 +34,7 @@ _PROTOCOL_ENUM = {v: k for k, v in _PROTOCOLS.items()}
 _SCOPES = {SCOPE_LOCAL: tpb.SCOPE_LOCAL, SCOPE_GLOBAL: tpb.SCOPE_GLOBAL}
 
 
-def _protocol(value: int, what: str) -> str:
+def _protocol(value: tpb.Protocol.ValueType, what: str) -> str:
     try:
         return _PROTOCOLS[value]
     except KeyError:

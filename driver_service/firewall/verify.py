@@ -50,7 +50,10 @@ def canonical(key: tuple[str, str], elems: list[Any]) -> frozenset[Any]:
         nets: list[IPNetwork] = []
         for e in elems:
             nets.extend(_interval(e))
-        return frozenset(ipaddress.collapse_addresses(nets)) if nets else frozenset()
+        # collapse_addresses takes one family at a time.
+        v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+        v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+        return frozenset([*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)])
     if key in _BRIDGE_NET_SETS:
         return frozenset((e["concat"][0], net) for e in elems for net in _interval(e["concat"][1]))
     return frozenset(json.dumps(e, sort_keys=True) for e in elems)
