@@ -410,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    """The sub-command's parser (its usage line), else the top one."""
+    parser_of_command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+    return parser_of_command
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -421,12 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             output.check(form)
         except output.TemplateError as exc:
             # Before anything is sent: a usage error of the command (exit 2).
-            getattr(args, "command_parser", parser).error(f"template: {exc}")
+            _command_parser(args, parser).error(f"template: {exc}")
     try:
         return args.func(ctx, args) or 0
     except commands.UsageError as exc:
         # argparse's own format: usage line, then the reason; exits 2.
-        getattr(args, "command_parser", parser).error(str(exc))
+        _command_parser(args, parser).error(str(exc))
     except ClientError as exc:
         commands.error_line(exc.message)
         return exit_code(exc)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 import grpc
@@ -234,7 +234,7 @@ class Client:
         ids: Iterable[str] = (),
         drivers: Iterable[str] = (),
         labels: Iterable[str] = (),
-        scopes: Iterable[str | int] = (),
+        scopes: Iterable[str | types_pb2.Scope.ValueType] = (),
         types: Iterable[str] = (),
         dangling: bool | None = None,
         page_size: int = 0,
@@ -405,7 +405,7 @@ class Client:
         timeout: float | None = None,
         resume: bool = True,
         markers: bool = False,
-    ) -> Iterator[events_pb2.Event]:
+    ) -> Generator[events_pb2.Event, None, None]:
         """Events after revision `since` (0: only new ones; `since_time`, Unix
         seconds: retained ones from that time on), in order, until closed.
 

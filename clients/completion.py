@@ -10,6 +10,7 @@ reads CNM_CONTROLLER); when it cannot be reached nothing is offered.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 
 import shtab
@@ -26,7 +27,7 @@ _LIST = {
 FORMATS = ("table", "json")
 
 
-def _cmd(prog: str, kind: str) -> dict[str, str]:
+def _cmd(prog: str, kind: str) -> shtab.CompleteType:
     return shtab.cmd(f"{prog} {_LIST[kind]} 2>/dev/null")
 
 
@@ -47,5 +48,5 @@ def script(parser: argparse.ArgumentParser, shell: str) -> str:
 
 
 SHELLS: dict[str, Callable[[argparse.ArgumentParser], str]] = {
-    shell: (lambda parser, shell=shell: script(parser, shell)) for shell in ("bash", "zsh", "fish")
+    shell: functools.partial(script, shell=shell) for shell in ("bash", "zsh", "fish")
 }

@@ -72,11 +72,11 @@ def age(ts: timestamp_pb2.Timestamp, now: float | None = None) -> str:
     return "Less than a second ago" if n < 1 else f"{n} second{'s' if n != 1 else ''} ago"
 
 
-def scope_name(scope: int) -> str:
+def scope_name(scope: types_pb2.Scope.ValueType) -> str:
     return {types_pb2.SCOPE_LOCAL: "local", types_pb2.SCOPE_GLOBAL: "global"}.get(scope, "")
 
 
-def protocol_name(proto: int) -> str:
+def protocol_name(proto: types_pb2.Protocol.ValueType) -> str:
     return {
         types_pb2.PROTOCOL_TCP: "tcp",
         types_pb2.PROTOCOL_UDP: "udp",

@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from driver_service import osl
 from driver_service.constants import ALIAS_ENDPOINT, ALIAS_NETWORK, ALIAS_PREFIX
@@ -82,11 +83,11 @@ def known_sandbox_netns(store: Store, prefix: str, *, exclude_host: str = "") ->
     host knows it.
     """
     client = store.client
-    hosts = set(client.smembers(store.key("hosts")))
+    hosts = cast("set[str]", client.smembers(store.key("hosts")))  # decoded replies
     hosts |= {k.split(":")[-2] for k in client.scan_iter(store.key("driver", "*", "sandboxes"))}
     names = set()
     for host in hosts - {exclude_host}:
-        for sid in client.smembers(store.key("driver", host, "sandboxes")):
+        for sid in cast("set[str]", client.smembers(store.key("driver", host, "sandboxes"))):
             names.add(f"{prefix}{sid[:SHORT_ID]}")
     return names
 

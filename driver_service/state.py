@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from driver_service.models import (
     EndpointRecord,
@@ -78,7 +78,7 @@ class State:
 
     def _load_kind(self, kind: str, parse: Callable[[Any], R]) -> dict[str, R]:
         client = self.store.client
-        ids = sorted(client.smembers(self.key(_KINDS[kind])))
+        ids = sorted(cast("set[str]", client.smembers(self.key(_KINDS[kind]))))  # decoded replies
         if not ids:
             return {}
         raws = client.mget([self.key(kind, i) for i in ids])

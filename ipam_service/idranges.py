@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -65,7 +66,7 @@ class IdRanges:
         return RedisBitSequence(self.store.raw, f"{base}:bits", owners_key=f"{base}:owners")
 
     def _bounds(self, name: str) -> RangeBounds:
-        meta = self.store.client.hgetall(self._meta_key(name))
+        meta = cast("dict[str, str]", self.store.client.hgetall(self._meta_key(name)))
         if not meta:
             raise NotFound(f"no such id range {name!r}", reason="RANGE_NOT_FOUND")
         return RangeBounds(name, int(meta["start"]), int(meta["end"]), meta["gen"])
@@ -83,7 +84,7 @@ class IdRanges:
         meta_key = self._meta_key(name)
 
         def create(pipe: redis.client.Pipeline) -> None:
-            meta = pipe.hgetall(meta_key)
+            meta = cast("dict[str, str]", pipe.hgetall(meta_key))  # decoded replies
             if meta:
                 if (int(meta["start"]), int(meta["end"])) != (start, end):
                     raise AlreadyExists(
@@ -160,7 +161,7 @@ class IdRanges:
         meta_key = self._meta_key(name)
 
         def delete(pipe: redis.client.Pipeline) -> None:
-            gen = pipe.hget(meta_key, "gen")
+            gen = cast("str | None", pipe.hget(meta_key, "gen"))  # decoded replies
             pipe.multi()
             if gen is not None:
                 pipe.delete(meta_key, f"{meta_key}:{gen}:bits", f"{meta_key}:{gen}:owners")

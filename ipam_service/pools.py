@@ -26,9 +26,10 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT
 
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
 from services.paging import decode_token, encode_token, page_size
@@ -78,8 +79,11 @@ class Pools:
         return self.store.key("ipam", "pool", f"{{{pid}}}")
 
     def bits(self, pid: PoolId) -> RedisBitSequence:
-        meta = self.meta_key(pid)
-        return RedisBitSequence(self.store.raw, f"{meta}:bits", owners_key=f"{meta}:owners")
+        bits_key = f"{self.meta_key(pid)}:bits"
+        return RedisBitSequence(self.store.raw, bits_key, owners_key=self.owners_key(pid))
+
+    def owners_key(self, pid: PoolId) -> str:
+        return f"{self.meta_key(pid)}:owners"
 
     def request_key(self, request_id: str) -> str:
         return self.store.key("ipam", "req", request_id)
@@ -94,10 +98,10 @@ class Pools:
 
         def reserve(pipe: redis.client.Pipeline) -> PoolGrant:
             if req_key is not None:
-                prior = pipe.get(req_key)
+                prior = cast("str | None", pipe.get(req_key))  # decoded replies
                 if prior is not None:
                     return self._replay(req, prior)
-            taken = [parse_pool_id(p) for p in pipe.zrange(space_key, 0, -1)]
+            taken = [parse_pool_id(p) for p in cast("list[str]", pipe.zrange(space_key, 0, -1))]
             subnet = req.subnet
             if subnet is not None:
                 clash = find_overlap(subnet, [p.subnet for p in taken])
@@ -153,7 +157,7 @@ class Pools:
         seq = BitSequence(pid.size, serial=True)
         for ordinal in pid.reserved:
             seq.set(ordinal)
-        aux_owners: dict[str, str] = {}
+        aux_owners: dict[EncodableT, EncodableT] = {}
         data: dict[str, str] = {}
         for name, address in req.aux:
             ordinal = pid.ordinal_of(address)
@@ -185,7 +189,7 @@ class Pools:
         meta = self.meta_key(pid)
 
         def drop(pipe: redis.client.Pipeline) -> None:
-            request_id = pipe.hget(meta, "request_id")
+            request_id = cast("str | None", pipe.hget(meta, "request_id"))  # decoded replies
             if request_id is None:
                 raise NotFound(f"no such pool {pool_id!r}", reason="POOL_NOT_FOUND")
             pipe.multi()
@@ -201,7 +205,7 @@ class Pools:
 
     def get_pool(self, pool_id: str) -> PoolInfo:
         pid = parse_pool_id(pool_id)
-        owner = self.store.client.hget(self.meta_key(pid), "owner")
+        owner = cast("str | None", self.store.client.hget(self.meta_key(pid), "owner"))
         if owner is None:
             raise NotFound(f"no such pool {pool_id!r}", reason="POOL_NOT_FOUND")
         return self._usage(pid, owner)
@@ -233,7 +237,9 @@ class Pools:
             if token_space != (space or _ALL_SPACES):
                 raise InvalidArgument(f"invalid page_token {token!r}: made for another listing")
             start = "(" + last
-        ids = self.store.client.zrangebylex(key, start, "+", start=0, num=limit + 1)
+        ids = cast(
+            "list[str]", self.store.client.zrangebylex(key, start, "+", start=0, num=limit + 1)
+        )
         page, more = ids[:limit], len(ids) > limit
         with self.store.client.pipeline(transaction=False) as pipe:
             for pool_id in page:
@@ -298,10 +304,10 @@ class Pools:
         limit = page_size(size, 1000, 10000)
         start = 0
         if token:
-            token_pool, ordinal = decode_token(token, 2)
-            if token_pool != str(pid) or not ordinal.isdigit():
+            token_pool, after = decode_token(token, 2)
+            if token_pool != str(pid) or not after.isdigit():
                 raise InvalidArgument(f"invalid page_token {token!r}: made for another listing")
-            start = int(ordinal)
+            start = int(after)
         bits = self.bits(pid)
         try:
             seq = bits.load()
@@ -317,7 +323,7 @@ class Pools:
                 break
         page, more = ordinals[:limit], len(ordinals) > limit
         owners: list[Any] = (
-            self.store.client.hmget(bits.owners_key, [str(o) for o in page]) if page else []
+            self.store.client.hmget(self.owners_key(pid), [str(o) for o in page]) if page else []
         )
         allocations = [
             Allocation(pid.address_of(o), owner or "")

@@ -39,7 +39,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -224,7 +224,7 @@ class RemotePools:
         request_id: str,
     ) -> RemotePool:
         try:
-            net = ipaddress.ip_network(resp.get("Pool"))
+            net = ipaddress.ip_network(resp.get("Pool", ""))
         except (TypeError, ValueError):
             raise bad_response(
                 driver, "RequestPool", f"Pool {resp.get('Pool')!r} is not a CIDR"
@@ -297,7 +297,7 @@ class RemotePools:
         the pool, as libnetwork releases a network's IPAM data. NotFound when
         cnm holds no such pool; the plugin's refusal is logged."""
         rec = self._get(pool_id)
-        for address in sorted(self.store.client.hkeys(self.addrs_key(pool_id))):
+        for address in sorted(cast("list[str]", self.store.client.hkeys(self.addrs_key(pool_id)))):
             self.release_address(pool_id, address)
         try:
             self.plugins.call_for_pool(rec.driver, "ReleasePool", {"PoolID": rec.plugin_pool_id})
@@ -327,7 +327,9 @@ class RemotePools:
             token_space, last = decode_token(token[len(_TOKEN) :], 2)
             if token_space != (space or "*"):
                 raise InvalidArgument(f"invalid page_token {token!r}: made for another listing")
-        ids = sorted(i for i in self.store.client.hkeys(self.pools_key) if i > last)
+        ids = sorted(
+            i for i in cast("list[str]", self.store.client.hkeys(self.pools_key)) if i > last
+        )
         out: list[RemotePoolInfo] = []
         for pool_id in ids:
             try:

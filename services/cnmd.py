@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="cnmd", description="Run Redis + cnm-ipam + cnm-controller + cnm-driver + cnm-dns."
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # same class as the subparsers it is a parent of
     common.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common.add_argument("--run-dir", metavar="DIR", help="sockets and pid file (/run/cnm)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")

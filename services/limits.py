@@ -106,8 +106,9 @@ def _walk(message: Message, prefix: str) -> int:
     maps = 0
     for field, value in message.ListFields():
         path = prefix + field.name
-        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
-            maps += _check_map(path, value, field.message_type)
+        entry = field.message_type  # None unless the field is a message
+        if entry is not None and entry.GetOptions().map_entry:
+            maps += _check_map(path, value, entry)
             continue
         repeated = field.is_repeated
         if repeated:

@@ -28,7 +28,7 @@ try:  # a venv made before prometheus-client became a dependency still runs (met
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError:  # pragma: no cover - setup.sh installs it
-    prom = None
+    prom = None  # type: ignore[assignment]  # the optional-import idiom: every use checks `prom is None`
 
 # Sub-millisecond buckets: a cnm RPC or a netlink step takes 0.1-50 ms.
 _BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)

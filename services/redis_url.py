@@ -129,7 +129,9 @@ def make_client(url: str, redis_class: type[redis.Redis] = redis.Redis, **kw: An
     if not url.startswith("redis+sentinel://"):
         return redis_class.from_url(url, **kw)
     target = parse_sentinel(url)
-    timeouts = {k: kw[k] for k in ("socket_timeout", "socket_connect_timeout") if k in kw}
+    timeouts: dict[str, Any] = {
+        k: kw[k] for k in ("socket_timeout", "socket_connect_timeout") if k in kw
+    }
     sentinel = redis.sentinel.Sentinel(
         list(target.sentinels),
         sentinel_kwargs={**timeouts, "password": target.sentinel_password},

@@ -8,14 +8,19 @@ so a controller calling a driver service can re-raise what the driver meant.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
+import google.rpc.code_pb2 as code_pb2
+import google.rpc.error_details_pb2 as error_details_pb2
+import google.rpc.status_pb2 as status_pb2
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from grpc_status import rpc_status
 
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from services import errors, limits
+
+_M = TypeVar("_M", bound=Message)
 
 _CLASSES: dict[str, type[errors.CnmError]] = {
     cls.code: cls
@@ -64,7 +69,7 @@ def to_status(err: errors.CnmError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def _detail(exc: grpc.RpcError, cls: type) -> Any:
+def _detail(exc: grpc.RpcError, cls: type[_M]) -> _M | None:
     try:
         status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     except (ValueError, AttributeError):

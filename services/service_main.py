@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from services import metrics
-from services.config import ConfigError, load
+from services.config import CommonConfig, ConfigError, load
 from services.logsetup import setup_logging
 from services.server import Server, ServiceSpec, TlsFiles
 from services.store import Store
 
-T = TypeVar("T")
+T = TypeVar("T", bound=CommonConfig)
 log = logging.getLogger(__name__)
 
 
@@ -68,24 +68,20 @@ def run(
     args = parser.parse_args(argv)
     try:
         cfg = load(schema, section=section, file=args.config, flags=flags_of(args))
-        if not cfg.listen:  # type: ignore[attr-defined]
+        if not cfg.listen:
             raise ConfigError("no listen address: give --listen ADDR")
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    setup_logging(prog, cfg.log_level, cfg.log_format)  # type: ignore[attr-defined]
-    store = Store(cfg.redis_url, cfg.redis_prefix)  # type: ignore[attr-defined]
+    setup_logging(prog, cfg.log_level, cfg.log_format)
+    store = Store(cfg.redis_url, cfg.redis_prefix)
     try:
         specs = build(cfg, store)
-        tls = (
-            TlsFiles(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)  # type: ignore[attr-defined]
-            if cfg.tls_cert
-            else None
-        )  # type: ignore[attr-defined]
-        if cfg.metrics_listen:  # type: ignore[attr-defined]
+        tls = TlsFiles(cfg.tls_cert, cfg.tls_key, cfg.tls_ca) if cfg.tls_cert else None
+        if cfg.metrics_listen:
             tls_files = (tls.cert, tls.key, tls.ca) if tls else None
-            metrics.serve(cfg.metrics_listen, tls_files)  # type: ignore[attr-defined]
-        server = Server(specs, cfg.listen, tls=tls)  # type: ignore[attr-defined]
+            metrics.serve(cfg.metrics_listen, tls_files)
+        server = Server(specs, cfg.listen, tls=tls)
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

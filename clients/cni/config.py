@@ -231,8 +231,9 @@ def port_mappings(items: object) -> tuple[PortMapping, ...]:
     for item in items:
         if not isinstance(item, dict):
             raise _bad(key, item, "each mapping is an object")
-        ports = [item.get("hostPort"), item.get("containerPort")]
-        if not all(type(p) is int and 1 <= p <= 65535 for p in ports):
+        given = (item.get("hostPort"), item.get("containerPort"))
+        ports = [p for p in given if type(p) is int and 1 <= p <= 65535]
+        if len(ports) != 2:
             raise _bad(key, item, "hostPort and containerPort are numbers 1-65535")
         protocol = item.get("protocol", "tcp")
         if not isinstance(protocol, str) or protocol.lower() not in PROTOCOLS:

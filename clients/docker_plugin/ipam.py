@@ -146,7 +146,8 @@ class IpamDriver:
         ep = self.cnm.create_endpoint(
             net.id,
             name=f"{RESERVATION_PREFIX}{uuid.uuid4().hex[:16]}",
-            **({"ipv6_address": address} if v6 else {"ipv4_address": address}),
+            ipv4_address="" if v6 else address,
+            ipv6_address=address if v6 else "",
         )
         got = ep.ipv6_address if v6 else ep.ipv4_address
         if not got:

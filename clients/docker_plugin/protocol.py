@@ -123,7 +123,7 @@ def _port(value: Any, what: str) -> int:
     return value
 
 
-def _proto(value: Any) -> int:
+def _proto(value: Any) -> types_pb2.Protocol.ValueType:
     if value not in _PROTO_TO_PB:
         raise PluginError(f"Proto: unsupported protocol {value!r}")
     return _PROTO_TO_PB[value]

@@ -143,7 +143,8 @@ def serve(socket_path: str, table: Mapping[str, Handler]) -> _UnixHTTPServer:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         path.unlink()
-    server = _UnixHTTPServer(str(path), make_handler(table))
+    # typeshed types server_address as (host, port); an AF_UNIX server takes a path.
+    server = _UnixHTTPServer(str(path), make_handler(table))  # type: ignore[arg-type]
     os.chmod(path, 0o600)
     return server
 

@@ -112,7 +112,7 @@ def open_netns(ref: NetnsRef) -> Iterator[int | None]:
     The namespace never gets created here (unlike pyroute2's default O_CREAT).
     """
     path = netns_path(ref)
-    if path is None:
+    if ref is None or path is None:  # both or neither
         yield None
         return
     try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from driver_service import osl
 from driver_service.models import PortBinding
@@ -71,7 +71,7 @@ def _binding(d: Mapping[str, Any]) -> PortBinding:
     )
 
 
-def _bindings(raw: str | None) -> tuple[PortBinding, ...]:
+def _bindings(raw: bytes | str | None) -> tuple[PortBinding, ...]:
     if not raw:
         return ()
     data = json.loads(raw)
@@ -230,7 +230,7 @@ class PortAllocator:
         return counts
 
     def owners(self) -> list[str]:
-        return sorted(self.store.client.hkeys(self.keys[1]))
+        return sorted(cast("list[str]", self.store.client.hkeys(self.keys[1])))  # decoded replies
 
     def reconcile(self, keep: Mapping[str, Sequence[PortBinding]]) -> list[str]:
         """After a restart: release every owner not in `keep`, and make each owner in

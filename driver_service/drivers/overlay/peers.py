@@ -31,6 +31,9 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import cast
+
+from redis.typing import EncodableT
 
 from services import liveness
 from services.store import Store
@@ -134,7 +137,7 @@ class PeerTable:
         """Live hosts other than `me` with the network built whose entries are older than `rev`."""
         seen = {
             h: liveness.as_float(r)
-            for h, r in self.store.client.hgetall(self.seen_key(network_id)).items()
+            for h, r in self._hgetall(self.seen_key(network_id)).items()
             if h != me
         }
         late = [h for h, r in seen.items() if r < rev]
@@ -146,7 +149,7 @@ class PeerTable:
     def announce(self, network_id: str, peers: Iterable[Peer]) -> None:
         """Add (or refresh) entries without touching any other (re-announcing
         this host's peers after the store lost them)."""
-        mine = {p.endpoint_id: p.to_json() for p in peers}
+        mine: dict[EncodableT, EncodableT] = {p.endpoint_id: p.to_json() for p in peers}
         if not mine:
             return
         pipe = self.store.client.pipeline(transaction=True)
@@ -170,7 +173,8 @@ class PeerTable:
         pipe = self.store.client.pipeline(transaction=True)
         pipe.delete(self.vnis_key(host))
         if vnis:
-            pipe.hset(self.vnis_key(host), mapping={str(v): n for v, n in vnis.items()})
+            records: dict[EncodableT, EncodableT] = {str(v): n for v, n in vnis.items()}
+            pipe.hset(self.vnis_key(host), mapping=records)
         pipe.execute()
 
     def remove(self, network_id: str, endpoint_ids: Iterable[str]) -> None:
@@ -192,7 +196,10 @@ class PeerTable:
         return int(rev or 0), self._parse(network_id, entries)
 
     def peers(self, network_id: str) -> list[Peer]:
-        return self._parse(network_id, self.store.client.hgetall(self.key(network_id)))
+        return self._parse(network_id, self._hgetall(self.key(network_id)))
+
+    def _hgetall(self, key: str) -> dict[str, str]:
+        return cast("dict[str, str]", self.store.client.hgetall(key))  # decoded replies
 
     def _parse(self, network_id: str, entries: Mapping[str, str]) -> list[Peer]:
         out = []

@@ -258,7 +258,7 @@ def join_reply(plugin: str, response: Mapping[str, Any]) -> JoinReply:
         if not isinstance(raw, Mapping):
             raise bad_response(plugin, "Join", "a StaticRoutes entry is not an object")
         try:
-            dest = ipaddress.ip_network(raw.get("Destination"), strict=False)
+            dest = ipaddress.ip_network(raw.get("Destination", ""), strict=False)
         except (TypeError, ValueError):
             raise bad_response(
                 plugin, "Join", f"route destination {raw.get('Destination')!r} is not a CIDR"
