@@ -141,7 +141,7 @@ class Context:
         kind = kind_of(obj)
 
         def fn(tx: Tx) -> R:
-            current = tx._get(kind, obj.id)
+            current = tx.record(kind, obj.id)
             if current is None:
                 raise NotFound(f"{describe(obj)} no longer exists")
             if current.state != obj.state or current.owner != obj.owner:
@@ -165,7 +165,7 @@ class Context:
         kind = kind_of(obj)
 
         def fn(tx: Tx) -> None:
-            current = tx._get(kind, obj.id)
+            current = tx.record(kind, obj.id)
             if current is None or current.owner != self.instance:
                 return
             tx.begin()

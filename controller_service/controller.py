@@ -1,8 +1,7 @@
-"""The controller: the one domain object the servicer calls.
-
-Composes networks, endpoints, joins, sandboxes, hosts, events, GC and the
-reconciler over one Context, and makes creates idempotent per request_id
-(`req:<id>` -> the object the first request made).
+"""The controller: composes networks, endpoints, joins, sandboxes, hosts,
+events, GC and the reconciler over one Context (the servicer calls those
+modules directly), and makes creates idempotent per request_id (the store's
+request claims: request_id -> the object the first request made).
 """
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
-from controller_service import listing, pools
+from controller_service import listing
 from controller_service.config import ControllerConfig
 from controller_service.context import Context
 from controller_service.drivers_client import DriverClients
@@ -25,26 +24,21 @@ from controller_service.hosts import Hosts
 from controller_service.ipam_client import IpamClient
 from controller_service.joins import Joins
 from controller_service.models import (
-    DriverInfo,
     Endpoint,
     EndpointSpec,
     EndpointState,
-    Event,
     GcResult,
-    Host,
     Network,
-    NetworkFilter,
     NetworkSpec,
     Page,
     PoolUsage,
     Sandbox,
     SandboxSpec,
     State,
-    SubnetStatus,
 )
 from controller_service.networks import Networks
 from controller_service.reconciler import Reconciler
-from controller_service.repository import Repository
+from controller_service.redis_repository import RedisRepository
 from controller_service.sandboxes import Sandboxes
 from services.errors import InvalidArgument, NotFound, Unavailable
 from services.ids import new_id
@@ -57,19 +51,25 @@ T = TypeVar("T", Network, Endpoint, Sandbox)
 _DEDUP_POLL = 0.05
 
 
+def redis_context(cfg: ControllerConfig, store: Store, instance: str | None = None) -> Context:
+    """What runs: the Redis store, gRPC clients of IPAM and the driver services."""
+    tls = cfg.client_tls()
+    repo = RedisRepository(store, cfg.events_retained)
+    return Context(
+        cfg=cfg,
+        repo=repo,
+        hosts=Hosts(repo, cfg.host_ttl),
+        drivers=DriverClients(cfg.driver_timeout, **tls),
+        ipam=IpamClient(cfg.ipam, cfg.driver_timeout, **tls),
+        instance=instance or new_id()[:16],
+    )
+
+
 class Controller:
-    def __init__(self, cfg: ControllerConfig, store: Store, instance: str | None = None) -> None:
-        tls = cfg.client_tls()
-        self.cfg = cfg
-        self.events = EventLog(store, cfg.events_retained)
-        self.ctx = Context(
-            cfg=cfg,
-            repo=Repository(store, self.events),
-            hosts=Hosts(store, cfg.host_ttl),
-            drivers=DriverClients(cfg.driver_timeout, **tls),
-            ipam=IpamClient(cfg.ipam, cfg.driver_timeout, **tls),
-            instance=instance or new_id()[:16],
-        )
+    def __init__(self, ctx: Context) -> None:
+        self.cfg = ctx.cfg
+        self.ctx = ctx
+        self.events = EventLog(ctx.repo)
         self.networks = Networks(self.ctx)
         self.endpoints = Endpoints(self.ctx, self.networks)
         self.joins = Joins(self.ctx, self.networks, self.endpoints)
@@ -178,7 +178,7 @@ class Controller:
                 return obj
             time.sleep(_DEDUP_POLL)
 
-    # ------------------------------------------------------------------ networks
+    # ------------------------------------------------------------------ creates, once per request_id
 
     def create_network(self, spec: NetworkSpec, request_id: str = "") -> Network:
         return self._once(
@@ -188,23 +188,6 @@ class Controller:
             self.ctx.repo.network,
         )
 
-    def get_network(self, text: str) -> tuple[Network, list[SubnetStatus], set[str]]:
-        return self.networks.get(text)
-
-    def list_networks(self, flt: NetworkFilter, page_size: int, token: str) -> Page[Network]:
-        return self.networks.list(flt, page_size, token)
-
-    def network_endpoint_ids(self, net: Network) -> set[str]:
-        return self.networks.endpoint_ids(net)
-
-    def delete_network(self, text: str) -> None:
-        self.networks.delete(text)
-
-    def prune_networks(self, labels: tuple[str, ...] = (), until: float | None = None) -> list[str]:
-        return self.networks.prune(labels, until)
-
-    # ------------------------------------------------------------------ endpoints
-
     def create_endpoint(self, network: str, spec: EndpointSpec, request_id: str = "") -> Endpoint:
         return self._once(
             request_id,
@@ -213,19 +196,6 @@ class Controller:
             self.ctx.repo.endpoint,
         )
 
-    def get_endpoint(self, text: str) -> Endpoint:
-        return self.endpoints.get(text)
-
-    def list_endpoints(
-        self, network: str, sandbox: str, page_size: int, token: str
-    ) -> Page[Endpoint]:
-        return self.endpoints.list(network, sandbox, page_size, token)
-
-    def delete_endpoint(self, text: str) -> None:
-        self.endpoints.delete(text)
-
-    # ------------------------------------------------------------------ sandboxes
-
     def create_sandbox(self, spec: SandboxSpec, request_id: str = "") -> Sandbox:
         return self._once(
             request_id,
@@ -233,26 +203,6 @@ class Controller:
             lambda i: self.sandboxes.create(spec, i),
             self.ctx.repo.sandbox,
         )
-
-    def get_sandbox(self, text: str) -> tuple[Sandbox, list[Endpoint]]:
-        return self.sandboxes.get(text)
-
-    def sandbox_endpoints(self, sb: Sandbox) -> list[Endpoint]:
-        return self.sandboxes.joined_endpoints(sb)
-
-    def list_sandboxes(self, host: str, page_size: int, token: str) -> Page[Sandbox]:
-        return self.sandboxes.list(host, page_size, token)
-
-    def delete_sandbox(self, text: str) -> None:
-        self.sandboxes.delete(text)
-
-    # ------------------------------------------------------------------ join / leave
-
-    def join(self, endpoint: str, sandbox: str, options: dict[str, str]) -> Endpoint:
-        return self.joins.join(endpoint, sandbox, options)
-
-    def leave(self, endpoint: str, sandbox: str) -> Endpoint:
-        return self.joins.leave(endpoint, sandbox)
 
     def connect(
         self, network: str, sandbox: str, spec: EndpointSpec, request_id: str = ""
@@ -264,37 +214,11 @@ class Controller:
             self.ctx.repo.endpoint,
         )
 
-    def disconnect(self, network: str, sandbox: str) -> None:
-        self.joins.disconnect(network, sandbox)
-
-    # ------------------------------------------------------------------ hosts, drivers, pools
-
-    def list_hosts(self, page_size: int, token: str) -> Page[Host]:
-        return listing.paginate(self.ctx.hosts.all(), lambda h: h.id, page_size, token)
-
-    def get_host(self, host_id: str) -> Host:
-        return self.ctx.hosts.get(host_id)
-
-    def list_drivers(self, page_size: int, token: str) -> Page[DriverInfo]:
-        return listing.paginate(self.ctx.hosts.drivers(), lambda d: d.name, page_size, token)
+    # ------------------------------------------------------------------ what no module owns
 
     def list_pools(self, page_size: int, token: str) -> Page[PoolUsage]:
         usage, next_token = self.ctx.ipam.list_pools(listing.page_size(page_size), token)
         return Page(items=tuple(usage), next_token=next_token)
-
-    def release_pool(self, pool: str, address_space: str) -> str:
-        return pools.release_pool(self.ctx, pool, address_space)
-
-    # ------------------------------------------------------------------ events, gc
-
-    def watch(
-        self, since_revision: int, active: Callable[[], bool], since_time: float | None = None
-    ) -> Iterator[Event]:
-        return self.events.follow(since_revision, active, since_time)
-
-    def revision(self) -> int:
-        """The last committed event revision (what list responses report)."""
-        return self.events.last_revision()
 
     def garbage_collect(self, valid_sandbox_ids: list[str]) -> GcResult:
         return garbage_collect(self.ctx, self.sandboxes, valid_sandbox_ids)

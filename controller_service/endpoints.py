@@ -60,6 +60,16 @@ def joined_fields(result: Any) -> dict[str, Any]:
     return fields
 
 
+def check_sandbox_still(tx: Tx, ep: Endpoint) -> None:
+    """The endpoint's sandbox still exists and is ready: one deleted while we
+    joined it fails the join, and the rollback leaves."""
+    if ep.sandbox_id:
+        sb = tx.sandbox(ep.sandbox_id)
+        if sb is None:
+            raise NotFound(f"sandbox {ep.sandbox_id[:12]} was deleted meanwhile")
+        rules.check_sandbox_ready(sb)
+
+
 def _pool_of(pools: tuple[PoolAllocation, ...], address: str) -> PoolAllocation | None:
     addr = ipaddress.ip_address(address.split("/")[0])
     for pool in pools:
@@ -153,7 +163,7 @@ class Endpoints:
             ep = ctx.transition(
                 ep,
                 lambda tx, new: self._created_events(tx, new),
-                check=lambda tx, cur: self._check_sandbox_still(tx, cur, net),
+                check=check_sandbox_still,
                 **changes,
                 **ctx.settled(),
             )
@@ -180,8 +190,6 @@ class Endpoints:
                 )
 
     def _write_intent(self, ep: Endpoint, net: Network, sandbox: Sandbox | None) -> Endpoint:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> Endpoint:
             current = tx.network(net.id)
             if current is None:
@@ -189,7 +197,7 @@ class Endpoints:
             # The network record is watched (tx.network): a concurrent delete
             # changes it, and that delete watches the endpoint set we add to.
             rules.check_network_ready(current)
-            if tx.name_taken(keys.endpoint_name(net.id, ep.name)):
+            if tx.endpoint_id_by_name(net.id, ep.name):
                 raise AlreadyExists(
                     f"endpoint name {ep.name!r} is already taken on network {net.name!r}",
                     reason="ENDPOINT_NAME_TAKEN",
@@ -199,23 +207,15 @@ class Endpoints:
                 if sb is None:
                     raise NotFound(f"no such sandbox {sandbox.name!r}", reason="SANDBOX_NOT_FOUND")
                 rules.check_sandbox_ready(sb)
-                rules.check_not_on_network(current, sb, tx.hash(keys.sandbox_endpoints(sb.id)))
+                rules.check_not_on_network(current, sb, tx.sandbox_endpoints(sb.id))
             tx.begin()
             tx.put(ep)
-            tx.pipe.sadd(keys.network_endpoints(net.id), ep.id)
+            tx.add_network_endpoint(net.id, ep.id)
             if sandbox is not None:
-                tx.pipe.hset(keys.sandbox_endpoints(sandbox.id), net.id, ep.id)
+                tx.attach(sandbox.id, net.id, ep.id)
             return ep
 
         return self.ctx.repo.tx(fn)
-
-    def _check_sandbox_still(self, tx: Tx, ep: Endpoint, net: Network) -> None:
-        # A sandbox deleted while we joined it: fail, and the rollback leaves.
-        if ep.sandbox_id:
-            sb = tx.sandbox(ep.sandbox_id)
-            if sb is None:
-                raise NotFound(f"sandbox {ep.sandbox_id[:12]} was deleted meanwhile")
-            rules.check_sandbox_ready(sb)
 
     def _created_events(self, tx: Tx, ep: Endpoint) -> None:
         tx.event(EventType.ENDPOINT_CREATED, ep.id, ep.name, event_attrs(ep))
@@ -348,19 +348,19 @@ class Endpoints:
                     ipam.release_address(pool.pool_id, addr)
 
     def _forget(self, ep: Endpoint, *, events: bool) -> None:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> None:
             current = tx.endpoint(ep.id)
             if current is None:
                 return
-            sb_key = keys.sandbox_endpoints(current.sandbox_id) if current.sandbox_id else ""
-            joined_here = bool(sb_key) and tx.hash(sb_key).get(current.network_id) == ep.id
+            sb_id = current.sandbox_id
+            joined_here = (
+                bool(sb_id) and tx.sandbox_endpoints(sb_id).get(current.network_id) == ep.id
+            )
             tx.begin()
             tx.remove(current)
-            tx.pipe.srem(keys.network_endpoints(current.network_id), ep.id)
+            tx.remove_network_endpoint(current.network_id, ep.id)
             if joined_here:
-                tx.pipe.hdel(sb_key, current.network_id)
+                tx.detach(sb_id, current.network_id)
             if events:
                 if current.sandbox_id:
                     tx.event(EventType.ENDPOINT_LEFT, ep.id, ep.name, event_attrs(current))

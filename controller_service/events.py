@@ -1,25 +1,24 @@
-"""Events: one Redis stream whose entry ids are the revisions.
+"""Events: their types, and the Watch stream over the store's event log.
 
-A Lua script increments the revision counter and appends the entry with id
-`<revision>-0` in one step, so revisions are strictly increasing across every
-controller replica, and the stream order is the revision order. The script is
-queued inside the same MULTI as the state change it reports, so an event
-exists exactly when its change was committed. Readers resume with XREAD after
-`<revision>-0`: nothing retained is skipped.
+Each event's revision is strictly increasing across every controller replica
+and an event is committed with the change it reports (the store's contract:
+repository.Tx.event); readers resume after a revision and skip nothing
+retained.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller_service.models import Event
 from services.errors import OutOfRange
-from services.store import Store
+
+if TYPE_CHECKING:
+    from controller_service.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -39,46 +38,15 @@ class EventType(enum.StrEnum):
     WATCH_STARTED = "watch_started"
 
 
-_APPEND = """
-local rev = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], rev .. '-0',
-  'type', ARGV[2], 'id', ARGV[3], 'name', ARGV[4], 'time', ARGV[5], 'attrs', ARGV[6])
-return rev
-"""
-
-# How long one XREAD blocks; bounds how late a Watch notices its caller left.
+# How long one read blocks; bounds how late a Watch notices its caller left.
 _BLOCK_MS = 500
 
 
 class EventLog:
-    def __init__(self, store: Store, retained: int = 100_000) -> None:
-        self.store = store
-        self.stream = store.key("events")
-        self.counter = store.key("events", "rev")
-        self.retained = retained
-        self._append = store.script(_APPEND)
+    """Events as the Watch RPC serves them, over the store's event stream."""
 
-    def append(
-        self,
-        pipe: Any,
-        type_: EventType,
-        obj_id: str,
-        name: str = "",
-        attributes: Mapping[str, str] | None = None,
-    ) -> None:
-        """Queues the event on `pipe` (a pipeline in MULTI, or a plain client)."""
-        self._append(
-            keys=[self.stream, self.counter],
-            args=[
-                self.retained,
-                type_.value,
-                obj_id,
-                name,
-                repr(time.time()),
-                json.dumps(dict(attributes or {}), sort_keys=True),
-            ],
-            client=pipe,
-        )
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
 
     def emit(
         self,
@@ -88,39 +56,31 @@ class EventLog:
         attributes: Mapping[str, str] | None = None,
     ) -> None:
         """Appends an event on its own (for facts not tied to a record change)."""
-        self.append(self.store.client, type_, obj_id, name, attributes)
+        self.repo.emit(type_, obj_id, name, attributes)
 
     def last_revision(self) -> int:
-        return int(self.store.client.get(self.counter) or 0)
+        return self.repo.last_revision()
 
     def read(self, after: int, count: int = 256, block_ms: int | None = None) -> list[Event]:
         """Events with revision > `after`, oldest first (waiting up to `block_ms`)."""
-        kw: dict[str, Any] = {"count": count}
-        if block_ms is not None:
-            kw["block"] = block_ms
-        reply = self.store.client.xread({self.stream: f"{after}-0"}, **kw)
-        events: list[Event] = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                events.append(_event(entry_id, fields))
-        return events
+        return self.repo.read_events(after, count, block_ms)
 
     def oldest_revision(self, head: int) -> int:
         """The oldest retained revision (head + 1 when none is retained)."""
-        first = self.store.client.xrange(self.stream, count=1)
-        return int(first[0][0].split("-", 1)[0]) if first else head + 1
+        first = self.repo.read_events(0, count=1)
+        return first[0].revision if first else head + 1
 
     def _first_after_time(self, since_time: float, head: int) -> int:
         """The revision after which events are at or later than `since_time`."""
-        start = "-"
+        after = 0
         while True:
-            batch = self.store.client.xrange(self.stream, min=start, count=512)
-            for entry_id, fields in batch:
-                if float(fields.get("time", "0") or 0) >= since_time:
-                    return int(entry_id.split("-", 1)[0]) - 1
+            batch = self.repo.read_events(after, count=512)
+            for event in batch:
+                if event.time >= since_time:
+                    return event.revision - 1
             if len(batch) < 512:
                 return head
-            start = "(" + batch[-1][0]
+            after = batch[-1].revision
 
     def follow(self, since: int, active: Any, since_time: float | None = None) -> Iterator[Event]:
         """A WATCH_STARTED marker, then events after `since` (0: only those
@@ -155,18 +115,3 @@ class EventLog:
             for event in self.read(last, block_ms=_BLOCK_MS):
                 last = event.revision
                 yield event
-
-
-def _event(entry_id: str, fields: Mapping[str, str]) -> Event:
-    try:
-        attrs = json.loads(fields.get("attrs", "{}"))
-    except ValueError:
-        attrs = {}
-    return Event(
-        revision=int(entry_id.split("-", 1)[0]),
-        type=fields.get("type", ""),
-        time=float(fields.get("time", "0") or 0),
-        id=fields.get("id", ""),
-        name=fields.get("name", ""),
-        attributes={str(k): str(v) for k, v in attrs.items()},
-    )

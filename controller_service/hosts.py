@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from controller_service.models import DriverCap, DriverInfo, Host, HostState, Scope
+from controller_service import listing
+from controller_service.models import DriverCap, DriverInfo, Host, HostState, Page, Scope
 from services import liveness
 from services.errors import FailedPrecondition, NotFound, Unavailable
-from services.store import Store
+
+if TYPE_CHECKING:
+    from controller_service.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +102,14 @@ def aggregate_drivers(hosts: Sequence[Host]) -> list[DriverInfo]:
 
 
 class Hosts:
-    def __init__(self, store: Store, default_ttl: float) -> None:
-        self.store = store
+    def __init__(self, repo: Repository, default_ttl: float) -> None:
+        self.repo = repo
         self.default_ttl = default_ttl
-
-    def _key(self, host_id: str) -> str:
-        return self.store.key("host", host_id)
 
     def _read(self) -> tuple[list[Host], liveness.StoreClock]:
         """Every registered host, judged together on Redis' clock (a host's
         liveness after a Redis restart depends on the others' heartbeats)."""
-        ids = sorted(self.store.client.smembers(self.store.key("hosts")))
-        pipe = self.store.client.pipeline(transaction=False)
-        liveness.queue_clock(pipe, self.store)
-        for host_id in ids:
-            pipe.hgetall(self._key(host_id))
-        replies = pipe.execute()
-        clock = liveness.read_clock(replies[: liveness.CLOCK_REPLIES])
-        rows = replies[liveness.CLOCK_REPLIES :]
-        found = {host_id: fields for host_id, fields in zip(ids, rows, strict=True) if fields}
+        found, clock = self.repo.host_records()
         beats = {h: heartbeat_of(f, self.default_ttl) for h, f in found.items()}
         live = liveness.judge(beats, clock)
         hosts = [parse_host(h, f, self.default_ttl, live[h]) for h, f in found.items()]
@@ -154,13 +147,7 @@ class Hosts:
     def lost_sandboxes(self, host_ids: Sequence[str]) -> set[str]:
         """Sandboxes whose hosts found their network namespace gone (driver
         service start after a reboot): `host:<id>:lost_sandboxes`."""
-        ids = sorted(set(host_ids))
-        if not ids:
-            return set()
-        pipe = self.store.client.pipeline(transaction=False)
-        for host_id in ids:
-            pipe.smembers(self.store.key("host", host_id, "lost_sandboxes"))
-        return set().union(*pipe.execute())
+        return self.repo.lost_sandboxes(host_ids)
 
     def choose(self, requested: str, driver: str = "") -> Host:
         """`requested` (which must be ready), else the only ready host (offering
@@ -210,6 +197,12 @@ class Hosts:
 
     def drivers(self) -> list[DriverInfo]:
         return aggregate_drivers(self.all())
+
+    def list(self, page_size: int, token: str) -> Page[Host]:
+        return listing.paginate(self.all(), lambda h: h.id, page_size, token)
+
+    def list_drivers(self, page_size: int, token: str) -> Page[DriverInfo]:
+        return listing.paginate(self.drivers(), lambda d: d.name, page_size, token)
 
     def driver_scope(self, name: str) -> Scope:
         """The negotiated scope of driver `name` (from the hosts' capabilities)."""

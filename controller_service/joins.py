@@ -7,7 +7,12 @@ import logging
 
 from controller_service import builtin, rules
 from controller_service.context import Context, describe
-from controller_service.endpoints import Endpoints, event_attrs, joined_fields
+from controller_service.endpoints import (
+    Endpoints,
+    check_sandbox_still,
+    event_attrs,
+    joined_fields,
+)
 from controller_service.events import EventType
 from controller_service.models import Endpoint, EndpointSpec, EndpointState, Network
 from controller_service.networks import Networks
@@ -40,7 +45,6 @@ class Joins:
         if ep.state is EndpointState.JOINED and ep.sandbox_id == sb.id:
             return ep
         net = self._network_of(ep)
-        keys = ctx.repo.keys
         on = ctx.repo.sandbox_endpoints(sb.id)
         rules.check_join(net, ep, sb, on)
         builtin.check_exclusive(net, ctx.repo.networks(on))
@@ -53,11 +57,11 @@ class Joins:
             fresh = tx.sandbox(sb.id)
             if fresh is None:
                 raise NotFound(f"no such sandbox {sandbox!r}", reason="SANDBOX_NOT_FOUND")
-            rules.check_join(net, current, fresh, tx.hash(keys.sandbox_endpoints(sb.id)))
+            rules.check_join(net, current, fresh, tx.sandbox_endpoints(sb.id))
 
         ep = ctx.transition(
             ep,
-            lambda tx, new: tx.pipe.hset(keys.sandbox_endpoints(sb.id), net.id, ep.id),
+            lambda tx, new: tx.attach(sb.id, net.id, ep.id),
             check=check,
             state=EndpointState.JOINING,
             sandbox_id=sb.id,
@@ -81,7 +85,7 @@ class Joins:
                 lambda tx, new: tx.event(
                     EventType.ENDPOINT_JOINED, new.id, new.name, event_attrs(new)
                 ),
-                check=lambda tx, cur: self.endpoints._check_sandbox_still(tx, cur, net),
+                check=check_sandbox_still,
                 state=EndpointState.JOINED,
                 **joined_fields(result),
                 **ctx.settled(),
@@ -152,16 +156,16 @@ class Joins:
         self._back_to_ready(ep, host=ep.host, event=True)
 
     def _back_to_ready(self, ep: Endpoint, *, host: str, event: bool) -> Endpoint:
-        sb_key = self.ctx.repo.keys.sandbox_endpoints(ep.sandbox_id)
+        sb_id = ep.sandbox_id
         ours: list[bool] = []
 
         def check(tx: Tx, current: Endpoint) -> None:
             # Only our own entry goes: the sandbox may have another endpoint there by now.
-            ours[:] = [tx.hash(sb_key).get(ep.network_id) == ep.id]
+            ours[:] = [tx.sandbox_endpoints(sb_id).get(ep.network_id) == ep.id]
 
         def extra(tx: Tx, new: Endpoint) -> None:
             if ours and ours[0]:
-                tx.pipe.hdel(sb_key, ep.network_id)
+                tx.detach(sb_id, ep.network_id)
             if event:
                 tx.event(EventType.ENDPOINT_LEFT, ep.id, ep.name, event_attrs(ep))
 

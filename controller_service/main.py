@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from cnm.controller.v1 import controller_pb2_grpc
 from controller_service import overlay
 from controller_service.config import ControllerConfig
-from controller_service.controller import Controller
+from controller_service.controller import Controller, redis_context
 from controller_service.servicer import ControllerServicer
 from services import metrics
 from services.address import parse_address
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overlay.parse_range(cfg.overlay_vni_range)
         except ValueError as e:
             raise ConfigError(f"overlay_vni_range: {e}") from None
-        controller = Controller(cfg, store)
+        controller = Controller(redis_context(cfg, store))
         if cfg.builtin_networks:
             # In the background, retried: Redis may be down right now (a restart
             # of the controller must not fail on it).

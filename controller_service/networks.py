@@ -49,9 +49,7 @@ def _event_attrs(net: Network) -> dict[str, str]:
 class Networks:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.vnis = overlay.Vnis(
-            ctx.ipam, ctx.cfg.overlay_vni_range, overlay.host_vni_user(ctx.repo.store)
-        )
+        self.vnis = overlay.Vnis(ctx.ipam, ctx.cfg.overlay_vni_range, ctx.repo.network_using_vni)
 
     # ------------------------------------------------------------------ create
 
@@ -134,10 +132,8 @@ class Networks:
         return net
 
     def _write_intent(self, net: Network) -> Network:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> Network:
-            taken = tx.name_taken(keys.network_name(net.name))
+            taken = tx.network_id_by_name(net.name)
             if taken:
                 raise AlreadyExists(
                     f"network name {net.name!r} is already taken (by {taken})",
@@ -145,7 +141,7 @@ class Networks:
                 )
             if net.config_from:
                 # Watched: a concurrent delete of the config network retries this.
-                source_id = tx.name_taken(keys.network_name(net.config_from))
+                source_id = tx.network_id_by_name(net.config_from)
                 source = tx.network(source_id) if source_id else None
                 config_networks.usable_source(source, net.config_from)
             tx.begin()
@@ -157,14 +153,13 @@ class Networks:
     def ensure_builtin(self) -> None:
         """The `host` and `none` networks, made once (a replica racing us, or a
         network of that name made before they were turned on, is left alone)."""
-        keys = self.ctx.repo.keys
         for name in builtin.BUILTIN_NETWORKS:
             if self.ctx.repo.network_id_by_name(name):
                 continue
             net = builtin.record(name, new_id(), self.ctx.now())
 
             def fn(tx: Tx, net: Network = net) -> bool:
-                if tx.name_taken(keys.network_name(net.name)):
+                if tx.network_id_by_name(net.name):
                     return False
                 tx.begin()
                 tx.put(net)
@@ -183,7 +178,7 @@ class Networks:
         net = config_networks.record(spec, net_id, self.ctx.now())
 
         def fn(tx: Tx) -> Network:
-            taken = tx.name_taken(self.ctx.repo.keys.network_name(net.name))
+            taken = tx.network_id_by_name(net.name)
             if taken:
                 raise AlreadyExists(
                     f"network name {net.name!r} is already taken (by {taken})",
@@ -315,11 +310,10 @@ class Networks:
             current = tx.network(net.id)
             if current is None or current.state is State.CREATING:
                 raise FailedPrecondition(f"{describe(net)} changed concurrently; retry")
-            self._check_no_endpoints(current, tx.members(ctx.repo.keys.network_endpoints(net.id)))
+            self._check_no_endpoints(current, tx.network_endpoint_ids(net.id))
             if current.config_only:
                 # Watched first: a network created meanwhile (the index changes) retries this.
-                tx.watch(ctx.repo.keys.index("net"))
-                config_networks.check_unused(current, ctx.repo.all_networks())
+                config_networks.check_unused(current, tx.all_networks())
             new = dataclasses.replace(current, state=State.DELETING, **ctx.intent())
             tx.begin()
             tx.put(new)
@@ -379,15 +373,13 @@ class Networks:
         self.finish_delete(net, thorough=True)
 
     def _remove(self, net: Network, *, event: bool) -> None:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> None:
             current = tx.network(net.id)
             if current is None:
                 return
             tx.begin()
             tx.remove(current)
-            tx.pipe.delete(keys.network_endpoints(net.id), keys.network_hosts(net.id))
+            tx.drop_network_indexes(net.id)
             if event:
                 tx.event(EventType.NETWORK_DELETED, net.id, net.name, _event_attrs(net))
 
@@ -420,10 +412,9 @@ class Networks:
         """Global scope: the driver creates the network on `host` before its
         first endpoint there (idempotent on the driver side)."""
         ctx = self.ctx
-        key = ctx.repo.keys.network_hosts(net.id)
-        if ctx.repo.c.hget(key, host) == "ready":
+        if ctx.repo.network_ready_on(net.id, host):
             return
         # Recorded before the call, so a delete after a crash reaches this host too.
-        ctx.repo.c.hsetnx(key, host, "pending")
+        ctx.repo.mark_network_host(net.id, host, ready=False)
         ctx.driver(host).create_network(net, ctx.address_space(net.scope))
-        ctx.repo.c.hset(key, host, "ready")
+        ctx.repo.mark_network_host(net.id, host, ready=True)

@@ -36,7 +36,6 @@ from collections.abc import Callable, Mapping
 
 from controller_service.ipam_client import IpamClient
 from services.errors import AlreadyExists, Exhausted, InvalidArgument, NotFound
-from services.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +114,6 @@ def recorded_vni(options: Mapping[str, str]) -> int | None:
         return int(options[VXLANID_LIST])
     except (KeyError, ValueError):
         return None
-
-
-def host_vni_user(store: Store) -> Callable[[int], str | None]:
-    """vni -> the id of the network some registered host uses it for (its
-    driver's `overlay:host:<host>:vnis` record), or None."""
-
-    def user(vni: int) -> str | None:
-        hosts = sorted(store.client.smembers(store.key("hosts")))
-        if not hosts:
-            return None
-        pipe = store.client.pipeline(transaction=False)
-        for host in hosts:
-            pipe.hget(store.key("overlay", "host", host, "vnis"), str(vni))
-        return next((n for n in pipe.execute() if n), None)
-
-    return user
 
 
 class Vnis:

@@ -35,18 +35,6 @@ from services.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 # An intent older than this is taken over even if its owner still looks alive
 # (an owner that lost Redis mid-operation could not hand it over).
 _ABANDONED_AFTER = 120.0
@@ -69,13 +57,6 @@ class Reconciler:
         self.endpoints = endpoints
         self.joins = joins
         self.sandboxes = sandboxes
-        store = ctx.repo.store
-        self.instance_key = store.key("controller", "instance", ctx.instance)
-        self.lease_key = store.key("controller", "reconciler")
-        self.host_state_key = store.key("controller", "hoststate")
-        self._instance_prefix = store.key("controller", "instance", "")
-        self._renew = store.script(_RENEW)
-        self._release = store.script(_RELEASE)
         self._stop = threading.Event()
         self._loops = [
             Periodic("liveness", self.heartbeat, max(0.1, ctx.cfg.instance_ttl / 4)),
@@ -103,13 +84,13 @@ class Reconciler:
         try:
             # Handing the lease on at once lets a replica take over without
             # waiting for it to expire.
-            self._release(keys=[self.lease_key], args=[self.ctx.instance])
+            self.ctx.repo.release_lease(self.ctx.instance)
         except CnmError as e:
             log.debug("could not release the reconciler lease: %s", e)
 
     def heartbeat(self) -> None:
-        ttl_ms = int(self.ctx.cfg.instance_ttl * 1000)
-        self.ctx.repo.c.set(self.instance_key, f"{socket.gethostname()}:{os.getpid()}", px=ttl_ms)
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        self.ctx.repo.mark_alive(self.ctx.instance, me, self.ctx.cfg.instance_ttl)
 
     def pass_once(self) -> None:
         if self.acquire_lease():
@@ -119,18 +100,18 @@ class Reconciler:
     # ------------------------------------------------------------------ lease
 
     def acquire_lease(self) -> bool:
-        ttl_ms = int(max(3 * self.ctx.cfg.reconcile_interval, self.ctx.cfg.instance_ttl) * 1000)
-        return bool(self._renew(keys=[self.lease_key], args=[self.ctx.instance, ttl_ms]))
+        ttl = max(3 * self.ctx.cfg.reconcile_interval, self.ctx.cfg.instance_ttl)
+        return self.ctx.repo.acquire_lease(self.ctx.instance, ttl)
 
     def holds_lease(self) -> bool:
-        return self.ctx.repo.c.get(self.lease_key) == self.ctx.instance
+        return self.ctx.repo.lease_holder() == self.ctx.instance
 
     def owner_alive(self, owner: str) -> bool:
         if not owner:
             return False
         if owner == self.ctx.instance:
             return True
-        return bool(self.ctx.repo.c.exists(self._instance_prefix + owner))
+        return self.ctx.repo.is_alive(owner)
 
     # ------------------------------------------------------------------ intents
 
@@ -147,7 +128,7 @@ class Reconciler:
                 continue
             record = self.ctx.repo.record(kind, obj_id)
             if record is None or not in_transition(record):
-                self.ctx.repo.c.zrem(self.ctx.repo.keys.intents, member)
+                self.ctx.repo.drop_intent(kind, obj_id)
                 self.ctx.repo.inflight.forget(member)
                 continue
             stale = self.ctx.now() - record.op_since > _ABANDONED_AFTER
@@ -197,21 +178,16 @@ class Reconciler:
 
     def track_hosts(self) -> None:
         """HOST_UP / HOST_DOWN when a host's state differs from the last one seen."""
-        client = self.ctx.repo.c
-        known = client.hgetall(self.host_state_key)
+        known = self.ctx.repo.host_states()
         for host in self.ctx.hosts.all():
             state = host.state.value
             if known.get(host.id) == state:
                 continue
             up = host.state is HostState.READY
-            pipe = client.pipeline(transaction=True)
-            pipe.hset(self.host_state_key, host.id, state)
-            self.ctx.repo.events.append(
-                pipe,
+            self.ctx.repo.record_host_state(
+                host.id,
+                state,
                 EventType.HOST_UP if up else EventType.HOST_DOWN,
-                host.id,
-                host.id,
                 {"address": host.address, "state": state},
             )
-            pipe.execute()
             log.info("host %s is %s", host.id, state)

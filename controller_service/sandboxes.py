@@ -86,10 +86,8 @@ class Sandboxes:
         return sb
 
     def _write_intent(self, sb: Sandbox) -> Sandbox:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> Sandbox:
-            taken = tx.name_taken(keys.sandbox_name(sb.name))
+            taken = tx.sandbox_id_by_name(sb.name)
             if taken:
                 raise AlreadyExists(
                     f"sandbox name {sb.name!r} is already taken (by {taken})",
@@ -208,15 +206,13 @@ class Sandboxes:
             time.sleep(_SETTLE_POLL)
 
     def _remove(self, sb: Sandbox, *, event: bool) -> None:
-        keys = self.ctx.repo.keys
-
         def fn(tx: Tx) -> None:
             current = tx.sandbox(sb.id)
             if current is None:
                 return
             tx.begin()
             tx.remove(current)
-            tx.pipe.delete(keys.sandbox_endpoints(sb.id))
+            tx.drop_sandbox_endpoints(sb.id)
             if event:
                 tx.event(EventType.SANDBOX_DELETED, sb.id, sb.name, _attrs(sb))
 

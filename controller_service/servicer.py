@@ -12,7 +12,7 @@ import grpc
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
-from controller_service import convert, deadline, messages
+from controller_service import convert, deadline, messages, pools
 from controller_service.controller import Controller
 from services.errors import CnmError
 
@@ -48,21 +48,21 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     @_within_deadline
     def GetNetwork(self, request: pb.GetNetworkRequest, context: Any) -> pb.Network:
-        net, subnets, endpoint_ids = self.c.get_network(request.id_or_name)
+        net, subnets, endpoint_ids = self.c.networks.get(request.id_or_name)
         return convert.network_to(net, subnets=subnets, endpoint_ids=endpoint_ids)
 
     @_within_deadline
     def ListNetworks(
         self, request: pb.ListNetworksRequest, context: Any
     ) -> pb.ListNetworksResponse:
-        revision = self.c.revision()
-        page = self.c.list_networks(
+        revision = self.c.events.last_revision()
+        page = self.c.networks.list(
             convert.filter_from(request.filter), request.page_size, request.page_token
         )
         return pb.ListNetworksResponse(
             revision=revision,
             networks=[
-                convert.network_to(n, endpoint_ids=self.c.network_endpoint_ids(n))
+                convert.network_to(n, endpoint_ids=self.c.networks.endpoint_ids(n))
                 for n in page.items
             ],
             next_page_token=page.next_token,
@@ -72,7 +72,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def DeleteNetwork(
         self, request: pb.DeleteNetworkRequest, context: Any
     ) -> pb.DeleteNetworkResponse:
-        self.c.delete_network(request.id_or_name)
+        self.c.networks.delete(request.id_or_name)
         return pb.DeleteNetworkResponse()
 
     @_within_deadline
@@ -80,7 +80,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         self, request: pb.PruneNetworksRequest, context: Any
     ) -> pb.PruneNetworksResponse:
         until = request.until.ToNanoseconds() / 1e9 if request.HasField("until") else None
-        deleted = self.c.prune_networks(tuple(request.labels), until)
+        deleted = self.c.networks.prune(tuple(request.labels), until)
         return pb.PruneNetworksResponse(deleted_ids=deleted)
 
     # ------------------------------------------------------------------ endpoints
@@ -94,14 +94,14 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     @_within_deadline
     def GetEndpoint(self, request: pb.GetEndpointRequest, context: Any) -> pb.Endpoint:
-        return convert.endpoint_to(self.c.get_endpoint(request.id))
+        return convert.endpoint_to(self.c.endpoints.get(request.id))
 
     @_within_deadline
     def ListEndpoints(
         self, request: pb.ListEndpointsRequest, context: Any
     ) -> pb.ListEndpointsResponse:
-        revision = self.c.revision()
-        page = self.c.list_endpoints(
+        revision = self.c.events.last_revision()
+        page = self.c.endpoints.list(
             request.network, request.sandbox, request.page_size, request.page_token
         )
         return pb.ListEndpointsResponse(
@@ -114,7 +114,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def DeleteEndpoint(
         self, request: pb.DeleteEndpointRequest, context: Any
     ) -> pb.DeleteEndpointResponse:
-        self.c.delete_endpoint(request.id)
+        self.c.endpoints.delete(request.id)
         return pb.DeleteEndpointResponse()
 
     # ------------------------------------------------------------------ sandboxes
@@ -126,18 +126,20 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     @_within_deadline
     def GetSandbox(self, request: pb.GetSandboxRequest, context: Any) -> pb.Sandbox:
-        sb, endpoints = self.c.get_sandbox(request.id_or_name)
+        sb, endpoints = self.c.sandboxes.get(request.id_or_name)
         return convert.sandbox_to(sb, endpoints)
 
     @_within_deadline
     def ListSandboxes(
         self, request: pb.ListSandboxesRequest, context: Any
     ) -> pb.ListSandboxesResponse:
-        revision = self.c.revision()
-        page = self.c.list_sandboxes(request.host, request.page_size, request.page_token)
+        revision = self.c.events.last_revision()
+        page = self.c.sandboxes.list(request.host, request.page_size, request.page_token)
         return pb.ListSandboxesResponse(
             revision=revision,
-            sandboxes=[convert.sandbox_to(s, self.c.sandbox_endpoints(s)) for s in page.items],
+            sandboxes=[
+                convert.sandbox_to(s, self.c.sandboxes.joined_endpoints(s)) for s in page.items
+            ],
             next_page_token=page.next_token,
         )
 
@@ -145,19 +147,19 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def DeleteSandbox(
         self, request: pb.DeleteSandboxRequest, context: Any
     ) -> pb.DeleteSandboxResponse:
-        self.c.delete_sandbox(request.id_or_name)
+        self.c.sandboxes.delete(request.id_or_name)
         return pb.DeleteSandboxResponse()
 
     # ------------------------------------------------------------------ join / leave
 
     @_within_deadline
     def Join(self, request: pb.JoinRequest, context: Any) -> pb.Endpoint:
-        ep = self.c.join(request.endpoint_id, request.sandbox, dict(request.options))
+        ep = self.c.joins.join(request.endpoint_id, request.sandbox, dict(request.options))
         return convert.endpoint_to(ep)
 
     @_within_deadline
     def Leave(self, request: pb.LeaveRequest, context: Any) -> pb.Endpoint:
-        return convert.endpoint_to(self.c.leave(request.endpoint_id, request.sandbox))
+        return convert.endpoint_to(self.c.joins.leave(request.endpoint_id, request.sandbox))
 
     @_within_deadline
     def Connect(self, request: pb.ConnectRequest, context: Any) -> pb.Endpoint:
@@ -171,25 +173,25 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     @_within_deadline
     def Disconnect(self, request: pb.DisconnectRequest, context: Any) -> pb.DisconnectResponse:
-        self.c.disconnect(request.network, request.sandbox)
+        self.c.joins.disconnect(request.network, request.sandbox)
         return pb.DisconnectResponse()
 
     # ------------------------------------------------------------------ hosts, drivers, pools
 
     @_within_deadline
     def ListHosts(self, request: pb.ListHostsRequest, context: Any) -> pb.ListHostsResponse:
-        page = self.c.list_hosts(request.page_size, request.page_token)
+        page = self.c.ctx.hosts.list(request.page_size, request.page_token)
         return pb.ListHostsResponse(
             hosts=[convert.host_to(h) for h in page.items], next_page_token=page.next_token
         )
 
     @_within_deadline
     def GetHost(self, request: pb.GetHostRequest, context: Any) -> pb.Host:
-        return convert.host_to(self.c.get_host(request.id))
+        return convert.host_to(self.c.ctx.hosts.get(request.id))
 
     @_within_deadline
     def ListDrivers(self, request: pb.ListDriversRequest, context: Any) -> pb.ListDriversResponse:
-        page = self.c.list_drivers(request.page_size, request.page_token)
+        page = self.c.ctx.hosts.list_drivers(request.page_size, request.page_token)
         return pb.ListDriversResponse(
             drivers=[convert.driver_info_to(d) for d in page.items],
             next_page_token=page.next_token,
@@ -205,7 +207,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     @_within_deadline
     def ReleasePool(self, request: pb.ReleasePoolRequest, context: Any) -> pb.ReleasePoolResponse:
         return pb.ReleasePoolResponse(
-            pool_id=self.c.release_pool(request.pool, request.address_space)
+            pool_id=pools.release_pool(self.c.ctx, request.pool, request.address_space)
         )
 
     # ------------------------------------------------------------------ events, gc
@@ -214,7 +216,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         since_time = (
             request.since_time.ToNanoseconds() / 1e9 if request.HasField("since_time") else None
         )
-        for event in self.c.watch(request.since_revision, context.is_active, since_time):
+        for event in self.c.events.follow(request.since_revision, context.is_active, since_time):
             yield convert.event_to(event)
 
     @_within_deadline

@@ -1,6 +1,6 @@
 """Reading the controller's records from Redis, reduced to what the resolver needs.
 
-The controller's keys and JSON (controller_service.repository / models) are
+The controller's keys and JSON (controller_service.redis_repository / models) are
 the contract; this module only reads them: `net:<id>`, `ep:<id>`, `sb:<id>`,
 their `<kind>:index` sets, and the event revision counter. Only endpoints in
 state JOINED answer to names; only READY sandboxes have a namespace to serve.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from controller_service.models import Endpoint, EndpointState, Network, Sandbox, State, from_json
-from controller_service.repository import Keys
+from controller_service.redis_repository import Keys
 from dns_service.table import Ep, Net, Sb
 from services.store import Store
 

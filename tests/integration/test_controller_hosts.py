@@ -17,6 +17,7 @@ from controller_env import T, World, remove_run_dir, snapshot, wait_for
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from controller_service.hosts import Hosts
+from controller_service.redis_repository import RedisRepository
 from harness import stack
 from services.errors import FailedPrecondition, Unavailable
 from services.store import Store
@@ -159,7 +160,7 @@ def test_no_ready_host_is_unavailable_only_while_one_is_restarting(
     store = Store(redis_url)
     try:
         with pytest.raises(expected) as err:
-            Hosts(store, default_ttl=1.0).choose("", driver)
+            Hosts(RedisRepository(store), default_ttl=1.0).choose("", driver)
         if expected is Unavailable:
             assert err.value.reason == "HOST_UNREACHABLE" and "retry" in str(err.value)
         else:

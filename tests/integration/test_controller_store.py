@@ -15,6 +15,7 @@ from controller_service.config import ControllerConfig
 from controller_service.context import Context
 from controller_service.events import EventLog, EventType
 from controller_service.models import Network, Scope, State
+from controller_service.redis_repository import RedisRepository
 from controller_service.repository import Repository, Tx
 from services.errors import Aborted, AlreadyExists
 from services.store import Store
@@ -29,7 +30,7 @@ def store(redis_url):
 
 def _claim_name(repo: Repository, net: Network) -> bool:
     def fn(tx: Tx) -> None:
-        if tx.name_taken(repo.keys.network_name(net.name)):
+        if tx.network_id_by_name(net.name):
             raise AlreadyExists(net.name)
         tx.begin()
         tx.put(net)
@@ -42,7 +43,7 @@ def _claim_name(repo: Repository, net: Network) -> bool:
 
 
 def test_sixteen_writers_claiming_one_name_exactly_one_wins(store):
-    repo = Repository(store, EventLog(store))
+    repo = RedisRepository(store)
     nets = [
         Network(id=f"{i:064x}", name="same", driver="bridge", scope=Scope.LOCAL) for i in range(16)
     ]
@@ -61,7 +62,7 @@ def test_sixteen_writers_claiming_one_name_exactly_one_wins(store):
 
 
 def test_transition_refuses_a_record_that_moved_on(store):
-    repo = Repository(store, EventLog(store))
+    repo = RedisRepository(store)
     ctx = Context(
         cfg=ControllerConfig(), repo=repo, hosts=None, drivers=None, ipam=None, instance="me"
     )
@@ -78,7 +79,7 @@ def test_transition_refuses_a_record_that_moved_on(store):
 
 
 def test_event_revisions_strictly_increase_across_concurrent_appenders(store):
-    logs = [EventLog(store) for _ in range(4)]
+    logs = [EventLog(RedisRepository(store)) for _ in range(4)]
 
     def append(i: int) -> None:
         logs[i % 4].emit(EventType.NETWORK_CREATED, f"{i:064x}", f"n{i}", {"i": str(i)})
@@ -101,7 +102,7 @@ def test_event_revisions_strictly_increase_across_concurrent_appenders(store):
 
 
 def test_follow_from_zero_sees_only_new_events_and_stops_when_inactive(store):
-    log = EventLog(store)
+    log = EventLog(RedisRepository(store))
     log.emit(EventType.SANDBOX_CREATED, "old")
     active = threading.Event()
     active.set()
@@ -135,7 +136,7 @@ def test_one_reconciler_lease_among_replicas(store):
     from controller_service.reconciler import Reconciler
 
     def reconciler(instance: str) -> Reconciler:
-        repo = Repository(store, EventLog(store))
+        repo = RedisRepository(store)
         cfg = dataclasses.replace(ControllerConfig(), reconcile_interval=0.2, instance_ttl=1.0)
         ctx = Context(cfg=cfg, repo=repo, hosts=None, drivers=None, ipam=None, instance=instance)
         return Reconciler(ctx, None, None, None, None)
@@ -155,7 +156,8 @@ def test_a_script_in_a_transaction_is_one_round_trip_and_survives_a_script_flush
     Redis lost its script cache, e.g. after a restart."""
     from prometheus_client import REGISTRY
 
-    events = EventLog(store)
+    repo = RedisRepository(store)
+    events = EventLog(repo)
     store.client.script_flush()
     key = store.key("test", "script-tx")
 
@@ -165,7 +167,7 @@ def test_a_script_in_a_transaction_is_one_round_trip_and_survives_a_script_flush
     def write(pipe) -> None:
         pipe.multi()
         pipe.set(key, "written")
-        events.append(pipe, EventType.NETWORK_CREATED, "n1", "n1")
+        repo.append_event(pipe, EventType.NETWORK_CREATED, "n1", "n1")
 
     before_rev, before = events.last_revision(), round_trips()
     store.transaction(write)
