@@ -229,6 +229,23 @@ def _sandbox_parsers(top: argparse._SubParsersAction) -> None:
     )
     complete_with(p.add_argument("--host", default="", help="host to create it on"), "host")
     p.add_argument("--netns", default="", metavar="PATH", help="bring your own namespace")
+    complete_with(
+        p.add_argument(
+            "--network",
+            default="",
+            metavar="NETWORK",
+            help="connect it to this network; `host` makes it use the host's network namespace",
+        ),
+        "network",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]",
+        help="with --network: publish a port on the host (docker's -p syntax)",
+    )
     p.add_argument("--container-id", default="", help="the runtime's container id")
     p.add_argument(
         "--label", action="append", default=[], metavar="KEY=VALUE", help="metadata label"

@@ -311,6 +311,7 @@ class Client:
         labels: Mapping[str, str] | None = None,
         request_id: str = "",
         runtime_moves_interfaces: bool = False,
+        host_network: bool = False,
     ) -> pb.Sandbox:
         hosts = [
             h if isinstance(h, ExtraHost) else ExtraHost(hostname=h[0], address=h[1])
@@ -330,6 +331,7 @@ class Client:
             labels=dict(labels or {}),
             request_id=request_id or new_request_id(),
             runtime_moves_interfaces=runtime_moves_interfaces,
+            host_network=host_network,
         )
         return self._call("CreateSandbox", request)
 

@@ -85,6 +85,12 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def _warn(message: str) -> None:
+    """Docker's `WARNING: ...` on stderr: the command goes on."""
+    sys.stderr.write(f"WARNING: {message}\n")
+    sys.stderr.flush()
+
+
 def _usage(fn: Callable[[], T]) -> T:
     try:
         return fn()
@@ -260,6 +266,8 @@ def network_connect(ctx: Context, args: argparse.Namespace) -> int:
         return ports, ip4, ip6
 
     ports, ip4, ip6 = _usage(parse)
+    if ports and ctx.client.get_network(args.network).driver == "host":
+        _warn("Published ports are discarded when using host network mode")
     ctx.client.connect(
         args.network,
         args.sandbox,
@@ -288,13 +296,22 @@ def network_disconnect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def sandbox_create(ctx: Context, args: argparse.Namespace) -> int:
-    def parse() -> tuple[list, dict, list]:
+    def parse() -> tuple[list, dict, list, list]:
         hosts = [extra_host(h) for h in args.add_host]
         labels = dict(key_value(v, what="label", value_required=False) for v in args.label)
         dns = [ip_address(d) for d in args.dns]
-        return hosts, labels, dns
+        if args.publish and not args.network:
+            raise ValueError("--publish needs --network")
+        ports = [m for spec in args.publish for m in _port_spec(spec)]
+        return hosts, labels, dns, ports
 
-    hosts, labels, dns = _usage(parse)
+    hosts, labels, dns, ports = _usage(parse)
+    # `docker run --network NAME`: host networking is decided here, at creation.
+    network = ctx.client.get_network(args.network) if args.network else None
+    host_network = network is not None and network.driver == "host"
+    if host_network and ports:
+        _warn("Published ports are discarded when using host network mode")
+        ports = []
     sb = ctx.client.create_sandbox(
         args.name,
         container_id=args.container_id,
@@ -307,7 +324,14 @@ def sandbox_create(ctx: Context, args: argparse.Namespace) -> int:
         extra_hosts=hosts,
         external_key=args.netns,
         labels=labels,
+        host_network=host_network,
     )
+    if network is not None:
+        try:
+            ctx.client.connect(network.id, sb.id, port_bindings=ports)
+        except BaseException:
+            ctx.client.delete_sandbox(sb.id)  # as if never created
+            raise
     out(sb.id)
     return 0
 

@@ -298,6 +298,8 @@ def sandbox_inspect(sb: pb.Sandbox) -> dict[str, Any]:
         "Created": timestamp(sb.created),
         "Key": sb.key,
         "External": sb.external,
+        # As Docker's HostConfig.NetworkMode: "host" when Key is the host's namespace.
+        "NetworkMode": "host" if sb.host_network else "default",
         # Its host found its network namespace gone (a reboot): delete it.
         "Lost": sb.lost,
         "HostsPath": sb.hosts_path,

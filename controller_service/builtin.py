@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controller_service.models import Network, NetworkSpec, Scope, State
+from controller_service.models import Network, NetworkSpec, Sandbox, Scope, State
 from services.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 # name -> driver
@@ -79,6 +79,14 @@ def check_delete(net: Network) -> None:
             f"{net.name} is a pre-defined network and cannot be removed",
             reason="BUILTIN_NETWORK",
         )
+
+
+def check_host_mode(net: Network, sb: Sandbox) -> None:
+    """Only a host-networked sandbox (the host's own namespace) joins the host
+    network, and it joins nothing else: Docker decides `--network host` when
+    the container is made, never by connecting it."""
+    if sb.host_network != (net.driver == "host" and not net.config_only):
+        raise FailedPrecondition(_EXCLUSIVE["host"], reason="EXCLUSIVE_NETWORK")
 
 
 def check_exclusive(net: Network, others: Iterable[Network]) -> None:

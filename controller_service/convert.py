@@ -283,6 +283,7 @@ def sandbox_spec_from(req: pb.CreateSandboxRequest) -> m.SandboxSpec:
         external_key=req.external_key,
         labels=dict(req.labels),
         runtime_moves_interfaces=req.runtime_moves_interfaces,
+        host_network=req.host_network,
     )
 
 
@@ -304,6 +305,7 @@ def sandbox_to(sb: m.Sandbox, endpoints: Iterable[m.Endpoint] = ()) -> pb.Sandbo
         created=timestamp(sb.created),
         labels=dict(sb.labels),
         runtime_moves_interfaces=sb.runtime_moves_interfaces,
+        host_network=sb.host_network,
         lost=sb.lost,
     )
 

@@ -198,6 +198,7 @@ class DriverClient:
                 extra_hosts=convert.extra_hosts_to(sb.extra_hosts),
                 external_key=sb.external_key,
                 runtime_moves_interfaces=sb.runtime_moves_interfaces,
+                host_network=sb.host_network,
             ),
         )
         return SandboxPaths(

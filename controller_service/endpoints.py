@@ -103,11 +103,16 @@ class Endpoints:
         config_networks.check_takes_endpoints(net)
         rules.check_network_ready(net)
         self._check_static(net, spec)
+        if net.driver == "host" and spec.port_bindings:
+            # Docker's warning: the host's ports are the container's already.
+            log.warning("Published ports are discarded when using host network mode")
+            spec = dataclasses.replace(spec, port_bindings=())
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)
             rules.check_same_host(net, sandbox)
             on = ctx.repo.sandbox_endpoints(sandbox.id)
             rules.check_not_on_network(net, sandbox, on)
+            builtin.check_host_mode(net, sandbox)
             builtin.check_exclusive(net, ctx.repo.networks(on))
         host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
         # The host as just judged READY (and probed): its driver client below

@@ -47,6 +47,7 @@ class Joins:
         net = self._network_of(ep)
         on = ctx.repo.sandbox_endpoints(sb.id)
         rules.check_join(net, ep, sb, on)
+        builtin.check_host_mode(net, sb)
         builtin.check_exclusive(net, ctx.repo.networks(on))
         reached = ctx.reachable(sb.host)
         # Global scope: the endpoint reaches a driver only now, on the sandbox's host.

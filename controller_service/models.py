@@ -157,6 +157,8 @@ class SandboxSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     # The runtime moves interfaces into its namespace itself (Docker).
     runtime_moves_interfaces: bool = False
+    # Docker's --network host: the sandbox is its host's own namespace.
+    host_network: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ class Sandbox:
     extra_hosts: tuple[ExtraHost, ...] = ()
     external_key: str = ""
     runtime_moves_interfaces: bool = False
+    host_network: bool = False
     key: str = ""
     hosts_path: str = ""
     resolv_conf_path: str = ""

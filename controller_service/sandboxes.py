@@ -60,6 +60,7 @@ class Sandboxes:
             extra_hosts=spec.extra_hosts,
             external_key=spec.external_key,
             runtime_moves_interfaces=spec.runtime_moves_interfaces,
+            host_network=spec.host_network,
             labels=spec.labels,
             created=ctx.now(),
             state=State.CREATING,

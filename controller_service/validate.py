@@ -300,6 +300,9 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
         raise _bad("external_key", spec.external_key, "expected an absolute namespace path")
     if len(spec.container_id) > 256 or any(c.isspace() for c in spec.container_id):
         raise _bad("container_id", spec.container_id, "at most 256 characters, no spaces")
+    if spec.host_network and (spec.external_key or spec.runtime_moves_interfaces):
+        other = "external_key" if spec.external_key else "runtime_moves_interfaces"
+        raise _bad("host_network", True, f"the host's own namespace cannot take {other}")
     return dataclasses.replace(
         spec,
         dns=dns_config(spec.dns),

@@ -114,6 +114,7 @@ def sandbox_spec(req: pb.CreateSandboxRequest) -> SandboxSpec:
         ),
         external_key=req.external_key,
         runtime_moves_interfaces=req.runtime_moves_interfaces,
+        host_network=req.host_network,
     )
 
 
@@ -185,6 +186,7 @@ def sandbox(rec: SandboxRecord) -> pb.Sandbox:
         key=rec.key,
         hosts_path=rec.hosts_path,
         resolv_conf_path=rec.resolv_conf_path,
+        host_network=rec.spec.host_network,
     )
 
 

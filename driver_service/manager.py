@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from driver_service import osl, specs
 from driver_service.constants import (
     CONTAINER_IFACE_PREFIX,
+    DRIVER_HOST,
     ENDPOINT_DEFAULT_ROUTE_OPTION,
     ENDPOINT_IFNAME_OPTION,
     HANDOFF_VETH_PREFIX,
@@ -89,6 +90,20 @@ def _same_request(recorded: EndpointSpec, requested: EndpointSpec) -> bool:
         address=requested.address or recorded.address,
         address_ipv6=requested.address_ipv6 or recorded.address_ipv6,
     )
+
+
+def _check_host_mode(net: NetworkRecord, sb: SandboxRecord) -> None:
+    """A host-networked sandbox (the host's own namespace) joins `host`
+    networks only, and only it does: nothing is ever plumbed into the host's
+    namespace, and a sandbox with a namespace of its own gets nothing from
+    `host` (Docker refuses both)."""
+    if sb.spec.host_network != (net.spec.driver == DRIVER_HOST):
+        raise FailedPrecondition(
+            "sandbox cannot be disconnected from host network or connected to host network"
+            + (" (it uses the host's network namespace)" if sb.spec.host_network else ""),
+            reason="HOST_NETWORK_MODE",
+            metadata={"sandbox_id": sb.id, "network_id": net.id},
+        )
 
 
 def _no_sandbox(sandbox_id: str) -> NotFound:
@@ -324,6 +339,7 @@ class Manager:
                     reason="NETNS_NOT_FOUND",
                     metadata={"sandbox_id": sandbox_id},
                 )
+            _check_host_mode(net, sb)
             if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
                 self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
             att = dataclasses.replace(

@@ -171,6 +171,9 @@ class SandboxSpec:
     # The runtime moves interfaces into its namespace itself (Docker): cnm never
     # enters the namespace; Join leaves the container end in the host namespace.
     runtime_moves_interfaces: bool = False
+    # Host networking (Docker's --network host): the sandbox is the namespace
+    # this driver serves; nothing is created, plumbed or deleted in it.
+    host_network: bool = False
 
 
 @dataclass(frozen=True)

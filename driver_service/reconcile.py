@@ -149,7 +149,9 @@ class Reconciler:
                             self.report.undone += 1
                         else:
                             self.report.finished += 1
-            elif not sb.spec.runtime_moves_interfaces and self.m.sandboxes.alive(sb):
+            elif not (
+                sb.spec.runtime_moves_interfaces or sb.spec.host_network
+            ) and self.m.sandboxes.alive(sb):
                 self._try(f"reap tombstones in {sb.key}", partial(osl.reap_tombstones, sb.key))
 
     def _settle_endpoints(self) -> None:

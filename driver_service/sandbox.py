@@ -3,7 +3,10 @@
 A sandbox is either a namespace cnm creates, bind-mounted at
 /run/netns/<netns_prefix><short id> (so `ip netns exec` works and it outlives
 this process), or a namespace the runtime brings (an external key such as
-/proc/PID/ns/net, checked to be a network namespace and never deleted here).
+/proc/PID/ns/net, checked to be a network namespace and never deleted here),
+or, for host networking, the host's own namespace (`SandboxKeys.host_key`:
+never created, entered for plumbing or deleted; its files are copies of the
+host's, written under the state directory like any sandbox's).
 
 The files live under <state_dir>/sandboxes/<id>/ and are re-rendered from the
 records whenever the sandbox's own networks change (`refresh_network`). Peers
@@ -107,9 +110,12 @@ class Sandboxes:
 
     def plan(self, spec: SandboxSpec) -> SandboxRecord:
         """The record of a new sandbox (state CREATING): names and paths, no kernel step."""
-        adopted = spec.external_key or spec.runtime_moves_interfaces
+        adopted = spec.external_key or spec.runtime_moves_interfaces or spec.host_network
         name = "" if adopted else self.netns_name(spec.sandbox_id)
-        key = spec.external_key or osl.netns_path(name) or ""
+        if spec.host_network:
+            key = self.keys.host_key()
+        else:
+            key = spec.external_key or osl.netns_path(name) or ""
         home = self.dir / spec.sandbox_id
         return SandboxRecord(
             spec=spec,
@@ -264,7 +270,7 @@ class Sandboxes:
             if e.attachment is not None and e.attachment.state == JOINED
         ]
         drivers = {self._driver_of(e) for e in joined}
-        host_mode = DRIVER_HOST in drivers
+        host_mode = spec.host_network or DRIVER_HOST in drivers
         embedded = bool(self.resolver) and bool(drivers - {DRIVER_HOST, DRIVER_NULL})
         hostname = spec.hostname or spec.name or rec.id[:SHORT_ID]
         names = own_names(hostname, spec.domainname)

@@ -14,11 +14,17 @@ networking is the `host` driver's job. So an external key must be
 
 The same check runs again at each Join: a /proc/PID path may by then name
 another process.
+
+The one narrow way to the host's namespace is host networking
+(SandboxSpec.host_network): such a sandbox never takes a runtime's key; its
+key is `host_key()`, a path this driver finds for its own namespace, and the
+manager lets it join `host` networks only (nothing is ever plumbed into it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import re
 from collections.abc import Iterable
@@ -60,6 +66,25 @@ class SandboxKeys:
                 metadata={"key": key},
             )
         return key
+
+    def host_key(self) -> str:
+        """A path naming the namespace this driver serves, for host-networked
+        sandboxes: /proc/1/ns/net when that is it (the usual case), else an
+        entry of the namespace directories bind-mounting it (a driver started
+        with `nsenter --net=/run/netns/NAME`), else this process's own
+        /proc/PID/ns/net (valid while the driver runs)."""
+        own = osl.netns_identity(None)
+        with contextlib.suppress(InvalidArgument, NotFound):
+            if osl.netns_identity("/proc/1/ns/net") == own:
+                return "/proc/1/ns/net"
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                for entry in sorted(os.listdir(d)):
+                    path = posixpath.join(d, entry)
+                    with contextlib.suppress(InvalidArgument, NotFound, OSError):
+                        if osl.netns_identity(path) == own:
+                            return path
+        return f"/proc/{os.getpid()}/ns/net"
 
     @staticmethod
     def _hosts() -> set[tuple[int, int]]:

@@ -156,4 +156,12 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
         )
         for h in spec.extra_hosts
     )
+    if spec.host_network and (spec.external_key or spec.runtime_moves_interfaces):
+        raise InvalidArgument(
+            "host_network cannot be combined with "
+            + ("external_key" if spec.external_key else "runtime_moves_interfaces")
+            + ": a host-networked sandbox is the host's own namespace",
+            reason="INVALID_HOST_NETWORK",
+            field="host_network",
+        )
     return dataclasses.replace(spec, dns=_dns(spec.dns), extra_hosts=extra)

@@ -1,8 +1,10 @@
 """The `host` driver: the sandbox shares the host's network namespace.
 
-Nothing is created. A sandbox joined to a host network gets the host's own
-/etc/hosts and an unfiltered copy of its resolv.conf (the manager does that),
-as `docker run --network host` does.
+Nothing is created. Only a host-networked sandbox (SandboxSpec.host_network,
+whose key is the namespace this driver serves) may join a host network, and
+it joins nothing else (manager.py refuses both): its files are copies of the
+host's /etc/hosts and resolv.conf (sandbox.py), as `docker run --network
+host` has them.
 """
 
 from __future__ import annotations

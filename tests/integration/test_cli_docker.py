@@ -277,13 +277,33 @@ def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     ok(st, "network", "connect", "none", "quiet")
     err = fails(st, "network", "connect", "br", "quiet")
     assert "private (none) mode" in err
-    ok(st, "sandbox", "create", "hosted")
-    ok(st, "network", "connect", "host", "hosted")
+    # `--network host` (as docker run): the host's own namespace, no interface;
+    # published ports discarded with Docker's warning.
+    res = cnmctl(st, "sandbox", "create", "--network", "host", "-p", "8080:80", "hosted")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "WARNING: Published ports are discarded when using host network mode\n"
+    (sb,) = json.loads(ok(st, "sandbox", "inspect", "hosted"))
+    assert sb["NetworkMode"] == "host" and sb["Key"] == f"/run/netns/{st.host_ns}"
+    assert [(e["Network"], e["Ports"]) for e in sb["Endpoints"]] == [("host", {})]
     err = fails(st, "network", "connect", "br", "hosted")
     assert "cannot be disconnected from host network or connected to host network" in err
     ok(st, "sandbox", "create", "bridged")
     ok(st, "network", "connect", "br", "bridged")
     fails(st, "network", "connect", "host", "bridged")
+    # Host networking is chosen at creation, never by connecting (Docker refuses it too).
+    ok(st, "sandbox", "create", "plain")
+    err = fails(st, "network", "connect", "host", "plain")
+    assert "cannot be disconnected from host network or connected to host network" in err
+    (sb,) = json.loads(ok(st, "sandbox", "inspect", "plain"))
+    assert sb["NetworkMode"] == "default" and sb["Endpoints"] == []
+    ok(st, "sandbox", "rm", "hosted")
+    assert Path(f"/run/netns/{st.host_ns}").exists()
+    with Client(st.controller, timeout=15) as client:
+        for kw in ({"external_key": "/proc/1/ns/net"}, {"runtime_moves_interfaces": True}):
+            with pytest.raises(ClientError) as exc:
+                client.create_sandbox("badhost", host_network=True, **kw)
+            assert exc.value.code.name == "INVALID_ARGUMENT", exc.value
+            assert exc.value.reason == "INVALID_HOST_NETWORK" and "host_network" in str(exc.value)
     (net,) = json.loads(ok(st, "network", "inspect", "none"))
     assert set(net["Containers"]) == {json.loads(ok(st, "sandbox", "inspect", "quiet"))[0]["Id"]}
 

@@ -161,3 +161,21 @@ def test_cleanup_removes_everything_cnm_made_on_the_host(host):
     client = redis.Redis.from_url(host.redis_url)
     assert list(client.scan_iter("cnm:driver:h1:*")) == []
     assert host.host_exec("nft", "list", "tables").stdout.strip() == ""
+
+
+def test_kill9_and_restart_keep_a_host_network_sandbox_and_the_hosts_namespace(host):
+    host.start()
+    host_path = f"/run/netns/{host.host_ns}"
+    nid = host.network(subnet="", driver="host", name="host")
+    sb = host.sandbox("hosted", host_network=True)
+    eid = host.endpoint(nid)
+    host.join(nid, eid, sb.sandbox_id)
+    before = host_links(host)
+    host.kill9()
+    host.start()
+    view = host.stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+    assert view.sandbox.key == host_path and view.sandbox.host_network
+    assert Path(host_path).exists() and host_links(host) == before
+    host.stub.DeleteSandbox(pb.DeleteSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+    assert Path(host_path).exists() and host_links(host) == before
+    assert not Path(sb.hosts_path).exists()

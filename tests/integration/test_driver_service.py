@@ -5,6 +5,7 @@ of a sandbox, adopted namespaces, and the refusal of a TCP listener without mTLS
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -92,16 +93,75 @@ def test_null_driver_sandbox_has_loopback_only(host):
     host.leave(nid, eid, sb.sandbox_id)
 
 
-def test_host_driver_creates_nothing_and_shares_the_hosts_files(host):
-    before = links(host.host_ns)
-    nid = host.network(subnet="", driver="host", name="host")
-    sb = host.sandbox("hostnet")
-    eid = host.endpoint(nid)
-    res = host.join(nid, eid, sb.sandbox_id)
-    assert res.interface_name == ""
-    assert links(host.host_ns) == before and links(netns_name(sb)) == ["lo"]
-    hosts = Path(sb.hosts_path).read_text()
-    assert Path("/etc/hosts").read_text().strip() in hosts
+def _same_netns(a: str, b: str) -> bool:
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def test_host_network_sandbox_is_the_hosts_own_namespace(host):
+    """Docker's --network host: the sandbox's key names the namespace the
+    driver serves (here the test's host namespace); a process started there
+    sees the host's interfaces and reaches its addresses; nothing is created,
+    and neither Leave nor DeleteSandbox touches the host's namespace (a kill -9:
+    test_driver_recovery.py)."""
+    host.host_exec("ip", "link", "add", "hn0", "type", "bridge")
+    try:
+        host.host_exec("ip", "addr", "add", "10.97.0.1/24", "dev", "hn0")
+        host.host_exec("ip", "link", "set", "hn0", "up")
+        before = links(host.host_ns)
+        host_path = f"/run/netns/{host.host_ns}"
+        nid = host.network(subnet="", driver="host", name="host")
+        sb = host.sandbox("hostnet", host_network=True)
+        assert sb.host_network and sb.key == host_path and _same_netns(sb.key, host_path)
+        eid = host.endpoint(nid)
+        assert host.join(nid, eid, sb.sandbox_id).interface_name == ""
+        assert links(host.host_ns) == before
+
+        # A process in the sandbox's namespace: the host's interfaces and addresses.
+        inside = subprocess.run(
+            ["nsenter", f"--net={sb.key}", "ip", "-o", "-4", "addr", "show", "dev", "hn0"],
+            capture_output=True, text=True, check=True, timeout=T,
+        ).stdout  # fmt: skip
+        assert "10.97.0.1/24" in inside
+        res = subprocess.run(
+            ["nsenter", f"--net={sb.key}", "ping", "-c", "1", "-W", "2", "-q", "10.97.0.1"],
+            capture_output=True, timeout=T,
+        )  # fmt: skip
+        assert res.returncode == 0, res
+        view = host.stub.GetSandbox(pb.GetSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+        assert "hn0" in [i.name for i in view.interfaces] and view.sandbox.host_network
+        # The host's files, copied under the driver's state directory (never /etc).
+        assert Path("/etc/hosts").read_text().strip() in Path(sb.hosts_path).read_text()
+        assert not sb.hosts_path.startswith("/etc/")
+
+        host.leave(nid, eid, sb.sandbox_id)
+        host.stub.DeleteSandbox(pb.DeleteSandboxRequest(sandbox_id=sb.sandbox_id), timeout=T)
+        host.made_sandboxes.remove(sb.sandbox_id)
+        assert os.path.exists(host_path) and links(host.host_ns) == before
+        assert host.host_exec("ip", "-o", "addr", "show", "dev", "hn0").stdout.count("10.97.0.1")
+    finally:
+        host.host_exec("ip", "link", "delete", "hn0", check=False)
+
+
+def test_host_network_is_refused_where_it_would_touch_the_host(host):
+    hostnet = host.network(subnet="", driver="host", name="host")
+    bridged = host.network("10.96.0.0/24", name="br")
+    hosted = host.sandbox("hosted", host_network=True)
+    own = host.sandbox("own")
+    # Nothing is plumbed into the host's namespace; `host` gives a private
+    # namespace nothing: both refused, as Docker refuses them.
+    for nid, sb in ((bridged, hosted), (hostnet, own)):
+        eid = host.endpoint(nid, "10.96.0.2/24" if nid == bridged else "")
+        with pytest.raises(grpc.RpcError) as exc:
+            host.join(nid, eid, sb.sandbox_id)
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "connected to host network" in exc.value.details()
+    for kw in ({"external_key": f"/run/netns/{host.host_ns}"}, {"runtime_moves_interfaces": True}):
+        with pytest.raises(grpc.RpcError) as exc:
+            host.sandbox("bad", host_network=True, **kw)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "host_network" in exc.value.details()
+        host.made_sandboxes.pop()
 
 
 def test_legacy_hosts_files_follow_peers_as_they_join_and_leave(host):
