@@ -11,3 +11,7 @@ mapfile -t files < <(find cnm -name '*.proto' | sort)
     --python_out=. --mypy_out=quiet:. \
     --grpc_python_out=. --mypy_grpc_out=quiet:. \
     "${files[@]}"
+# The same files with their comments (source_code_info), which the Python
+# descriptor pool drops: server reflection serves these (services/reflection.py).
+"$PY" -m grpc_tools.protoc -I . --include_source_info \
+    --descriptor_set_out=cnm/descriptors.binpb "${files[@]}"

@@ -23,8 +23,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from services import reflection
 from services.address import parse_address
 from services.config import ConfigError
 from services.interceptors import ErrorInterceptor
@@ -74,11 +74,9 @@ class Server:
         names = [
             *(s.full_name for s in self.specs),
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-            REFLECTION_V1,
+            *reflection.SERVICE_NAMES,
         ]
-        reflection.enable_server_reflection(names, self.grpc)
-        _enable_reflection_v1(names, self.grpc)
+        reflection.enable(names, self.grpc)
         self._bind(tls)
         self.set_serving(False)
         self._stopped = threading.Event()
@@ -194,27 +192,6 @@ def _check_port_free(target: str) -> None:
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise ConfigError(f"cannot listen on {target}: address in use") from None
-
-
-# grpcurl and newer clients ask for reflection v1 first. grpcio-reflection only
-# ships v1alpha, whose messages are the same on the wire (same fields and
-# numbers, another package name): the v1alpha servicer answers v1 too.
-REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
-
-
-def _enable_reflection_v1(names: list[str], server: grpc.Server) -> None:
-    servicer = reflection.ReflectionServicer(names)
-    handler = grpc.method_handlers_generic_handler(
-        REFLECTION_V1,
-        {
-            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-                servicer.ServerReflectionInfo,
-                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
-                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
-            )
-        },
-    )
-    server.add_generic_rpc_handlers((handler,))
 
 
 def _socket_in_use(path: Path) -> bool:

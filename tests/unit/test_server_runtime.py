@@ -7,9 +7,11 @@ import stat
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cnm.controller.v1 import controller_pb2
 from services import errors
 from services.channel import dial
 from services.config import ConfigError
@@ -145,3 +147,41 @@ def test_second_server_on_a_live_socket_is_a_config_error(server):
 def test_missing_socket_directory_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Server([ServiceSpec(SERVICE, _add, _raise)], f"unix://{tmp_path}/nope/s.sock")
+
+
+def _method_comment(fdp: descriptor_pb2.FileDescriptorProto, service: str, method: str) -> str:
+    """What `grpcurl describe` prints above a method: its leading comment."""
+    (si,) = [i for i, s in enumerate(fdp.service) if s.name == service]
+    (mi,) = [i for i, m in enumerate(fdp.service[si].method) if m.name == method]
+    path = [6, si, 2, mi]  # FileDescriptorProto.service, ServiceDescriptorProto.method
+    found = [loc for loc in fdp.source_code_info.location if list(loc.path) == path]
+    return found[0].leading_comments if found else ""
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_serves_the_protos_comments(server, version):
+    assert controller_pb2.DESCRIPTOR  # in the descriptor pool, as in the controller
+    _, address = server
+    with dial(address) as channel:
+        info = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        req = reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="cnm.controller.v1.Controller"
+        )
+        resp = next(info(iter([req]), timeout=5))
+    files = {
+        f.name: f
+        for f in map(
+            descriptor_pb2.FileDescriptorProto.FromString,
+            resp.file_descriptor_response.file_descriptor_proto,
+        )
+    }
+    controller = files["cnm/controller/v1/controller.proto"]
+    assert "Leaves every endpoint first" in _method_comment(
+        controller, "Controller", "DeleteSandbox"
+    )
+    # Files from outside cnm (well-known types) still come, as the pool has them.
+    assert "google/protobuf/timestamp.proto" in files
