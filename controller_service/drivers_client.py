@@ -47,6 +47,34 @@ def _ipam_data(pools: tuple[PoolAllocation, ...], space: str) -> list[driver_pb2
     ]
 
 
+def _create_request(ep: Endpoint) -> driver_pb2.CreateEndpointRequest:
+    return driver_pb2.CreateEndpointRequest(
+        network_id=ep.network_id,
+        endpoint_id=ep.id,
+        interface=driver_pb2.EndpointInterface(
+            address=ep.ipv4_address,
+            address_ipv6=ep.ipv6_address,
+            mac_address=ep.mac_address,
+        ),
+        options=dict(ep.options),
+        port_bindings=[convert.port_binding_to(p) for p in ep.port_bindings],
+        exposed_ports=[convert.exposed_to(p) for p in ep.exposed_ports],
+        name=ep.name,
+        aliases=list(ep.aliases),
+    )
+
+
+def _join_result(resp: driver_pb2.JoinResponse) -> JoinResult:
+    return JoinResult(
+        interface_name=resp.interface_name,
+        host_interface_name=resp.host_interface_name,
+        gateway=resp.gateway,
+        gateway_ipv6=resp.gateway_ipv6,
+        mac_address=resp.mac_address,
+        published_ports=tuple(convert.port_binding_from(p) for p in resp.port_bindings),
+    )
+
+
 # Upper bound of the liveness probe done before an operation changes anything.
 PROBE_TIMEOUT = 2.0
 
@@ -127,25 +155,24 @@ class DriverClient:
 
     def create_endpoint(self, ep: Endpoint) -> str:
         """Returns the MAC address the driver settled on."""
+        resp = self._call("CreateEndpoint", self._stub.CreateEndpoint, _create_request(ep))
+        return resp.interface.mac_address or ep.mac_address
+
+    def connect(self, ep: Endpoint, sandbox_id: str, options: dict[str, str]) -> JoinResult:
+        """CreateEndpoint and Join in one call (the driver undoes its create
+        when the join fails). The MAC the driver settled on is in the result."""
         resp = self._call(
-            "CreateEndpoint",
-            self._stub.CreateEndpoint,
-            driver_pb2.CreateEndpointRequest(
+            "Join",
+            self._stub.Join,
+            driver_pb2.JoinRequest(
                 network_id=ep.network_id,
                 endpoint_id=ep.id,
-                interface=driver_pb2.EndpointInterface(
-                    address=ep.ipv4_address,
-                    address_ipv6=ep.ipv6_address,
-                    mac_address=ep.mac_address,
-                ),
-                options=dict(ep.options),
-                port_bindings=[convert.port_binding_to(p) for p in ep.port_bindings],
-                exposed_ports=[convert.exposed_to(p) for p in ep.exposed_ports],
-                name=ep.name,
-                aliases=list(ep.aliases),
+                sandbox_id=sandbox_id,
+                options=options,
+                create=_create_request(ep),
             ),
         )
-        return resp.interface.mac_address or ep.mac_address
+        return _join_result(resp)
 
     def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
         self._call(
@@ -167,14 +194,7 @@ class DriverClient:
                 options=options,
             ),
         )
-        return JoinResult(
-            interface_name=resp.interface_name,
-            host_interface_name=resp.host_interface_name,
-            gateway=resp.gateway,
-            gateway_ipv6=resp.gateway_ipv6,
-            mac_address=resp.mac_address,
-            published_ports=tuple(convert.port_binding_from(p) for p in resp.port_bindings),
-        )
+        return _join_result(resp)
 
     def leave(self, network_id: str, endpoint_id: str, sandbox_id: str) -> None:
         self._call(

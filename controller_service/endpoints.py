@@ -156,13 +156,16 @@ class Endpoints:
                 if builtin.follows_sandbox(net):
                     self.networks.ensure_on_host(net, host)
                 # Undo registered before the call: a timed-out call may still have
-                # happened, and the driver's deletes are idempotent.
+                # happened, and the driver's DeleteEndpoint (which leaves first)
+                # is idempotent.
                 undo.step("driver DeleteEndpoint", driver.delete_endpoint, net.id, ep.id)
-                changes["mac_address"] = driver.create_endpoint(ep)
-                crash_point("endpoint_after_driver")
-                if sandbox is not None:
-                    undo.step("driver Leave", driver.leave, net.id, ep.id, sandbox.id)
-                    result = driver.join(net.id, ep.id, sandbox.id, join_options or {})
+                if sandbox is None:
+                    changes["mac_address"] = driver.create_endpoint(ep)
+                    crash_point("endpoint_after_driver")
+                else:
+                    # One driver call creates and joins (Connect).
+                    result = driver.connect(ep, sandbox.id, join_options or {})
+                    crash_point("endpoint_after_driver")
                     crash_point("after_join")
                     changes.update(joined_fields(result), state=EndpointState.JOINED)
             ep = ctx.transition(
@@ -319,10 +322,10 @@ class Endpoints:
                     driver = ctx.drivers.for_host(reached)
                 else:
                     driver = ctx.driver_any_state(ep.host)
-                if ep.sandbox_id:
-                    driver.leave(ep.network_id, ep.id, ep.sandbox_id)
-                    crash_point("endpoint_delete_after_leave")
+                # One call: the driver's DeleteEndpoint leaves a joined endpoint first.
                 driver.delete_endpoint(ep.network_id, ep.id)
+                if ep.sandbox_id:
+                    crash_point("endpoint_delete_after_leave")
             except CnmError as e:
                 errors.append(e)
         if not errors:

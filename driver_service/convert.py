@@ -98,6 +98,19 @@ def endpoint_spec(req: pb.CreateEndpointRequest) -> EndpointSpec:
     )
 
 
+def connect_endpoint_spec(req: pb.JoinRequest) -> EndpointSpec:
+    """The endpoint a Join with `create` makes first; it must be the one joined."""
+    for field, value in (("network_id", req.network_id), ("endpoint_id", req.endpoint_id)):
+        given = getattr(req.create, field)
+        if given != value:
+            raise InvalidArgument(
+                f"create.{field} {given!r} is not the joined {field} {value!r}",
+                reason="CREATE_MISMATCH",
+                field=f"create.{field}",
+            )
+    return endpoint_spec(req.create)
+
+
 def sandbox_spec(req: pb.CreateSandboxRequest) -> SandboxSpec:
     return SandboxSpec(
         sandbox_id=req.sandbox_id,

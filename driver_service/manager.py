@@ -18,26 +18,17 @@ sandbox's hosts/resolv.conf current.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 from collections.abc import Mapping
 
-from driver_service import osl, specs
-from driver_service.constants import (
-    CONTAINER_IFACE_PREFIX,
-    DRIVER_HOST,
-    ENDPOINT_DEFAULT_ROUTE_OPTION,
-    ENDPOINT_IFNAME_OPTION,
-    HANDOFF_VETH_PREFIX,
-    SANDBOX_IFNAME_PREFIX,
-)
+from driver_service import attachment_plan, osl, specs
+from driver_service.constants import DRIVER_HOST
 from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
     CREATING,
     DELETING,
     JOINED,
-    JOINING,
     LEAVING,
     READY,
     Attachment,
@@ -230,7 +221,7 @@ class Manager:
             try:
                 with self.locks.network(net.id):
                     self._ready_network(net.id)
-                    self._check_addresses_free(rec.spec)
+                    attachment_plan.check_addresses_free(self.state, rec.spec)
                     self.state.put_endpoint(rec)
             except BaseException:
                 if hooks is not None:
@@ -250,23 +241,6 @@ class Manager:
             if not quiet:
                 raise
             log.warning("endpoint %s: the driver could not forget it: %s", endpoint_id[:12], e)
-
-    def _check_addresses_free(self, spec: EndpointSpec) -> None:
-        mine = {a for a in (spec.address, spec.address_ipv6) if a}
-        mine_ips = {ipaddress.ip_interface(a).ip for a in mine}
-        for other in self.state.endpoints_of_network(spec.network_id):
-            theirs = {
-                ipaddress.ip_interface(a).ip
-                for a in (other.spec.address, other.spec.address_ipv6)
-                if a
-            }
-            clash = mine_ips & theirs
-            if clash:
-                raise AlreadyExists(
-                    f"address {sorted(map(str, clash))[0]} is already used by endpoint "
-                    f"{other.id[:12]} on network {spec.network_id[:12]}",
-                    reason="ADDRESS_IN_USE",
-                )
 
     def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
         specs.object_id("network", network_id)
@@ -343,7 +317,7 @@ class Manager:
             if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
                 self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
             att = dataclasses.replace(
-                self._plan_attachment(driver, net, ep, sb), options=dict(options or {})
+                attachment_plan.plan(self.state, driver, net, ep, sb), options=dict(options or {})
             )
             with self.locks.network(network_id):
                 self._ready_network(network_id)
@@ -359,44 +333,28 @@ class Manager:
         self._refresh_network(network_id, sandbox_id)
         return self._result(ep, att)
 
-    def _plan_attachment(
-        self, driver: Driver, net: NetworkRecord, ep: EndpointRecord, sb: SandboxRecord
-    ) -> Attachment:
-        others = [e for e in self.state.endpoints_in_sandbox(sb.id) if e.id != ep.id]
-        atts = [e.attachment for e in others if e.attachment is not None]
-        ifname = ""
-        handoff = sb.spec.runtime_moves_interfaces
-        if driver.makes_interface and handoff:
-            ifname = f"{HANDOFF_VETH_PREFIX}{ep.id[:11]}"
-        elif driver.makes_interface:
-            used = {a.ifname for a in atts}
-            ifname = ep.spec.options.get(ENDPOINT_IFNAME_OPTION, "")
-            if ifname and ifname in used:
-                raise AlreadyExists(
-                    f"sandbox {sb.id[:12]} already has an interface named {ifname!r}",
-                    reason="INTERFACE_NAME_TAKEN",
-                    metadata={"sandbox_id": sb.id, "interface": ifname},
-                )
-            prefix = net.spec.options.get(CONTAINER_IFACE_PREFIX) or SANDBOX_IFNAME_PREFIX
-            n = 0
-            while not ifname:
-                if f"{prefix}{n}" not in used:
-                    ifname = f"{prefix}{n}"
-                n += 1
-        gw4, gw6 = driver.gateways(net, ep)
-        has_default = any(a.default_route for a in atts)
-        wants_default = ep.spec.options.get(ENDPOINT_DEFAULT_ROUTE_OPTION, "true") == "true"
-        return Attachment(
-            sandbox_id=sb.id,
-            state=JOINING,
-            ifname=ifname,
-            host_ifname=driver.host_ifname(ep.spec),
-            gateway=gw4,
-            gateway_ipv6=gw6,
-            # The runtime that moves interfaces picks the default route itself.
-            default_route=bool(gw4 or gw6) and wants_default and (handoff or not has_default),
-            seq=max((a.seq for a in atts), default=0) + 1,
-        )
+    def connect(
+        self, spec: EndpointSpec, sandbox_id: str, options: Mapping[str, str] | None = None
+    ) -> JoinResult:
+        """CreateEndpoint then Join in one call. Each half keeps its own
+        records and intents, so a crash between them leaves a created endpoint,
+        exactly as two calls would (the controller deletes it). A Join that
+        fails forgets an endpoint this call created."""
+        created = self.state.endpoint(spec.endpoint_id) is None
+        self.create_endpoint(spec)
+        try:
+            return self.join(spec.network_id, spec.endpoint_id, sandbox_id, options)
+        except BaseException:
+            if created:
+                try:
+                    self.delete_endpoint(spec.network_id, spec.endpoint_id)
+                except CnmError as e:
+                    log.warning(
+                        "endpoint %s: not forgotten after a failed join: %s",
+                        spec.endpoint_id[:12],
+                        e,
+                    )
+            raise
 
     def _forget_attachment_quietly(self, ep: EndpointRecord) -> None:
         try:

@@ -78,6 +78,14 @@ class DriverServicer(driver_pb2_grpc.DriverServicer):
 
     def Join(self, request: pb.JoinRequest, context) -> pb.JoinResponse:  # noqa: N802
         self.gate.check()
+        if request.HasField("create"):
+            return convert.join_response(
+                self.m.connect(
+                    convert.connect_endpoint_spec(request),
+                    request.sandbox_id,
+                    dict(request.options),
+                )
+            )
         return convert.join_response(
             self.m.join(
                 request.network_id,

@@ -197,3 +197,51 @@ def test_full_bridge_is_resource_exhausted_and_leaves_nothing(host, tmp_path):
     finally:
         host.host_exec("ip", "link", "delete", "group", "77")
     assert host.join(nid, eid, sb.sandbox_id).interface_name == "eth0"
+
+
+def test_join_with_create_connects_in_one_call_and_delete_endpoint_disconnects(host):
+    nid = host.network("10.31.0.0/24", name="one")
+    peer, _ = host.attach(nid, "10.31.0.3/24", "peer")
+    sb = host.sandbox("solo")
+    eid = new_id()
+    host.made_endpoints.append((nid, eid))
+    create = pb.CreateEndpointRequest(
+        network_id=nid, endpoint_id=eid, interface=pb.EndpointInterface(address="10.31.0.2/24")
+    )
+    req = pb.JoinRequest(network_id=nid, endpoint_id=eid, sandbox_id=sb.sandbox_id, create=create)
+    first = host.stub.Join(req, timeout=T)
+    assert (first.interface_name, first.gateway) == ("eth0", "10.31.0.1")
+    assert first.mac_address == "02:42:0a:1f:00:02"  # derived from the address, as CreateEndpoint
+    assert host.stub.Join(req, timeout=T) == first  # a repeat is the same connection
+    assert ping(sb, "10.31.0.3") and ping(peer, "10.31.0.2")
+
+    # DeleteEndpoint alone disconnects: the interface goes, the record goes.
+    del_ep = pb.DeleteEndpointRequest(network_id=nid, endpoint_id=eid)
+    host.stub.DeleteEndpoint(del_ep, timeout=T)
+    assert "eth0" not in links(netns_name(sb))
+    assert eid not in host.records()["endpoints"]
+
+
+def test_join_with_create_that_fails_leaves_no_endpoint(host):
+    nid = host.network("10.32.0.0/24", name="two")
+    sb = host.sandbox("solo")
+    before = host.records()
+    eid = new_id()
+    create = pb.CreateEndpointRequest(
+        network_id=nid, endpoint_id=eid, interface=pb.EndpointInterface(address="10.32.0.2/24")
+    )
+    # The create half is fine; the join half names a sandbox this host does not have.
+    missing = pb.JoinRequest(network_id=nid, endpoint_id=eid, sandbox_id=new_id(), create=create)
+    with pytest.raises(grpc.RpcError) as err:
+        host.stub.Join(missing, timeout=T)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # A create naming another endpoint than the join: refused before anything is made.
+    other = pb.JoinRequest(
+        network_id=nid, endpoint_id=new_id(), sandbox_id=sb.sandbox_id, create=create
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        host.stub.Join(other, timeout=T)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "create.endpoint_id" in err.value.details()
+    assert host.records() == before
+    assert "eth0" not in links(netns_name(sb))
