@@ -234,8 +234,10 @@ def _profile(results: dict[str, Any]) -> list[str]:
     lines = ["", f"Where cnm's time goes (py-spy, {prof['ops']} sequential ops; ms per op)"]
     for op in ("connect", "disconnect"):
         e = prof[op]
+        clean = e.get("client_ms_without_py_spy")
         lines.append(
             f"  {op}: client p50 {e['client_ms']['p50']:.1f} ms, mean {e['client_ms']['mean']:.1f} ms"
+            + (f" (without py-spy: p50 {clean['p50']:.1f} ms)" if clean else "")
         )
         for proc, d in e["processes"].items():
             if "error" in d:
@@ -245,7 +247,10 @@ def _profile(results: dict[str, Any]) -> list[str]:
             lines.append(f"    {proc} handlers {total:.1f} ms: " + ", ".join(
                 f"{k} {v:.1f}" for k, v in d["categories_ms"].items()))  # fmt: skip
         if e.get("metrics"):
-            lines.append(f"    per {op}, from the services' own metrics (--metrics-listen):")
+            lines.append(
+                f"    per {op}, from the services' own metrics (--metrics-listen; "
+                "a series without py-spy):"
+            )
             lines += metrics_lines(e["metrics"])
     if "background_files_writer_ms_per_pair" in prof:
         lines.append(
