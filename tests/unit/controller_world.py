@@ -162,6 +162,19 @@ class FakeDriver:
     def delete_endpoint(self, network_id: str, endpoint_id: str) -> None:
         self._call("delete_endpoint")
         self.endpoints.discard((network_id, endpoint_id))
+        # The real DeleteEndpoint leaves a joined endpoint first.
+        self.joined = {j for j in self.joined if j[0] != endpoint_id}
+
+    def connect(self, ep: Endpoint, sandbox_id: str, options: Any) -> JoinResult:
+        """Join with `create`: the two halves keep their names for fail_on; a
+        failing join forgets the endpoint the call created, as the driver does."""
+        mac = self.create_endpoint(ep)
+        try:
+            result = self.join(ep.network_id, ep.id, sandbox_id, options)
+        except Exception:  # a driver failure; Crash (the controller dying) passes through
+            self.endpoints.discard((ep.network_id, ep.id))
+            raise
+        return dataclasses.replace(result, mac_address=mac)
 
     def join(self, network_id: str, endpoint_id: str, sandbox_id: str, options: Any) -> JoinResult:
         self._call("join")
