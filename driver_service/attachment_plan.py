@@ -1,7 +1,8 @@
 """What a Join will make, decided before anything is recorded or plumbed:
 the interface name inside the sandbox (eth0, eth1, ... or the endpoint's
 `ifname` option), which endpoint of a sandbox carries the default route, and
-the address clash check of a new endpoint. Reads the driver's state only."""
+the address clash check of a new endpoint, and host-network mode (only
+a host-networked sandbox joins `host`). Reads the driver's state only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ipaddress
 
 from driver_service.constants import (
     CONTAINER_IFACE_PREFIX,
+    DRIVER_HOST,
     ENDPOINT_DEFAULT_ROUTE_OPTION,
     ENDPOINT_IFNAME_OPTION,
     HANDOFF_VETH_PREFIX,
@@ -24,7 +26,7 @@ from driver_service.models import (
     SandboxRecord,
 )
 from driver_service.state import State
-from services.errors import AlreadyExists
+from services.errors import AlreadyExists, FailedPrecondition
 
 
 def plan(
@@ -81,3 +83,17 @@ def check_addresses_free(state: State, spec: EndpointSpec) -> None:
                 f"{other.id[:12]} on network {spec.network_id[:12]}",
                 reason="ADDRESS_IN_USE",
             )
+
+
+def check_host_mode(net: NetworkRecord, sb: SandboxRecord) -> None:
+    """A host-networked sandbox (the host's own namespace) joins `host`
+    networks only, and only it does: nothing is ever plumbed into the host's
+    namespace, and a sandbox with a namespace of its own gets nothing from
+    `host` (Docker refuses both)."""
+    if sb.spec.host_network != (net.spec.driver == DRIVER_HOST):
+        raise FailedPrecondition(
+            "sandbox cannot be disconnected from host network or connected to host network"
+            + (" (it uses the host's network namespace)" if sb.spec.host_network else ""),
+            reason="HOST_NETWORK_MODE",
+            metadata={"sandbox_id": sb.id, "network_id": net.id},
+        )

@@ -21,8 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from driver_service import attachment_plan, osl, specs
-from driver_service.constants import DRIVER_HOST
+from driver_service import attachment_plan, not_found, osl, specs
 from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
@@ -57,22 +56,6 @@ from services.errors import (
 log = logging.getLogger(__name__)
 
 
-def _no_network(network_id: str) -> NotFound:
-    return NotFound(
-        f"no such network {network_id!r} on this host",
-        reason="NETWORK_NOT_FOUND",
-        metadata={"network_id": network_id},
-    )
-
-
-def _no_endpoint(endpoint_id: str, network_id: str) -> NotFound:
-    return NotFound(
-        f"no such endpoint {endpoint_id!r} on network {network_id!r}",
-        reason="ENDPOINT_NOT_FOUND",
-        metadata={"endpoint_id": endpoint_id, "network_id": network_id},
-    )
-
-
 def _same_request(recorded: EndpointSpec, requested: EndpointSpec) -> bool:
     """A repeat of a request whose empty addresses the driver filled in (a
     remote plugin may) is the same request."""
@@ -80,28 +63,6 @@ def _same_request(recorded: EndpointSpec, requested: EndpointSpec) -> bool:
         requested,
         address=requested.address or recorded.address,
         address_ipv6=requested.address_ipv6 or recorded.address_ipv6,
-    )
-
-
-def _check_host_mode(net: NetworkRecord, sb: SandboxRecord) -> None:
-    """A host-networked sandbox (the host's own namespace) joins `host`
-    networks only, and only it does: nothing is ever plumbed into the host's
-    namespace, and a sandbox with a namespace of its own gets nothing from
-    `host` (Docker refuses both)."""
-    if sb.spec.host_network != (net.spec.driver == DRIVER_HOST):
-        raise FailedPrecondition(
-            "sandbox cannot be disconnected from host network or connected to host network"
-            + (" (it uses the host's network namespace)" if sb.spec.host_network else ""),
-            reason="HOST_NETWORK_MODE",
-            metadata={"sandbox_id": sb.id, "network_id": net.id},
-        )
-
-
-def _no_sandbox(sandbox_id: str) -> NotFound:
-    return NotFound(
-        f"no such sandbox {sandbox_id!r} on this host",
-        reason="SANDBOX_NOT_FOUND",
-        metadata={"sandbox_id": sandbox_id},
     )
 
 
@@ -195,7 +156,7 @@ class Manager:
     def _ready_network(self, network_id: str) -> NetworkRecord:
         rec = self.state.network(network_id)
         if rec is None or rec.state != READY:
-            raise _no_network(network_id)
+            raise not_found.no_network(network_id)
         return rec
 
     # --- endpoints ------------------------------------------------------------------------
@@ -251,7 +212,7 @@ class Manager:
             self._driver_forget_endpoint(network_id, endpoint_id, quiet=True)
             return
         if rec.network_id != network_id:
-            raise _no_endpoint(endpoint_id, network_id)
+            raise not_found.no_endpoint(endpoint_id, network_id)
         if rec.attachment is not None:
             self.leave(network_id, endpoint_id, rec.attachment.sandbox_id)
         with self.locks.endpoint(endpoint_id):
@@ -263,7 +224,7 @@ class Manager:
     def _endpoint(self, network_id: str, endpoint_id: str) -> EndpointRecord:
         rec = self.state.endpoint(endpoint_id)
         if rec is None or rec.network_id != network_id:
-            raise _no_endpoint(endpoint_id, network_id)
+            raise not_found.no_endpoint(endpoint_id, network_id)
         return rec
 
     def endpoint_oper_info(
@@ -292,7 +253,7 @@ class Manager:
         with self.locks.sandbox(sandbox_id), self.locks.endpoint(endpoint_id):
             sb = self.state.sandbox(sandbox_id)
             if sb is None or sb.state != READY:
-                raise _no_sandbox(sandbox_id)
+                raise not_found.no_sandbox(sandbox_id)
             ep = self._endpoint(network_id, endpoint_id)
             net = self._ready_network(network_id)
             driver = self.driver_of(net)
@@ -313,7 +274,7 @@ class Manager:
                     reason="NETNS_NOT_FOUND",
                     metadata={"sandbox_id": sandbox_id},
                 )
-            _check_host_mode(net, sb)
+            attachment_plan.check_host_mode(net, sb)
             if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
                 self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
             att = dataclasses.replace(
@@ -382,7 +343,7 @@ class Manager:
             if ep is None or ep.attachment is None:
                 return
             if ep.network_id != network_id:
-                raise _no_endpoint(endpoint_id, network_id)
+                raise not_found.no_endpoint(endpoint_id, network_id)
             att = ep.attachment
             if att.sandbox_id != sandbox_id:
                 raise FailedPrecondition(
@@ -521,5 +482,5 @@ class Manager:
         specs.object_id("sandbox", sandbox_id)
         rec = self.state.sandbox(sandbox_id)
         if rec is None or rec.state == CREATING:
-            raise _no_sandbox(sandbox_id)
+            raise not_found.no_sandbox(sandbox_id)
         return self.sandboxes.view(rec)
