@@ -21,7 +21,7 @@ from services.errors import Aborted, NotFound
 from services.ids import is_full_id
 
 log = logging.getLogger(__name__)
-R = TypeVar("R", Network, Endpoint, Sandbox)
+R = TypeVar("R", bound=Network | Endpoint | Sandbox)
 
 _KIND_NAMES = {"net": "network", "ep": "endpoint", "sb": "sandbox"}
 

@@ -62,7 +62,7 @@ class MemoryTx(Tx):
     def __init__(self, repo: MemoryRepository) -> None:
         self.repo = repo
         self.s = repo.s
-        self.writes: list[Callable[[], None]] = []
+        self.writes: list[Callable[[], object]] = []
         self.begun = False
 
     def record(self, kind: str, obj_id: str) -> Any:
@@ -89,7 +89,7 @@ class MemoryTx(Tx):
     def begin(self) -> None:
         self.begun = True
 
-    def _write(self, fn: Callable[[], None]) -> None:
+    def _write(self, fn: Callable[[], object]) -> None:
         assert self.begun, "a write before begin()"
         self.writes.append(fn)
 
