@@ -42,7 +42,8 @@ if prom is not None:
     )
     STEP_SECONDS = prom.Histogram(
         "cnm_driver_step_duration_seconds",
-        "Driver operation steps: netlink (one rtnl handle's work), nft (one nftables "
+        "Driver operation steps: netlink (one rtnl handle's work), netlink_background "
+        "(links deleted off the callers' path), nft (one nftables "
         "transaction), files (one sandbox file written)",
         ["step"],
         buckets=_BUCKETS,
@@ -60,7 +61,7 @@ def observe_rpc(method: str, code: str, seconds: float) -> None:
 
 @contextmanager
 def step(name: str) -> Iterator[None]:
-    """Times one driver step (netlink, nft or files), failures included."""
+    """Times one driver step (netlink, netlink_background, nft or files), failures included."""
     if prom is None:
         yield
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -157,8 +158,33 @@ def _cleanup_all(run: Run, made, plans) -> None:
             run.fail(run.systems[name], "clean-up", e)
 
 
-def _parallel_op(fn: Callable[[Container], float], cs: list[Container], clients: int) -> dict:
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds these processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of every CPU of the machine since boot."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def _parallel_op(
+    fn: Callable[[Container], float], cs: list[Container], clients: int, pids: list[int] = ()
+) -> dict:
+    """`clients` callers at once over `cs`; with `pids` (the system's services),
+    also their CPU per operation and how busy the whole machine was: when the
+    machine is saturated, more clients cannot add throughput."""
     lat: list[float] = []
+    cpu0, busy0 = _cpu_s(list(pids)), _machine_busy()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         # Client j takes containers j, j + clients, ...: each its own share.
@@ -166,7 +192,12 @@ def _parallel_op(fn: Callable[[Container], float], cs: list[Container], clients:
         for part in pool.map(lambda share: [fn(c) for c in share], shares):
             lat.extend(part)
     wall = time.perf_counter() - t0
-    return {"per_s": len(lat) / wall, "wall_s": wall, **summarize(lat).as_dict()}
+    out = {"per_s": len(lat) / wall, "wall_s": wall, **summarize(lat).as_dict()}
+    if pids:
+        busy1 = _machine_busy()
+        out["service_cpu_ms_per_op"] = (_cpu_s(list(pids)) - cpu0) * 1000 / max(1, len(lat))
+        out["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
+    return out
 
 
 # ------------------------------------------------------------------ phases
@@ -284,8 +315,15 @@ def phase_parallel(run: Run, count: int, peer_count: int, clients: int, per_netw
             # Disconnects timed for cnm only; CNI and netavark restart afresh, Docker's
             # containers are removed (which disconnects them).
             ops = ("connect", "disconnect") if system.name == "cnm" else ("connect",)
+            if system.name == "cnm":
+                # The same containers with one client first: the ratio in one run.
+                pids = list(system.service_pids.values())  # type: ignore[attr-defined]
+                for op in ops:
+                    res[f"{op}_one_client"] = _parallel_op(getattr(system, op), cs, 1, pids)
             for op in ops:
-                res[op] = _parallel_op(getattr(system, op), cs, clients)
+                res[op] = _parallel_op(
+                    getattr(system, op), cs, clients, pids if system.name == "cnm" else ()
+                )
                 if op == "connect":
                     res["gateway_sample_every"] = 10
                     res["gateway"] = check_gateways(system, cs[::10])

@@ -165,6 +165,16 @@ def _parallel(results: dict[str, Any]) -> list[str]:
                 f"{name:<9} {c['n']:>5} {_f(c['per_s'])} {_f(c['p50'])} {_f(c['p99'])} "
                 f"{_f(d.get('per_s'))} {_f(d.get('p99'))} {_f(ratio(cnm, c['per_s']), '7.2f')}"
             )
+    one = _get(par, "cnm", "connect_one_client") or {}
+    many = _get(par, "cnm", "connect") or {}
+    if one.get("per_s") and many.get("per_s"):
+        lines.append(
+            f"  cnm, same containers: 1 client {one['per_s']:.1f} connects/s, {clients} clients "
+            f"{many['per_s']:.1f} ({many['per_s'] / one['per_s']:.2f} x); services' CPU per "
+            f"connect {one.get('service_cpu_ms_per_op', 0):.1f} / "
+            f"{many.get('service_cpu_ms_per_op', 0):.1f} ms; machine busy "
+            f"{one.get('machine_busy', 0):.0%} / {many.get('machine_busy', 0):.0%}"
+        )
     return lines
 
 

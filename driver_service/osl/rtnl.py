@@ -69,8 +69,10 @@ def netlink_socket(netns: NetnsRef) -> socket.socket:
 
 
 @contextmanager
-def rtnl(netns: NetnsRef = None) -> Iterator[IPRoute]:
-    """A short-lived pyroute2 IPRoute operating in `netns`."""
+def rtnl(netns: NetnsRef = None, step: str = "netlink") -> Iterator[IPRoute]:
+    """A short-lived pyroute2 IPRoute operating in `netns`; its time is the
+    metrics step `step` (the background deleter's is "netlink_background",
+    so that it is not mistaken for time a caller waits)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -80,7 +82,7 @@ def rtnl(netns: NetnsRef = None) -> Iterator[IPRoute]:
             "osl uses pyroute2's sync API: call it from a thread, "
             "not from inside a running asyncio event loop"
         )
-    with metrics.step("netlink"):
+    with metrics.step(step):
         sock = netlink_socket(netns)
         try:
             ipr = IPRoute(use_socket=sock, groups=0)
