@@ -8,8 +8,12 @@ Prints allocations/s, p50 and p99 per phase:
               allocated again: the fragmented, 99 %-full case that makes scanning
               allocators slow
 
+A last line per client count gives the CPU time per allocation of the fill spent
+by the clients, redis-server and each cnm-ipam (from /proc: where the time goes).
+
 By default it starts its own redis-server and cnm-ipam (unix sockets in a temp
-directory) and stops them by PID afterwards; `--ipam ADDR...` benchmarks running
+directory) as cnmd starts them (Redis with its append-only file, fsync every
+second; cnm-ipam with its default options) and stops them by PID afterwards; `--ipam ADDR...` benchmarks running
 services instead; `--replicas N` starts N cnm-ipam processes on one Redis, the
 clients spread over them round-robin. Clients are separate processes (their own
 GIL), as real callers are.
@@ -53,6 +57,7 @@ def worker(address: str, pool_id: str, start: Any, ready: Any, out: Any) -> None
     ready.release()
     start.wait()
     got: list[tuple[str, float]] = []
+    cpu0 = time.process_time()
     t_first = time.perf_counter()
     while True:
         t0 = time.perf_counter()
@@ -63,14 +68,15 @@ def worker(address: str, pool_id: str, start: Any, ready: Any, out: Any) -> None
                 raise
             break
         got.append((reply.address, time.perf_counter() - t0))
-    out.put((got, t_first, time.perf_counter()))
+    out.put((got, t_first, time.perf_counter(), time.process_time() - cpu0))
     channel.close()
 
 
 def run_clients(
     addresses: list[str], pool_id: str, clients: int
-) -> tuple[list[tuple[str, float]], float]:
-    """All allocations made by `clients` processes started together, and the wall time.
+) -> tuple[list[tuple[str, float]], float, float]:
+    """All allocations made by `clients` processes started together, the wall time and
+    the clients' CPU seconds.
 
     Client i talks to replica i mod len(addresses).
     """
@@ -97,7 +103,13 @@ def run_clients(
         p.join()
     got = [g for r in results for g in r[0]]
     wall = max(r[2] for r in results) - min(r[1] for r in results)
-    return got, wall
+    return got, wall, sum(r[3] for r in results)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its reaped children) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -113,7 +125,11 @@ def row(label: str, clients: int, samples: list[float], rate: float | None) -> s
     )
 
 
-def bench(addresses: list[str], clients: int, prefix: int, space: str) -> list[str]:
+def bench(
+    addresses: list[str], clients: int, prefix: int, space: str, pids: dict[str, int] | None = None
+) -> list[str]:
+    """The table's rows; with `pids` (name -> PID of a service process), a last line with
+    the CPU time per allocation of the fill spent by the clients and by each of them."""
     channel = grpc.insecure_channel(addresses[0])
     stub = ipam_pb2_grpc.IpamStub(channel)
     subnet = ipaddress.ip_network(f"10.{100 + clients}.0.0/{prefix}")
@@ -123,7 +139,10 @@ def bench(addresses: list[str], clients: int, prefix: int, space: str) -> list[s
     capacity = subnet.num_addresses - 2
     lines = []
 
-    got, wall = run_clients(addresses, pool_id, clients)
+    cpu0 = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+    got, wall, clients_cpu = run_clients(addresses, pool_id, clients)
+    cpu = {"clients": clients_cpu}
+    cpu.update({name: cpu_seconds(pid) - cpu0[name] for name, pid in (pids or {}).items()})
     assert len(got) == capacity == len({a for a, _ in got}), "not every address exactly once"
     base = int(subnet.network_address)
 
@@ -142,11 +161,14 @@ def bench(addresses: list[str], clients: int, prefix: int, space: str) -> list[s
         stub.ReleaseAddress(pb.ReleaseAddressRequest(pool_id=pool_id, address=a), timeout=T)
     info = stub.GetPool(pb.GetPoolRequest(pool_id=pool_id), timeout=T)
     assert info.free == len(released)
-    again, wall = run_clients(addresses, pool_id, clients)
+    again, wall, _ = run_clients(addresses, pool_id, clients)
     assert sorted(a for a, _ in again) == sorted(released), "refill gave other addresses"
     lines.append(row("refill 1%", clients, [lat for _, lat in again], len(again) / wall))
     stub.ReleasePool(pb.ReleasePoolRequest(pool_id=pool_id), timeout=T)
     channel.close()
+    if pids:
+        per = "  ".join(f"{name} {seconds / len(got) * 1e6:.0f}" for name, seconds in cpu.items())
+        lines.append(f"  CPU µs per allocation of the fill: {per}")
     return lines
 
 
@@ -162,7 +184,7 @@ class Stack:
         self.procs.append(
             subprocess.Popen(
                 ["redis-server", "--port", "0", "--unixsocket", str(redis_sock), "--save", "",
-                 "--appendonly", "no", "--dir", str(self.dir)],
+                 "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.dir)],
                 stdout=subprocess.DEVNULL,
             )
         )  # fmt: skip
@@ -184,6 +206,12 @@ class Stack:
             with grpc.insecure_channel(address) as ch:
                 grpc.channel_ready_future(ch).result(timeout=15)
         return addresses
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """redis-server and each cnm-ipam, by name."""
+        names = ["redis-server"] + [f"cnm-ipam-{i}" for i in range(len(self.procs) - 1)]
+        return {name: proc.pid for name, proc in zip(names, self.procs, strict=True)}
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -223,8 +251,9 @@ def main() -> int:
         print(
             f"{'phase':<12} {'clients':>7} {'allocs':>8} {'allocs/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
         )
+        pids = stack.pids if stack else None
         for clients in args.clients:
-            for line in bench(addresses, clients, args.prefix, args.space):
+            for line in bench(addresses, clients, args.prefix, args.space, pids):
                 print(line, flush=True)
     finally:
         if stack:
