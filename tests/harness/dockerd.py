@@ -23,8 +23,9 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 from pathlib import Path
+
+from harness.wait import until
 
 IMAGE = "cnmtest/busybox:1"
 BUSYBOX = "/bin/busybox"
@@ -112,17 +113,14 @@ class Dockerd:
         log = open(d / "dockerd.log", "ab")  # noqa: SIM115 - kept by the child
         self.proc = self.spawn(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockerd exited with {self.proc.returncode}: {self.log_tail()}")
-            if self.sock.exists() and self.run("version", check=False).returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd not answering after {timeout} s: {self.log_tail()}")
-            time.sleep(0.2)
+        until(self._answers, "dockerd answering", timeout=timeout, interval=0.2)
         self.run("import", "-", IMAGE, input=busybox_tar())
         return self
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited with {self.proc.returncode}: {self.log_tail()}")
+        return self.sock.exists() and self.run("version", check=False).returncode == 0
 
     def log_tail(self, n: int = 5) -> str:
         path = self.dir / "dockerd.log"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness.wait import until
 
 SERVICE = "cnmha"
 
@@ -31,8 +32,11 @@ class SentinelSet:
             self._server(replica_of=primary)
         for _ in range(sentinels):
             self._sentinel(primary)
-        self.wait_for(lambda: all(len(self._known_replicas(p)) >= replicas for p in self.sentinels),
-                      30, "sentinels know every replica")  # fmt: skip
+        until(
+            lambda: all(len(self._known_replicas(p)) >= replicas for p in self.sentinels),
+            "sentinels know every replica",
+            timeout=30,
+        )
 
     @property
     def url(self) -> str:
@@ -101,13 +105,4 @@ class SentinelSet:
         return [line for line in out.splitlines() if line == "name"]
 
     def _wait_ping(self, port: int) -> None:
-        self.wait_for(lambda: self.cli(port, "PING") == "PONG", 10, f"redis on port {port}")
-
-    @staticmethod
-    def wait_for(predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"{what}: not within {timeout}s")
+        until(lambda: self.cli(port, "PING") == "PONG", f"redis on port {port}", timeout=10)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,17 +141,6 @@ def ping_all(src_netns: str, addresses: list[str], timeout: float = 1) -> list[s
     )
     res = exec_in(src_netns, "sh", "-c", script, check=False, timeout=30 + 4 * len(addresses))
     return res.stdout.split()
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 def remove_run_dir(path: Path) -> None:

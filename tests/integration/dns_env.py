@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,9 @@ from dns_service.netns_socket import in_namespace
 
 BIN = Path(sys.executable).parent
 RESOLVER = "127.0.0.11"
+# What a query raises while the resolver is not (yet) listening, or when a UDP answer is lost:
+# a poll (harness.wait.until(..., retry_on=RESOLVER_DOWN)) asks again.
+RESOLVER_DOWN = (OSError, TimeoutError)
 
 
 def ask(key: str, name: str, qtype: str = "A", *, tcp: bool = False, timeout: float = 5.0):
@@ -57,21 +59,6 @@ def rcode(reply) -> str:
 def values(reply, qtype: str = "A") -> list[str]:
     want = getattr(QTYPE, qtype)
     return [str(rr.rdata) for rr in reply.rr if rr.rtype == want]
-
-
-def until(fn: Callable[[], object], what: str, timeout: float = 15.0, every: float = 0.05):
-    """fn()'s first truthy result, polled until the deadline (AssertionError then)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (OSError, TimeoutError) as e:  # resolver not (yet) listening
-            last = e
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not true after {timeout}s (last: {last!r})")
 
 
 def answers(key: str, name: str, qtype: str = "A") -> Callable[[], list[str]]:

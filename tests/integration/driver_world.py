@@ -33,6 +33,7 @@ from driver_service.osl.query import TOMBSTONE_PREFIX
 from harness import kernel_snapshot, netns
 from harness.spawner import Spawner
 from harness.stack import BIN, short_tmp, start_driver
+from harness.wait import eventually
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds
@@ -290,12 +291,8 @@ def links(ns: str, settle: float = 5.0) -> list[str]:
         out = netns.run("ip", "-n", ns, "-o", "link", "show").stdout
         return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line]
 
-    deadline = time.monotonic() + settle
-    names = read()
-    while any(n.startswith(TOMBSTONE_PREFIX) for n in names) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        names = read()
-    return names
+    eventually(lambda: not any(n.startswith(TOMBSTONE_PREFIX) for n in read()), settle, 0.05)
+    return read()
 
 
 def default_routes(sb: pb.Sandbox, family: str = "-4") -> list[str]:
@@ -315,19 +312,10 @@ def hosts_text(sb: pb.Sandbox, *, has: tuple[str, ...] = (), lacks: tuple[str, .
         text = path.read_text()
         return all(h in text for h in has) and not any(x in text for x in lacks)
 
-    assert wait_until(ready, timeout=5, interval=0.02), (
+    assert eventually(ready, timeout=5, interval=0.02), (
         f"{path} never had {has} without {lacks}:\n{path.read_text()}"
     )
     return path.read_text()
-
-
-def wait_until(fn, timeout: float = 10.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return True
-        time.sleep(interval)
-    return fn()
 
 
 @contextmanager

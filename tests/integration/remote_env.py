@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from controller_env import World, remove_run_dir
 
 from conftest import Spawner
 from harness import kernel_snapshot, netns, stack
+from harness.wait import until
 
 BIN = Path(sys.executable).parent
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "netplugin.py"
@@ -40,6 +40,12 @@ class Plugin:
         self.log = plugin_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
+    def _listening(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"plugin {self.name} exited with {self.proc.returncode}")
+        return self.socket.exists()
+
     def start(self, *, wait: bool = True) -> Plugin:
         argv = [sys.executable, str(PLUGIN), "--socket", str(self.socket), "--log", str(self.log)]
         # A killed plugin leaves its socket file: wait for the new one, not that.
@@ -48,11 +54,7 @@ class Plugin:
             ["nsenter", f"--net=/run/netns/{self.host_netns}", "--", *argv, *self.args]
         )
         if wait:
-            deadline = time.monotonic() + 10
-            while not self.socket.exists():
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"plugin {self.name} did not start")
-                time.sleep(0.02)
+            until(self._listening, f"plugin {self.name} listening", interval=0.02)
         return self
 
     def kill(self) -> None:

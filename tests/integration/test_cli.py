@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pytest
 from harness import kernel_snapshot, netns
 from harness.netns import exec_in
 from harness.stack import BIN, short_tmp, start_controller, start_driver, start_ipam
+from harness.wait import eventually, until
 
 CNMCTL = str(BIN / "cnmctl")
 HOST_ID = "h1"
@@ -50,16 +50,6 @@ def cnmctl(
         timeout=timeout,
         input=stdin,
     )
-
-
-def spawn_stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def ok(stack: Stack, *argv: str, timeout: float = 30) -> str:
@@ -283,18 +273,16 @@ def test_published_port_reaches_the_sandbox(stack, spawn):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            res = exec_in(
+        res = until(
+            lambda: (r := exec_in(
                 stack.host_ns,
                 "python3", "-c",
                 "import urllib.request as u;"
                 "print(u.urlopen('http://127.0.0.1:18080/', timeout=2).status)",
                 check=False, timeout=10,
-            )  # fmt: skip
-            if res.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            )).returncode == 0 and r,
+            "the published port answering", timeout=10, interval=0.2,
+        )  # fmt: skip
         assert res.stdout.strip() == "200", res.stderr
     finally:
         spawn.stop(server)
@@ -363,16 +351,17 @@ def test_the_host_namespace_is_never_a_sandbox(stack, spawn):
     # A process of the driver's host namespace: an allowed place, the wrong namespace.
     proc = spawn(["nsenter", f"--net=/run/netns/{stack.host_ns}", "--", "sleep", "60"])
     key = f"/proc/{proc.pid}/ns/net"
-    deadline = time.monotonic() + 10
-    while os.readlink(key) == os.readlink("/proc/self/ns/net"):
-        assert time.monotonic() < deadline, "nsenter did not enter the namespace"
-        time.sleep(0.02)
+    until(
+        lambda: os.readlink(key) != os.readlink("/proc/self/ns/net"),
+        "nsenter entered",
+        interval=0.02,
+    )
     err = fails(stack, "sandbox", "create", "--netns", key, "hostself")
     assert f"sandbox key '{key}' is the host's own network namespace" in err
     assert ok(stack, "sandbox", "ls", "-q") == ""
 
 
-def test_hosts_drivers_pools_events_and_gc(stack):
+def test_hosts_drivers_pools_events_and_gc(stack, spawn):
     (h,) = json.loads(ok(stack, "host", "inspect", HOST_ID))
     assert h["ID"] == HOST_ID and h["Address"].startswith("unix://")
     fails(stack, "host", "inspect", "nohost")
@@ -393,7 +382,7 @@ def test_hosts_drivers_pools_events_and_gc(stack):
 
     # A live watcher sees what happens after it started (other events, e.g. the
     # host coming up, may come first: look for ours among them).
-    watcher = subprocess.Popen(
+    watcher = spawn(
         [CNMCTL, "--controller", stack.controller, "events", "--format", "json",
          "--timeout", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -409,13 +398,15 @@ def test_hosts_drivers_pools_events_and_gc(stack):
 
     created: list[str] = []
     try:
-        while not live_creates() and len(created) < 20 and watcher.poll() is None:
+        # Until the watcher has subscribed, a create goes unseen: create again.
+        while len(created) < 20 and watcher.poll() is None:
             name = f"live{len(created)}"
             ok(stack, "network", "create", "--subnet", f"10.33.{len(created)}.0/24", name)
             created.append(name)
-            time.sleep(0.3)
+            if eventually(live_creates, timeout=0.3, interval=0.05):
+                break
     finally:
-        spawn_stop(watcher)
+        spawn.stop(watcher)
         reader.join(5)
     assert watcher.returncode in (0, -signal.SIGTERM), watcher.stderr.read()
     assert live_creates(), seen

@@ -24,6 +24,7 @@ from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from harness.stack import short_tmp, start_controller, start_driver, start_ipam
+from harness.wait import until
 from services.rpc_errors import error_info
 
 # test_cli's fixture: a real ipam + driver (in its own namespace) + controller.
@@ -57,7 +58,7 @@ def test_network_filters_and_prune_filters_as_docker(stack):
     assert out == "Deleted Networks:\nc\n"
     # until: created before a time; "b" was made before this moment, a new one after.
     cut = time.time()
-    time.sleep(0.05)  # creation times are wall-clock: strictly after `cut`
+    # Creation times are wall-clock: a new cnmctl process makes "late" after `cut`.
     ok(stack, "network", "create", "--label", "env=dev", "late")
     out = ok(stack, "network", "prune", "-f", "--filter", f"until={cut}")
     assert out == "Deleted Networks:\nb\n"
@@ -254,10 +255,8 @@ def builtin_stack(redis_url, netns_host, netns_prefix, spawn):
 
 def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     st = builtin_stack
-    deadline = time.monotonic() + 30  # made in the background at start
-    while _ls(st, "-f", "type=builtin") != {"host", "none"}:
-        assert time.monotonic() < deadline, "host and none were not made"
-        time.sleep(0.1)
+    # Made in the background at start.
+    until(lambda: _ls(st, "-f", "type=builtin") == {"host", "none"}, "host and none", timeout=30)
     rows = [line.split() for line in ok(st, "network", "ls").splitlines()[1:]]
     assert [r[1:] for r in rows] == [["host", "host", "local"], ["none", "null", "local"]]
     assert _ls(st, "-f", "type=builtin") == {"host", "none"}

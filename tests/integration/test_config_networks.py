@@ -9,13 +9,14 @@ import json
 import uuid
 
 import pytest
-from controller_env import World, kernel_view, remove_run_dir, snapshot, wait_for
+from controller_env import World, kernel_view, remove_run_dir, snapshot
 
 from clients.client import Client
 from clients.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from cnm.types.v1 import types_pb2
 from harness import kernel_snapshot, netns, stack
 from harness.netns import exec_in
+from harness.wait import until
 
 T = 15.0
 CNMCTL = str(stack.BIN / "cnmctl")
@@ -99,7 +100,7 @@ def driver_idle(w: World) -> None:
     """Waits for the driver's background helpers (the conntrack flush after a
     leave) to exit: the module's world outlives the test's leftover check."""
     pid = w.procs["driver-h1"].pid
-    wait_for(lambda: not kernel_snapshot._children(pid), 15, what="driver helpers done")
+    until(lambda: not kernel_snapshot._children(pid), "driver helpers done", timeout=15)
 
 
 def _refused(call, error, reason: str, words: str) -> None:

@@ -7,18 +7,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import grpc
 import pytest
 import redis
-from controller_env import T, World, remove_run_dir, snapshot, wait_for
+from controller_env import T, World, remove_run_dir, snapshot
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from controller_service.hosts import Hosts
 from controller_service.redis_repository import RedisRepository
 from harness import stack
+from harness.wait import until
 from services.errors import FailedPrecondition, Unavailable
 from services.store import Store
 
@@ -63,13 +63,11 @@ def _calls(c):
 def _assert_unavailable_in_time(world, c, deadline: float) -> None:
     for call in _calls(c):
         before = snapshot(world.redis_url)
-        started = time.monotonic()
         with pytest.raises(grpc.RpcError) as err:
             call(deadline)
-        took = time.monotonic() - started
+        # UNAVAILABLE, not DEADLINE_EXCEEDED: refused before the call's deadline.
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
         assert "h1" in err.value.details()
-        assert took < deadline
         assert snapshot(world.redis_url) == before
 
 
@@ -79,11 +77,11 @@ def test_frozen_driver_is_unavailable_within_the_deadline_then_unreachable(world
     os.kill(proc.pid, signal.SIGSTOP)  # accepts connections, answers nothing
     # Still within its TTL: the call reaches the frozen service and must not hang.
     _assert_unavailable_in_time(world, c, deadline=1.5)
-    wait_for(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, timeout=10, what="unreachable")
+    until(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, "unreachable", timeout=10)
     # Past its TTL: refused at once, naming the host.
     _assert_unavailable_in_time(world, c, deadline=1.5)
     os.kill(proc.pid, signal.SIGCONT)
-    wait_for(lambda: _state(c) == pb.HOST_STATE_READY, timeout=10, what="ready again")
+    until(lambda: _state(c) == pb.HOST_STATE_READY, "ready again", timeout=10)
     ep = c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=T)
     assert ep.state == pb.ENDPOINT_STATE_JOINED
 
@@ -93,7 +91,7 @@ def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
     watch = c.Watch(pb.WatchRequest(since_revision=0), timeout=60)
     world.stop("driver-h1")
     _assert_unavailable_in_time(world, c, deadline=3)
-    wait_for(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, timeout=10, what="unreachable")
+    until(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, "unreachable", timeout=10)
     listed = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
     assert [(h.id, h.state) for h in listed] == [("h1", pb.HOST_STATE_UNREACHABLE)]
     # Silent for a moment only (restarting): a sandbox on "the ready host" is
@@ -104,7 +102,7 @@ def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
     assert "host 'h1' is unreachable" in err.value.details()
 
     world.start_driver("h1", world.host_netns["h1"], env=FAST)
-    wait_for(lambda: _state(c) == pb.HOST_STATE_READY, timeout=10, what="ready again")
+    until(lambda: _state(c) == pb.HOST_STATE_READY, "ready again", timeout=10)
     ep = c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=T)
     assert ep.state == pb.ENDPOINT_STATE_JOINED
 
@@ -154,7 +152,7 @@ def test_no_ready_host_is_unavailable_only_while_one_is_restarting(
     restart; a host silent for long (over 6 TTLs) is FAILED_PRECONDITION."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     # Liveness is lenient for one TTL after Redis starts: judged after it.
-    wait_for(lambda: int(client.info("server")["uptime_in_seconds"]) >= 2, 10, what="redis up")
+    until(lambda: int(client.info("server")["uptime_in_seconds"]) >= 2, "redis up", timeout=10)
     for host_id, silent_for in hosts:
         _register(client, host_id, silent_for, ttl=1.0)
     store = Store(redis_url)

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dns_env import answers, ask, cnmctl, getent, rcode, rcode_is, until, values
+from dns_env import RESOLVER_DOWN, answers, ask, cnmctl, getent, rcode, rcode_is, values
 
 from clients.client import Client, IpamConfig
 from clients.errors import ClientError
 from harness import stack
+from harness.wait import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -96,8 +97,12 @@ def test_names_aliases_name_network_aaaa_ptr_round_robin_and_the_files(world):
     ep_c = c.connect("front", "c", aliases=["api"])
 
     # libc's path: the sandbox's resolv.conf (127.0.0.11) bind-mounted by sandbox exec.
-    res = until(lambda: (r := getent(world.controller, "a", "hosts", "b")).returncode == 0 and r,
-                "getent hosts b from a")  # fmt: skip
+    res = until(
+        lambda: (r := getent(world.controller, "a", "hosts", "b")).returncode == 0 and r,
+        "getent hosts b from a",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    )
     assert res.stdout.split()[0] in (ip(ep_b), ip(ep_b, True)), res.stdout
     res = getent(world.controller, "a", "ahostsv4", "api")
     assert {ln.split()[0] for ln in res.stdout.splitlines()} == {ip(ep_b), ip(ep_c)}, res.stdout
@@ -148,8 +153,12 @@ def test_scope_internal_networks_nxdomain_servfail_and_an_alias_gone_on_disconne
 
     # z is on both networks: from y (front) only its front address; from x (vault)
     # only its vault address and its vault alias.
-    assert until(answers(y.key, "z"), "z from y") == [ip(ep_zf)]
-    assert until(answers(x.key, "db"), "db from x") == [ip(ep_zv)]
+    assert until(answers(y.key, "z"), "z from y", timeout=15.0, retry_on=RESOLVER_DOWN) == [
+        ip(ep_zf)
+    ]
+    assert until(answers(x.key, "db"), "db from x", timeout=15.0, retry_on=RESOLVER_DOWN) == [
+        ip(ep_zv)
+    ]
     assert values(ask(x.key, "z")) == [ip(ep_zv)]
     assert values(ask(z.key, "y")) == [ip(ep_yf)] and values(ask(z.key, "x")) == [ip(ep_xv)]
     # The internal network's names are invisible from front, and front's from vault.
@@ -166,7 +175,12 @@ def test_scope_internal_networks_nxdomain_servfail_and_an_alias_gone_on_disconne
     assert rcode(ask(x.key, "www.example.test")) == "SERVFAIL"
 
     c.disconnect("vault", "z")
-    until(rcode_is(x.key, "db", "NXDOMAIN"), "alias db gone after disconnect")
+    until(
+        rcode_is(x.key, "db", "NXDOMAIN"),
+        "alias db gone after disconnect",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    )
     assert rcode(ask(x.key, "z")) == "NXDOMAIN"
     assert values(ask(y.key, "z")) == [ip(ep_zf)]
 
@@ -188,7 +202,12 @@ def test_other_names_are_forwarded_upstream_and_a_dead_upstream_is_servfail(worl
     resolv = Path(client.resolv_conf_path).read_text()
     assert f"# ExtServers: [{upstream_ip}]" in resolv and "search front" in resolv
 
-    reply = until(lambda: (r := ask(client.key, "www.example.test")).rr and r, "forwarded")
+    reply = until(
+        lambda: (r := ask(client.key, "www.example.test")).rr and r,
+        "forwarded",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    )
     assert values(reply) == ["192.0.2.99"] and reply.rr[0].ttl == 30  # the upstream's own TTL
     # libc's path: a name cnm does not own, through the sandbox's resolv.conf.
     res = getent(world.controller, "client", "ahostsv4", "www.example.test")
@@ -206,10 +225,20 @@ def test_a_killed_resolver_restarted_answers_again_without_a_controller_call(wor
     a, _b = world.sandbox("a"), world.sandbox("b")
     c.connect("front", "a")
     ep_b = c.connect("front", "b", aliases=["web"])
-    assert until(answers(a.key, "web"), "web before the restart") == [ip(ep_b)]
+    assert until(
+        answers(a.key, "web"),
+        "web before the restart",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    ) == [ip(ep_b)]
 
     world.restart_dns(signal.SIGKILL)
-    assert until(answers(a.key, "web"), "web after the restart") == [ip(ep_b)]
+    assert until(
+        answers(a.key, "web"),
+        "web after the restart",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    ) == [ip(ep_b)]
     assert values(ask(a.key, "b.front", tcp=True)) == [ip(ep_b)]
 
 
@@ -223,9 +252,14 @@ def test_legacy_hosts_option_keeps_peers_in_every_hosts_file_and_is_validated(wo
     a, _b = world.sandbox("a"), world.sandbox("b")
     c.connect("old", "a")
     ep_b = c.connect("old", "b", aliases=["api"])
-    until(lambda: f"{ip(ep_b)}\tb b.old api" in Path(a.hosts_path).read_text(), "b in a's hosts")
+    until(
+        lambda: f"{ip(ep_b)}\tb b.old api" in Path(a.hosts_path).read_text(),
+        "b in a's hosts",
+        timeout=15.0,
+        retry_on=RESOLVER_DOWN,
+    )
     # DNS answers on such a network too.
-    assert until(answers(a.key, "api"), "api") == [ip(ep_b)]
+    assert until(answers(a.key, "api"), "api", timeout=15.0, retry_on=RESOLVER_DOWN) == [ip(ep_b)]
 
     with pytest.raises(ClientError) as e:
         c.create_network("bad", options={"cnm.network.legacy_hosts": "maybe"})

@@ -9,9 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from driver_world import T, hosts_text, links, netns_name, ping, shared_host, wait_until
+from driver_world import T, hosts_text, links, netns_name, ping, shared_host
 
 from cnm.driver.v1 import driver_pb2 as pb
+from harness.wait import eventually
 
 N = 16
 
@@ -60,7 +61,7 @@ def test_concurrent_joins_and_leaves_on_one_network(host, record_property):
     for sb in sandboxes:
         assert links(netns_name(sb)) == ["lo"]
         hosts_text(sb, lacks=tuple(f"\ts{k} s{k}.busy" for k in range(N)))
-    assert wait_until(lambda: links(host.host_ns) == ["lo", f"br-{nid[:12]}"] or
+    assert eventually(lambda: links(host.host_ns) == ["lo", f"br-{nid[:12]}"] or
                       set(links(host.host_ns)) == {"lo", f"br-{nid[:12]}"})  # fmt: skip
 
     join_ms = sorted(ms for _, ms in joins)

@@ -12,10 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from driver_world import DriverHost, T, hosts_text, links, netns_name, ping, wait_until
+from driver_world import DriverHost, T, hosts_text, links, netns_name, ping
 
 from cnm.driver.v1 import driver_pb2 as pb
 from harness import netns
+from harness.wait import eventually
 from services.ids import new_id
 
 
@@ -50,13 +51,13 @@ def test_kill9_in_the_middle_of_a_join_then_restart_undoes_it_and_a_fresh_join_w
     host.start()
 
     # Undone: no half-plumbed interface on either side (tombstones are reaped in the background).
-    assert wait_until(
+    assert eventually(
         lambda: (
             veth not in host_links(host)
             and not any(n.startswith("cnmgc") for n in host_links(host))
         )
     )
-    assert wait_until(lambda: links(netns_name(sb)) == ["lo"])
+    assert eventually(lambda: links(netns_name(sb)) == ["lo"])
     res = host.join(nid, eid, sb.sandbox_id)
     assert res.interface_name == "eth0" and res.gateway == "10.40.0.1"
     assert ping(sb, "10.40.0.1")
@@ -97,7 +98,7 @@ def test_leave_and_delete_sandbox_succeed_when_the_namespace_was_deleted_by_some
     host.stub.DeleteSandbox(pb.DeleteSandboxRequest(sandbox_id=sb2.sandbox_id), timeout=T)
 
     assert not Path(sb.hosts_path).parent.exists() and not Path(sb2.hosts_path).parent.exists()
-    assert wait_until(lambda: host_links(host) == {"lo", f"br-{nid[:12]}"})
+    assert eventually(lambda: host_links(host) == {"lo", f"br-{nid[:12]}"})
     for e in (eid, eid2):
         rec = json.loads(redis.Redis.from_url(host.redis_url).get(f"cnm:driver:h1:ep:{e}"))
         assert rec["attachment"] is None
@@ -133,7 +134,7 @@ def test_restart_removes_orphans_and_leaves_endpoints_of_vanished_sandboxes(host
     stray_dir.mkdir(parents=True)
     try:
         host.start()
-        assert wait_until(lambda: host_links(host) == {"lo", f"br-{nid[:12]}", "userbr"})
+        assert eventually(lambda: host_links(host) == {"lo", f"br-{nid[:12]}", "userbr"})
         names = netns.run("ip", "netns", "list").stdout
         assert stray_ns not in names and not_ours in names and foreign in names
         assert not stray_dir.exists()

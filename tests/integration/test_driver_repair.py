@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from driver_world import links, netns_name, ping, shared_host, wait_until
+from driver_world import links, netns_name, ping, shared_host
 
 from harness import netns
+from harness.wait import eventually
 
 DEADLINE = 15.0  # generous: the machine may be loaded
 
@@ -30,7 +31,7 @@ def host(shared, redis_url):
 
 def repaired_in(what: str, fn) -> float:
     start = time.monotonic()
-    assert wait_until(fn, timeout=DEADLINE, interval=0.02), f"{what} not repaired"
+    assert eventually(fn, timeout=DEADLINE, interval=0.02), f"{what} not repaired"
     took = time.monotonic() - start
     print(f"\n{what} repaired in {took * 1e3:.0f} ms")
     return took

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from driver_world import T, hosts_text, links, netns_name, ping, shared_host, wait_until
+from driver_world import T, hosts_text, links, netns_name, ping, shared_host
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cnm.driver.v1 import driver_pb2 as pb
@@ -22,6 +22,7 @@ from cnm.driver.v1 import driver_pb2_grpc
 from cnm.types.v1 import types_pb2 as tpb
 from harness import kernel_snapshot, netns
 from harness.stack import BIN, short_tmp
+from harness.wait import eventually
 from services.ids import new_id
 
 # The overlay driver's capability error on a host without --advertise-addr.
@@ -70,7 +71,7 @@ def test_host_registers_and_heartbeats(host):
         ]
         assert time.time() - float(first["last_heartbeat"]) <= float(first["ttl"])
         # The heartbeat (every 2 s) moves last_heartbeat on.
-        assert wait_until(
+        assert eventually(
             lambda: (
                 float(client.hget("cnm:host:h1", "last_heartbeat")) > float(first["last_heartbeat"])
             ),

@@ -20,6 +20,7 @@ import pytest
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
 from harness.stack import short_tmp, start_ipam
+from harness.wait import until
 
 T = 10
 CLIENTS = 8
@@ -85,12 +86,13 @@ def race(spawn, run_dir: Path, mode: str, addresses: list[str], target: str) -> 
         )
         for i, out in enumerate(outs)
     ]
+
     # Release them only when every one is connected, so they really start together.
-    deadline = time.monotonic() + 30
-    while not all(Path(f"{out}.ready").exists() for out in outs):
-        assert time.monotonic() < deadline, "clients did not get ready"
+    def ready() -> bool:
         assert all(p.poll() is None for p in procs), "a client died before the start"
-        time.sleep(0.01)
+        return all(Path(f"{out}.ready").exists() for out in outs)
+
+    until(ready, "clients ready", timeout=30, interval=0.01)
     go.touch()
     deadline = time.monotonic() + 60
     for proc in procs:

@@ -15,7 +15,7 @@ import contextlib
 import uuid
 
 import pytest
-from controller_env import World, kernel_view, ping_all, remove_run_dir, snapshot, wait_for
+from controller_env import World, kernel_view, ping_all, remove_run_dir, snapshot
 
 from clients.client import Client
 from clients.errors import (
@@ -27,6 +27,7 @@ from clients.errors import (
 from cnm.types.v1 import types_pb2
 from harness import kernel_snapshot, netns, stack
 from harness.netns import exec_in, run
+from harness.wait import until
 
 T = 20.0
 # parent in the host namespace -> (router-side name, subnet, router = gateway address)
@@ -141,7 +142,7 @@ def _network(c: Client, name: str, **kw):
 def reaches(src_netns: str, addresses: list[str], deadline: float = 10) -> bool:
     """Every address answers a ping from `src_netns` within `deadline` seconds
     (retried: on a loaded machine the first neighbour discovery can be slow)."""
-    wait_for(lambda: ping_all(src_netns, addresses) == [], deadline, what=f"{addresses} reached")
+    until(lambda: ping_all(src_netns, addresses) == [], f"{addresses} reached", timeout=deadline)
     return True
 
 
@@ -157,7 +158,7 @@ def _driver_idle(w: World) -> None:
     """The module's world outlives each test's leftover check: wait for the
     driver's background helpers (conntrack flushes) to exit."""
     pid = w.procs["driver-h1"].pid
-    wait_for(lambda: not kernel_snapshot._children(pid), 15, what="driver helpers done")
+    until(lambda: not kernel_snapshot._children(pid), "driver helpers done", timeout=15)
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import shutil
 
-from controller_env import World, ping_all, wait_for
+from controller_env import World, ping_all
 
 from clients.client import Client
 from cnm.types.v1 import types_pb2
 from driver_service.drivers import macvlan
 from harness import netns, stack
 from harness.netns import exec_in, run
+from harness.wait import until
 
 T = 20.0
 
@@ -49,7 +50,7 @@ def test_restart_rebuilds_a_lost_isolated_parent_and_removes_orphans(
         _a, b = c.connect("mvre", "r1"), c.connect("mvre", "r2")
         one = sbs[0].key.rsplit("/", 1)[1]
         peer = b.ipv4_address.split("/")[0]
-        wait_for(lambda: ping_all(one, [peer]) == [], 10, what="the other sandbox answers")
+        until(lambda: ping_all(one, [peer]) == [], "the other sandbox answers", timeout=10)
         for name in ("r1", "r2"):
             c.delete_sandbox(name)
         c.delete_network("mvre")

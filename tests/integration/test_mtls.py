@@ -13,7 +13,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.stack import BIN, short_tmp
+from harness.wait import until
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"ipam": 7101, "controller": 7102, "driver": 7103}
@@ -79,13 +79,12 @@ def make_certs(d: Path) -> Certs:
 
 
 def wait_serving(w: World, service: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while w.probe(service, w.good.client()).returncode != 0:
+    def serving() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"{service} exited with {proc.returncode}: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{service} not SERVING over mutual TLS")
-        time.sleep(0.1)
+        return w.probe(service, w.good.client()).returncode == 0
+
+    until(serving, f"{service} SERVING over mutual TLS", timeout=30)
 
 
 @pytest.fixture
@@ -186,7 +185,5 @@ def test_plain_tcp_is_refused_in_one_line_and_insecure_tcp_only_on_loopback(
         warning = proc.stderr.readline()
     assert "plaintext TCP on 127.0.0.1:7109 without authentication" in warning
     probe = [sys.executable, "-m", "services.healthcheck", "127.0.0.1:7109"]
-    deadline = time.monotonic() + 30
-    while in_ns(netns_host, probe, cwd=ROOT).returncode != 0:
-        assert time.monotonic() < deadline, "plaintext loopback listener never SERVING"
-        time.sleep(0.1)
+    until(lambda: in_ns(netns_host, probe, cwd=ROOT).returncode == 0,
+          "plaintext loopback listener SERVING", timeout=30)  # fmt: skip

@@ -19,7 +19,7 @@ import time
 
 import pytest
 import redis
-from controller_env import T, ping_all, wait_for
+from controller_env import T, ping_all
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
@@ -28,6 +28,7 @@ from driver_service.drivers.overlay import options as ov
 from harness import kernel_snapshot, netns
 from harness.cluster import Cluster
 from harness.stack import BIN
+from harness.wait import until
 
 VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
 # Heartbeats fast enough that a silent host is noticed within seconds; the ttl
@@ -113,15 +114,15 @@ def wait_converged(cluster: Cluster, net_id: str, placed: dict, timeout: float =
     seconds it took. Joins are announced asynchronously (pub/sub): a peer that just
     joined may be unknown elsewhere for a few milliseconds."""
     t0 = time.monotonic()
-    wait_for(
+    until(
         lambda: all(
             entries(cluster, h, net_id) == expected_entries(cluster, h, placed)
             for h in cluster.hosts
             if any(where == h for _ep, where, _ns in placed.values())
         ),
+        "peer entries converged on every host",
         timeout=timeout,
         interval=0.01,
-        what="peer entries converged on every host",
     )
     return time.monotonic() - t0
 
@@ -206,7 +207,7 @@ def test_one_overlay_on_three_hosts_all_pairs_ping_mtu_1450_and_a_leave_is_withd
                 return False
         return True
 
-    wait_for(withdrawn, timeout=1.0, interval=0.01, what="peer withdrawn on h2 and h3")
+    until(withdrawn, "peer withdrawn on h2 and h3", timeout=1.0, interval=0.01)
     elapsed = time.monotonic() - t0
     print(f"leave -> entries gone on the other hosts: {elapsed * 1000:.0f} ms")
     del placed["s11"]
@@ -218,14 +219,14 @@ def test_one_overlay_on_three_hosts_all_pairs_ping_mtu_1450_and_a_leave_is_withd
     c.Disconnect(pb.DisconnectRequest(network=net.id, sandbox="s12"), timeout=T)
     assert not osl.namespace_exists(ov_netns(cluster, "h1", net.id))
     del placed["s12"]
-    wait_for(
+    until(
         lambda: all(
             entries(cluster, h, net.id) == expected_entries(cluster, h, placed)
             for h in ("h2", "h3")
         ),
+        "h1's last peer withdrawn",
         timeout=1.0,
         interval=0.01,
-        what="h1's last peer withdrawn",
     )
 
 
@@ -308,10 +309,10 @@ def test_restarted_driver_rebuilds_lost_overlay_state_and_traffic_flows_again(ma
     cluster.stop_host("h2", signal.SIGKILL)
     h2_ns = ov_netns(cluster, "h2", net.id)
     osl.delete_namespace(h2_ns)
-    wait_for(
+    until(
         lambda: not osl.link_exists("eth0", netns=placed["b1"][2]),
+        "h2's sandboxes lose eth0 with the overlay namespace",
         timeout=5,
-        what="h2's sandboxes lose eth0 with the overlay namespace",
     )
     assert set(ping_all(placed["a"][2], [ip_of(placed["b1"][0])])) == {ip_of(placed["b1"][0])}
 
@@ -323,7 +324,7 @@ def test_restarted_driver_rebuilds_lost_overlay_state_and_traffic_flows_again(ma
         addrs = {str(a.address) for a in osl.list_addresses(netns=placed[name][2], ifname="eth0")}
         assert placed[name][0].ipv4_address in addrs
     assert entries(cluster, "h2", net.id) == expected_entries(cluster, "h2", placed)
-    wait_for(lambda: unreachable_pairs(placed) == [], timeout=5, what="all pairs ping again")
+    until(lambda: unreachable_pairs(placed) == [], "all pairs ping again", timeout=5)
     assert ping6(placed, "b2", "c")
 
     # `cnm-driver --cleanup` on a dead h2 removes its overlay namespace and its peers,
@@ -373,7 +374,7 @@ def test_dead_host_peers_are_withdrawn_after_its_ttl_and_it_shows_unreachable(ma
     def z_gone() -> bool:
         return all(z_entry not in entries(cluster, h, net.id)[0] for h in ("h1", "h2"))
 
-    wait_for(z_gone, timeout=TTL + 4, interval=0.05, what="h3's peer withdrawn on h1 and h2")
+    until(z_gone, "h3's peer withdrawn on h1 and h2", timeout=TTL + 4, interval=0.05)
     elapsed = time.monotonic() - t0
     print(f"h3 killed -> its peer withdrawn everywhere: {elapsed:.2f} s (ttl {TTL} s)")
     # Not before the ttl: the last heartbeat was at most one interval before the kill.
@@ -398,13 +399,13 @@ def test_dead_host_peers_are_withdrawn_after_its_ttl_and_it_shows_unreachable(ma
 
     # Back again: its peers return everywhere and traffic flows.
     cluster.start_host("h3")
-    wait_for(
+    until(
         lambda: all(
             entries(cluster, h, net.id) == expected_entries(cluster, h, placed)
             for h in cluster.hosts
         ),
+        "h3's peer programmed again",
         timeout=5,
-        what="h3's peer programmed again",
     )
     assert unreachable_pairs(placed) == []
 

@@ -35,7 +35,7 @@ import time
 import grpc
 import pytest
 import redis
-from controller_env import T, wait_for
+from controller_env import T
 
 from cnm.controller.v1 import controller_pb2 as pb
 from driver_service import osl
@@ -43,6 +43,7 @@ from driver_service.drivers.overlay import options as ov
 from harness import kernel_snapshot, netns
 from harness.cluster import Cluster
 from harness.redis_proc import RedisProcess
+from harness.wait import until
 
 HEARTBEAT, TTL = 0.5, 3.0
 FAST = {"CNM_HEARTBEAT_INTERVAL": str(HEARTBEAT), "CNM_HOST_TTL": str(TTL)}
@@ -88,7 +89,7 @@ class Pinger:
     def wait_fresh(self, timeout: float = 10.0) -> int:
         """Wait for a few answers newer than now (traffic flows); the last seq."""
         mark = self.last()
-        wait_for(lambda: self.last() >= mark + 5, timeout, what=f"pings to {self.address}")
+        until(lambda: self.last() >= mark + 5, f"pings to {self.address}", timeout=timeout)
         return self.last()
 
 
@@ -185,10 +186,14 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
         time.sleep(max(0.0, outage - (time.monotonic() - t_down)))
         store.start()
         t_up = time.monotonic()
-        wait_for(lambda: hosts_ready(c), 5, what=f"all hosts READY after a {outage:.0f}s outage")
+        until(lambda: hosts_ready(c), f"all hosts READY after a {outage:.0f}s outage", timeout=5)
         t_ready = time.monotonic() - t_up
-        wait_for(lambda n=n: try_join(c, net.id, "h2", f"after-{n}"), 20, interval=0.2,
-                 what="a join after the outage")  # fmt: skip
+        until(
+            lambda n=n: try_join(c, net.id, "h2", f"after-{n}"),
+            "a join after the outage",
+            timeout=20,
+            interval=0.2,
+        )
         t_join = time.monotonic() - t_up
         for p in pingers:
             p.wait_fresh()
@@ -205,10 +210,14 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
     time.sleep(10)
     store.thaw()
     t_up = time.monotonic()
-    wait_for(lambda: hosts_ready(c), 5, what="all hosts READY after Redis was frozen")
+    until(lambda: hosts_ready(c), "all hosts READY after Redis was frozen", timeout=5)
     t_ready = time.monotonic() - t_up
-    wait_for(lambda: try_join(c, net.id, "h2", "after-frozen"), 20, interval=0.2,
-             what="a join after Redis was frozen")  # fmt: skip
+    until(
+        lambda: try_join(c, net.id, "h2", "after-frozen"),
+        "a join after Redis was frozen",
+        timeout=20,
+        interval=0.2,
+    )
     t_join = time.monotonic() - t_up
     for p in pingers:
         p.wait_fresh()
@@ -224,7 +233,7 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
     cluster.stop_host("h2", signal.SIGKILL)
     netns.delete(victim.key.rsplit("/", 1)[1])
     cluster.start_host("h2")
-    wait_for(lambda: get_sandbox(c, victim.id).lost, 10, what="the sandbox reported lost")
+    until(lambda: get_sandbox(c, victim.id).lost, "the sandbox reported lost", timeout=10)
     assert not get_sandbox(c, "s-h2").lost
     c.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name=victim.id), timeout=T)
     # Not counted: a driver restart longer than the 3 s ttl withdraws its peers
@@ -241,10 +250,10 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
     store.start(empty=True)
     t_up = time.monotonic()
     r = redis.Redis.from_url(store.url, decode_responses=True)
-    wait_for(lambda: hosts_ready(c), 10, what="hosts registered again after an empty Redis")
+    until(lambda: hosts_ready(c), "hosts registered again after an empty Redis", timeout=10)
     t_ready = time.monotonic() - t_up
     peers_key = f"cnm:overlay:{net.id}:peers"
-    wait_for(lambda: len(r.hgetall(peers_key)) == 3, 10, what="peers announced again")
+    until(lambda: len(r.hgetall(peers_key)) == 3, "peers announced again", timeout=10)
 
     def put_back(host: str) -> bool:
         return r.scard(f"cnm:driver:{host}:endpoints") >= 1 and (
@@ -252,11 +261,15 @@ def test_overlay_survives_redis_outages_and_data_loss(cluster, store, spawn):
         )
 
     for host in ("h1", "h2", "h3"):
-        wait_for(lambda h=host: put_back(h), 10, what=f"{host}'s records and VNI put back")
+        until(lambda h=host: put_back(h), f"{host}'s records and VNI put back", timeout=10)
     new = c.CreateNetwork(pb.CreateNetworkRequest(name="ov2", driver="overlay"), timeout=T)
     assert int(new.options[VNI_KEY]) != old_vni, "the VNI hosts still use was handed out again"
-    wait_for(lambda: try_join(c, new.id, "h2", "after-empty"), 20, interval=0.2,
-             what="a join after Redis came back empty")  # fmt: skip
+    until(
+        lambda: try_join(c, new.id, "h2", "after-empty"),
+        "a join after Redis came back empty",
+        timeout=20,
+        interval=0.2,
+    )
     t_join = time.monotonic() - t_up
     # Observed past the settling window (one ttl): nothing may be withdrawn after it either.
     time.sleep(TTL)

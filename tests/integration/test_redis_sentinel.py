@@ -21,6 +21,7 @@ from clients.errors import AlreadyExistsError, ClientError, NotFoundError
 from cnm.types.v1 import types_pb2
 from harness import stack
 from harness.sentinel import SentinelSet
+from harness.wait import until
 from services import redis_url
 
 SUBNET = "10.93.0.0/24"
@@ -165,12 +166,12 @@ def test_primary_killed_under_load_loses_no_acknowledged_allocation(sentinel_wor
 
     worker = threading.Thread(target=workload, daemon=True)
     worker.start()
-    SentinelSet.wait_for(lambda: len(live) >= 10 or errors, 60, "10 connects before the kill")
+    until(lambda: len(live) >= 10 or errors, "10 connects before the kill", timeout=60)
     old_primary = ha.primary_port()
     killed_at.append(time.monotonic())
     ha.kill_primary()
-    SentinelSet.wait_for(lambda: back_at or errors, FAILOVER_BUDGET + 10, "API back after failover")
-    SentinelSet.wait_for(lambda: len(live) >= 25 or errors, 60, "connects after the failover")
+    until(lambda: back_at or errors, "API back after failover", timeout=FAILOVER_BUDGET + 10)
+    until(lambda: len(live) >= 25 or errors, "connects after the failover", timeout=60)
     stop.set()
     worker.join(60)
     assert not errors, errors

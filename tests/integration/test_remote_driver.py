@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from controller_env import T, addresses_in, ping_all, sandbox_netns, wait_for
+from controller_env import T, addresses_in, ping_all, sandbox_netns
 from remote_env import remote_world
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
 from cnm.types.v1 import types_pb2
 from harness.netns import exec_in, run
+from harness.wait import until
 
 C = grpc.StatusCode
 ACCEPT = "application/vnd.docker.plugins.v1+json"
@@ -341,12 +342,12 @@ def test_plugin_killed_mid_run_unavailable_nothing_half_made_then_works_again(en
 
         plug.start()
         # The controller's reconciler finishes the interrupted Disconnect.
-        wait_for(
+        until(
             lambda: (
                 not c.ListEndpoints(pb.ListEndpointsRequest(network="knet"), timeout=T).endpoints
             ),
+            "k0's endpoint gone",
             timeout=10,
-            what="k0's endpoint gone",
         )
         assert f"ph{ep0.id[:10]}" not in _host_links(w) and f"pc{ep0.id[:10]}" not in _host_links(w)
         eps = [

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from controller_env import T, ping_all, sandbox_netns, wait_for
+from controller_env import T, ping_all, sandbox_netns
 from remote_env import Plugin, remote_world
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
+from harness.wait import until
 
 C = grpc.StatusCode
 REASON = "invalid capability: expecting 'local' or 'global', got "
@@ -135,19 +136,19 @@ def test_rescan_registers_a_new_plugin_and_a_fixed_one(env, c):
     ).start()
     fixed = plugins["numscope"]
     try:
-        wait_for(
+        until(
             lambda: _drivers(c).get("latecomer") == (types_pb2.SCOPE_GLOBAL, ""),
+            "latecomer registered",
             timeout=10,
-            what="latecomer registered",
         )
         # A plugin answering a bad scope, restarted with a good one (its socket is new).
         fixed.kill()
         fixed.args = ["--capabilities", '{"Scope": "local"}']
         fixed.start()
-        wait_for(
+        until(
             lambda: _drivers(c).get("numscope") == (types_pb2.SCOPE_LOCAL, ""),
+            "numscope re-negotiated",
             timeout=10,
-            what="numscope re-negotiated",
         )
     finally:
         # Processes started by a test end with it (the leftover guard checks).

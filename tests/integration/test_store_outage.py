@@ -5,11 +5,11 @@ it is back; a periodic loop survives the outage and any other exception."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from harness.redis_proc import RedisProcess
+from harness.wait import until
 from services.errors import Unavailable
 from services.periodic import Periodic
 from services.store import Store
@@ -110,10 +110,8 @@ def test_periodic_survives_any_exception_and_recovers(redis_proc):
     try:
         redis_proc.kill()
         loop.start()
-        deadline = time.monotonic() + 10
-        while loop.failures < 3:  # several passes fail on the dead store
-            assert time.monotonic() < deadline, "the loop stopped calling"
-            time.sleep(0.02)
+        # Several passes fail on the dead store.
+        until(lambda: loop.failures >= 3, "three failed passes", timeout=10, interval=0.02)
         redis_proc.start()
         assert done.wait(10), outcomes
         assert loop.failures == 0
