@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import kernel_snapshot, netns  # noqa: E402
+from harness.redis_proc import RedisProcess  # noqa: E402
 from harness.spawner import Spawner  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
@@ -53,47 +51,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A private redis-server on a unix socket; yields its `unix://` URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (scripts/setup.sh installs it)")
-    workdir = Path(tempfile.mkdtemp(prefix="cnm-test-redis-"))
-    sock = workdir / "redis.sock"
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--notify-keyspace-events",
-            "KEA",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisProcess(persistent=False, extra=("--notify-keyspace-events", "KEA"))
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("redis-server did not start")
-            time.sleep(0.02)
-        yield f"unix://{sock}"
+        yield server.start().url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.close()
 
 
 @pytest.fixture

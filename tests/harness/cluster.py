@@ -36,7 +36,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +47,9 @@ import grpc  # noqa: E402
 from cnm.controller.v1 import controller_pb2 as pb  # noqa: E402
 from cnm.controller.v1 import controller_pb2_grpc  # noqa: E402
 from harness import netns, stack  # noqa: E402
+from harness.redis_proc import RedisProcess  # noqa: E402
 from harness.spawner import Spawner, program  # noqa: E402
+from harness.wait import eventually  # noqa: E402
 
 T = 10  # seconds: the timeout of every RPC made here
 STATE_FILE = "cluster.json"
@@ -315,18 +316,7 @@ class Cluster:
 def _start_redis(spawn: Spawner, run_dir: Path) -> str:
     """A private redis-server with default notification settings (none): the
     overlay must work with a plain Redis."""
-    sock = run_dir / "redis.sock"
-    spawn(
-        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while not sock.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.02)
-    return f"unix://{sock}"
+    return RedisProcess(spawn, persistent=False, workdir=run_dir).start().url
 
 
 def _ours(pid: int, argv0: str) -> bool:
@@ -344,10 +334,7 @@ def _stop_pid(pid: int, argv0: str, timeout: float = 5) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _ours(pid, argv0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _ours(pid, argv0):
+    if not eventually(lambda: not _ours(pid, argv0), timeout=timeout, interval=0.05):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

@@ -51,13 +51,23 @@ class Spawner:
         self.procs.append(proc)
         return proc
 
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5) -> None:
+    def stop(
+        self,
+        proc: subprocess.Popen,
+        sig: int = signal.SIGTERM,
+        timeout: float = 5,
+        *,
+        group: bool = False,
+    ) -> None:
+        """`sig`, then SIGKILL after `timeout`; `group`: to its whole process
+        group (its own session: everything it started and did not move)."""
         if proc.poll() is None:
-            proc.send_signal(sig)
+            send = (lambda s: os.killpg(proc.pid, s)) if group else proc.send_signal
+            send(sig)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                send(signal.SIGKILL)
                 proc.wait()
 
     def stop_all(self) -> None:

@@ -17,6 +17,7 @@ returns the answers, or "refused" / "timeout" / "error:<name>".
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -27,6 +28,7 @@ import redis
 from driver_world import DriverHost, shared_host
 
 from harness import kernel_snapshot, netns
+from harness.spawner import Spawner
 
 OUTSIDE = "192.0.2.2"
 HOST = "192.0.2.1"
@@ -105,8 +107,10 @@ def ask(ns: str, *targets: tuple[str, int] | tuple[str, int, str], wait: float =
 @contextmanager
 def serve(ns: str, proto: str, *ports: int) -> Iterator[subprocess.Popen]:
     """A server in namespace `ns` on `ports`; killed (by PID) on exit."""
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, proto, *map(str, ports)],
+    spawn = Spawner()
+    proc = spawn(
+        [sys.executable, "-c", SERVER, proto, *map(str, ports)],
+        netns_name=ns,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -116,8 +120,7 @@ def serve(ns: str, proto: str, *ports: int) -> Iterator[subprocess.Popen]:
         assert line == "ready", f"server in {ns} did not start: {line} {proc.stderr.read()}"
         yield proc
     finally:
-        proc.kill()
-        proc.wait()
+        spawn.stop(proc, signal.SIGKILL)
         proc.stdout.close()
         proc.stderr.close()
 

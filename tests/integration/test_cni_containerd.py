@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 from cni_env import make_bin_dir
-from controller_env import World, remove_run_dir, wait_for
+from controller_env import World, remove_run_dir
 
 from clients.client import Client, IpamConfig
 from harness import kernel_snapshot, netns, stack
+from harness.wait import until
 
 SUBNET = "10.94.0.0/24"
 HOST_PORT = 18081
@@ -135,7 +136,7 @@ class Containerd:
              str(t), host_netns],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_for(self._up, 30, what="containerd answering")
+        until(self._up, "containerd answering", timeout=30)
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -181,7 +182,7 @@ def test_ctr_run_cni_gets_address_pings_publishes_and_del_on_task_removal(world,
             f"ping -c1 -W5 {peer_ip} >/dev/null && echo PING-OK || echo PING-FAILED; "
             "echo READY; exec httpd -f -p 80 -h /www"
         )
-        run = subprocess.Popen(
+        run = spawn(
             ctd.argv("run", "--rm", "--cni", "--rootfs", str(ctd.rootfs),
                      "c1", "/bin/sh", "-c", script),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,11 +27,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from controller_env import wait_for
 
 from harness import netns
 from harness.dockerd import Dockerd
 from harness.kernel_snapshot import TEST_TAG
+from harness.wait import until
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -131,7 +132,7 @@ def compose_host(spawn, netns_host):
 
 
 def test_compose_stack_builds_runs_survives_driver_restart_and_leaves_nothing(
-    compose_host, netns_host, netns_prefix
+    compose_host, netns_host, netns_prefix, spawn
 ):
     daemon, ctx, work = compose_host
     run_dir, data_dir = work / "run", work / "data"
@@ -170,10 +171,10 @@ def test_compose_stack_builds_runs_survives_driver_restart_and_leaves_nothing(
     built = time.monotonic()
     compose("up", "-d")
     services = yaml.safe_load((ctx / "docker-compose.yml").read_text())["services"]
-    wait_for(
+    until(
         lambda: health() == dict.fromkeys(services, "healthy"),
-        180,
-        what="every compose service healthy",
+        "every compose service healthy",
+        timeout=180,
     )
     print(
         f"image built in {built - started:.0f} s, stack healthy {time.monotonic() - built:.0f} s later"
@@ -193,18 +194,16 @@ def test_compose_stack_builds_runs_survives_driver_restart_and_leaves_nothing(
         assert "br-" in links
 
         # Traffic keeps flowing while the driver container restarts.
-        pinger = subprocess.Popen(
-            ["ip", "netns", "exec", ns_a, "ping", "-i", "0.2", "-c", "60", "-W", "1", addr_b],
-            stdout=subprocess.PIPE, text=True,
+        pinger = spawn(
+            ["ping", "-i", "0.2", "-c", "60", "-W", "1", addr_b],
+            netns_name=ns_a, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             compose("restart", "driver")
-            wait_for(lambda: health().get("driver") == "healthy", 120, what="driver healthy again")
+            until(lambda: health().get("driver") == "healthy", "driver healthy again", timeout=120)
             out, _ = pinger.communicate(timeout=60)
         finally:
-            if pinger.poll() is None:
-                pinger.kill()
-                pinger.wait()
+            spawn.stop(pinger, signal.SIGKILL)
         assert " 0% packet loss" in out, out
         cnmctl("sandbox", "create", "cc")
         cnmctl("network", "connect", "cnet", "cc")  # the restarted driver works

@@ -22,14 +22,15 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness.spawner import Spawner
 from harness.stack import BIN, short_tmp
+from harness.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.sh"
@@ -66,18 +67,14 @@ class Demo:
     def run(self, **extra: str) -> subprocess.CompletedProcess:
         """demo.sh in the test's namespace; its whole process group killed on a timeout."""
         argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", str(DEMO)]
-        proc = subprocess.Popen(
-            argv,
-            env=self.env(**extra),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
+        spawn = Spawner()
+        proc = spawn(
+            argv, env=self.env(**extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         try:
             out, _ = proc.communicate(timeout=RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            spawn.stop(proc, signal.SIGKILL, group=True)
             out, _ = proc.communicate()
             pytest.fail(f"demo.sh did not finish within {RUN_TIMEOUT}s:\n{out}")
         return subprocess.CompletedProcess(argv, proc.returncode, out, "")
@@ -114,10 +111,9 @@ def alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    """The pids still alive after up to `timeout` seconds."""
+    eventually(lambda: not any(alive(p) for p in pids), timeout, 0.05)
+    return [p for p in pids if alive(p)]
 
 
 def http_pids(output: str) -> list[int]:

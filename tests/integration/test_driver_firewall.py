@@ -9,17 +9,19 @@ sandbox subnet: a sandbox reaches it only when its traffic is masqueraded.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 import uuid
 
 import pytest
-from driver_world import T, default_routes, netns_name, ping, shared_host, wait_until
+from driver_world import T, default_routes, netns_name, ping, shared_host
 
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
 from harness import kernel_snapshot, netns
+from harness.wait import eventually
 
 OUTSIDE = "192.0.2.2"
 HOST_UPLINK = "192.0.2.1"
@@ -124,9 +126,9 @@ def test_flushed_ruleset_comes_back_by_itself_and_traffic_flows_again(host, ext)
     flushed = time.monotonic()
     assert "cnm" not in tables(host)
 
-    assert wait_until(lambda: "table inet cnm" in tables(host), timeout=10)
+    assert eventually(lambda: "table inet cnm" in tables(host), timeout=10)
     restored = time.monotonic() - flushed
-    assert wait_until(lambda: ping(a, OUTSIDE, wait=0.3), timeout=5)
+    assert eventually(lambda: ping(a, OUTSIDE, wait=0.3), timeout=5)
     assert not ping(a, "10.57.0.3", wait=0.3)
     assert restored < 5, f"rules came back after {restored:.1f}s"
 
@@ -159,7 +161,7 @@ print(c.recv(100).decode().strip())
 """
 
 
-def test_fixed_host_port_is_published_on_join_and_released_on_leave(host, ext):
+def test_fixed_host_port_is_published_on_join_and_released_on_leave(host, ext, spawn):
     nid = host.network("10.60.0.0/24")
     sb = host.sandbox("web")
     binding = tpb.PortBinding(protocol=tpb.PROTOCOL_TCP, host_port=8080, container_port=80)
@@ -172,10 +174,8 @@ def test_fixed_host_port_is_published_on_join_and_released_on_leave(host, ext):
         pb.EndpointOperInfoRequest(network_id=nid, endpoint_id=eid), timeout=T
     )
     assert list(info.port_bindings) == list(res.port_bindings)
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", netns_name(sb), sys.executable, "-c", SERVER],
-        stdout=subprocess.PIPE,
-        text=True,
+    server = spawn(
+        [sys.executable, "-c", SERVER], netns_name=netns_name(sb), stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout.readline().strip() == "ready"
@@ -185,8 +185,7 @@ def test_fixed_host_port_is_published_on_join_and_released_on_leave(host, ext):
         gone = netns.exec_in(ext, sys.executable, "-c", CLIENT, HOST_UPLINK, "8080", check=False)
         assert gone.returncode != 0
     finally:
-        server.kill()
-        server.wait()
+        spawn.stop(server, signal.SIGKILL)
 
 
 def test_leave_flushes_conntrack_entries_of_the_endpoint_address(host, ext):
@@ -200,6 +199,6 @@ def test_leave_flushes_conntrack_entries_of_the_endpoint_address(host, ext):
     def flows() -> str:
         return host.host_exec("conntrack", "-L", "-s", "10.65.0.2", check=False).stdout
 
-    assert wait_until(lambda: "dport=5353" in flows(), timeout=5)
+    assert eventually(lambda: "dport=5353" in flows(), timeout=5)
     host.leave(nid, eid, sb.sandbox_id)
-    assert wait_until(lambda: "dport=5353" not in flows(), timeout=5)
+    assert eventually(lambda: "dport=5353" not in flows(), timeout=5)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,7 +16,10 @@ import redis
 
 from cnm.ipam.v1 import ipam_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2_grpc
-from harness.stack import BIN, TEST_ADDRESS_SPACES, short_tmp, start_ipam, wait_serving
+from harness.redis_proc import RedisProcess
+from harness.spawner import Spawner
+from harness.stack import short_tmp, start_ipam
+from harness.wait import until
 
 T = 5  # seconds: deadline of every call
 
@@ -27,25 +28,11 @@ T = 5  # seconds: deadline of every call
 def ipam_process(redis_url: str, name: str = "ipam") -> Iterator[str]:
     """A real cnm-ipam on a unix socket for a whole module; stopped by its PID after."""
     run_dir = short_tmp(name)
-    address = f"unix://{run_dir}/{name}.sock"
-    with open(run_dir / f"{name}.log", "wb") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url]
-            + ["--address-spaces", TEST_ADDRESS_SPACES],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    spawn = Spawner(log_dir=run_dir)
     try:
-        wait_serving(address, proc=proc)
-        yield address
+        yield start_ipam(spawn, redis_url, run_dir, name=name)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        spawn.stop_all()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -77,6 +64,16 @@ def status_of(call) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as e:
         call()
     return e.value.code(), e.value.details()
+
+
+def unless_unavailable(call):
+    """call()'s result, or None while the service answers UNAVAILABLE (for polling)."""
+    try:
+        return call()
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return None
 
 
 def get_pool(stub, pool_id: str) -> pb.Pool:
@@ -341,8 +338,7 @@ def test_restarting_the_service_loses_nothing(spawn, redis_url: str) -> None:
             p = pool(stub, owner="net-r")
             assert addr(stub, p.pool_id, owner="ep-r") == "172.17.0.1/16"
         spawn.stop(spawn.procs[-1])
-        proc = spawn([str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url])
-        wait_serving(address, proc=proc)
+        assert start_ipam(spawn, redis_url, run_dir, name="restart") == address
         with grpc.insecure_channel(address) as ch:
             stub = ipam_pb2_grpc.IpamStub(ch)
             assert addr(stub, p.pool_id) == "172.17.0.2/16"
@@ -366,39 +362,22 @@ def test_every_key_lives_under_the_ipam_prefix(ipam, redis_url: str) -> None:
 def test_redis_restart_with_append_only_file_loses_nothing(spawn) -> None:
     """Redis down: UNAVAILABLE naming Redis. Redis back (AOF replayed): every fact is there."""
     run_dir = short_tmp("ipamaof")
-    sock = run_dir / "redis.sock"
-    redis_argv = [
-        "redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--dir", str(run_dir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    ]  # fmt: skip
-
-    def start_redis():
-        proc = spawn(redis_argv, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-        return proc
-
+    store = RedisProcess(spawn, persistent=True, workdir=run_dir)
     try:
-        redis_proc = start_redis()
-        address = start_ipam(spawn, f"unix://{sock}", run_dir, name="aof")
+        store.start()
+        address = start_ipam(spawn, store.url, run_dir, name="aof")
         with grpc.insecure_channel(address) as ch:
             stub = ipam_pb2_grpc.IpamStub(ch)
             p = pool(stub, owner="net-aof")
             assert addr(stub, p.pool_id, owner="ep-1") == "172.17.0.1/16"
-            spawn.stop(redis_proc)
+            store.stop()
             code, details = status_of(lambda: addr(stub, p.pool_id))
             assert code == grpc.StatusCode.UNAVAILABLE and "redis" in details
-            start_redis()
-            deadline = time.monotonic() + 10
-            while True:  # the service reconnects on its own
-                try:
-                    got = addr(stub, p.pool_id, owner="ep-2")
-                    break
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-                    time.sleep(0.1)
+            store.start()
+            # The service reconnects on its own.
+            got = until(
+                lambda: unless_unavailable(lambda: addr(stub, p.pool_id, owner="ep-2")), "ep-2"
+            )
             assert got == "172.17.0.2/16"
             listed = stub.ListAllocations(pb.ListAllocationsRequest(pool_id=p.pool_id), timeout=T)
             assert [(a.address, a.owner) for a in listed.allocations] == [

@@ -9,6 +9,7 @@ One driver host for the module (see `ports_world`); every test removes what it m
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 
 import grpc
 import pytest
-from driver_world import T, netns_name, wait_until
+from driver_world import T, netns_name
 from ports_world import (
     HOST,
     HOST6,
@@ -33,6 +34,7 @@ from ports_world import (
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
 from harness import netns
+from harness.wait import eventually
 
 TCP, UDP, SCTP = tpb.PROTOCOL_TCP, tpb.PROTOCOL_UDP, tpb.PROTOCOL_SCTP
 
@@ -122,7 +124,7 @@ def test_ipv6_published_port_from_outside_keeps_the_client_address(host, ext):
     # does not resolve neighbours for FORWARDED IPv6 packets: the first SYN would wait.
     # A bridge-driver matter (see the report), not a port mapping one.
     bridge = f"br-{nid[:12]}"
-    assert wait_until(
+    assert eventually(
         lambda: not host.host_exec("ip", "-6", "addr", "show", "dev", bridge, "tentative").stdout,
         timeout=5,
     )
@@ -277,7 +279,7 @@ def test_the_same_host_port_twice_is_refused_and_the_first_keeps_working(host, e
 
 
 @pytest.fixture
-def host_listener(host):
+def host_listener(host, spawn):
     """A process of the host namespace listening on 0.0.0.0:8383/tcp and :8384/udp."""
     code = (
         "import socket, time\n"
@@ -285,17 +287,14 @@ def host_listener(host):
         "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 8384))\n"
         "print('ready', flush=True); time.sleep(300)\n"
     )
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", host.host_ns, sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        text=True,
+    proc = spawn(
+        [sys.executable, "-c", code], netns_name=host.host_ns, stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
         yield proc
     finally:
-        proc.kill()
-        proc.wait()
+        spawn.stop(proc, signal.SIGKILL)
         proc.stdout.close()
 
 
