@@ -13,15 +13,10 @@ from cnm.types.v1 import types_pb2
 from controller_service import models as m
 from controller_service.events import EventType
 from services.errors import InvalidArgument
+from services.values import proto as values_pb
 
 _SCOPE_TO = {m.Scope.LOCAL: types_pb2.SCOPE_LOCAL, m.Scope.GLOBAL: types_pb2.SCOPE_GLOBAL}
 _SCOPE_FROM = {v: k for k, v in _SCOPE_TO.items()}
-_PROTO_TO = {
-    "tcp": types_pb2.PROTOCOL_TCP,
-    "udp": types_pb2.PROTOCOL_UDP,
-    "sctp": types_pb2.PROTOCOL_SCTP,
-}
-_PROTO_FROM = {v: k for k, v in _PROTO_TO.items()}
 _EP_STATE = {
     m.EndpointState.CREATING: pb.ENDPOINT_STATE_CREATING,
     m.EndpointState.READY: pb.ENDPOINT_STATE_READY,
@@ -59,63 +54,7 @@ def scope_from(value: types_pb2.Scope.ValueType) -> m.Scope:
     return _SCOPE_FROM[value]
 
 
-def protocol_from(value: types_pb2.Protocol.ValueType) -> str:
-    if value == types_pb2.PROTOCOL_UNSPECIFIED:
-        return "tcp"  # Docker's default protocol
-    if value not in _PROTO_FROM:
-        raise InvalidArgument(f"invalid protocol {value}", reason="INVALID_PROTOCOL")
-    return _PROTO_FROM[value]
-
-
 # ------------------------------------------------------------------ shared value types
-
-
-def port_binding_from(p: types_pb2.PortBinding) -> m.PortBinding:
-    return m.PortBinding(
-        protocol=protocol_from(p.protocol),
-        host_ip=p.host_ip,
-        host_port=p.host_port,
-        host_port_end=p.host_port_end,
-        container_port=p.container_port,
-        container_port_end=p.container_port_end,
-        container_ip=p.container_ip,
-    )
-
-
-def port_binding_to(p: m.PortBinding) -> types_pb2.PortBinding:
-    return types_pb2.PortBinding(
-        protocol=_PROTO_TO[p.protocol],
-        host_ip=p.host_ip,
-        host_port=p.host_port,
-        host_port_end=p.host_port_end,
-        container_port=p.container_port,
-        container_port_end=p.container_port_end,
-        container_ip=p.container_ip,
-    )
-
-
-def exposed_from(p: types_pb2.ExposedPort) -> m.ExposedPort:
-    return m.ExposedPort(protocol=protocol_from(p.protocol), port=p.port)
-
-
-def exposed_to(p: m.ExposedPort) -> types_pb2.ExposedPort:
-    return types_pb2.ExposedPort(protocol=_PROTO_TO[p.protocol], port=p.port)
-
-
-def dns_from(d: types_pb2.DnsConfig) -> m.DnsConfig:
-    return m.DnsConfig(servers=tuple(d.servers), search=tuple(d.search), options=tuple(d.options))
-
-
-def dns_to(d: m.DnsConfig) -> types_pb2.DnsConfig:
-    return types_pb2.DnsConfig(servers=d.servers, search=d.search, options=d.options)
-
-
-def extra_hosts_from(items: Iterable[types_pb2.ExtraHost]) -> tuple[m.ExtraHost, ...]:
-    return tuple(m.ExtraHost(hostname=h.hostname, address=h.address) for h in items)
-
-
-def extra_hosts_to(items: Iterable[m.ExtraHost]) -> list[types_pb2.ExtraHost]:
-    return [types_pb2.ExtraHost(hostname=h.hostname, address=h.address) for h in items]
 
 
 # ------------------------------------------------------------------ networks
@@ -238,8 +177,12 @@ def endpoint_spec_from(spec: pb.EndpointSpec) -> m.EndpointSpec:
         ipv6_address=spec.ipv6_address,
         mac_address=spec.mac_address,
         aliases=tuple(spec.aliases),
-        port_bindings=tuple(port_binding_from(p) for p in spec.port_bindings),
-        exposed_ports=tuple(exposed_from(p) for p in spec.exposed_ports),
+        port_bindings=tuple(
+            values_pb.binding_from_pb(p, default_tcp=True) for p in spec.port_bindings
+        ),
+        exposed_ports=tuple(
+            values_pb.exposed_from_pb(p, default_tcp=True) for p in spec.exposed_ports
+        ),
         options=dict(spec.options),
     )
 
@@ -255,9 +198,9 @@ def endpoint_to(ep: m.Endpoint) -> pb.Endpoint:
         ipv6_address=ep.ipv6_address,
         mac_address=ep.mac_address,
         aliases=ep.aliases,
-        port_bindings=[port_binding_to(p) for p in ep.port_bindings],
-        published_ports=[port_binding_to(p) for p in ep.published_ports],
-        exposed_ports=[exposed_to(p) for p in ep.exposed_ports],
+        port_bindings=[values_pb.binding_to_pb(p) for p in ep.port_bindings],
+        published_ports=[values_pb.binding_to_pb(p) for p in ep.published_ports],
+        exposed_ports=[values_pb.exposed_to_pb(p) for p in ep.exposed_ports],
         options=dict(ep.options),
         state=_EP_STATE[ep.state],
         host=ep.host,
@@ -278,8 +221,8 @@ def sandbox_spec_from(req: pb.CreateSandboxRequest) -> m.SandboxSpec:
         host=req.host,
         hostname=req.hostname,
         domainname=req.domainname,
-        dns=dns_from(req.dns),
-        extra_hosts=extra_hosts_from(req.extra_hosts),
+        dns=values_pb.dns_from_pb(req.dns),
+        extra_hosts=values_pb.extra_hosts_from_pb(req.extra_hosts),
         external_key=req.external_key,
         labels=dict(req.labels),
         runtime_moves_interfaces=req.runtime_moves_interfaces,
@@ -295,8 +238,8 @@ def sandbox_to(sb: m.Sandbox, endpoints: Iterable[m.Endpoint] = ()) -> pb.Sandbo
         host=sb.host,
         hostname=sb.hostname,
         domainname=sb.domainname,
-        dns=dns_to(sb.dns),
-        extra_hosts=extra_hosts_to(sb.extra_hosts),
+        dns=values_pb.dns_to_pb(sb.dns),
+        extra_hosts=values_pb.extra_hosts_to_pb(sb.extra_hosts),
         key=sb.key,
         hosts_path=sb.hosts_path,
         resolv_conf_path=sb.resolv_conf_path,

@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cnm.driver.v1 import driver_pb2, driver_pb2_grpc
-from controller_service import convert, deadline
+from controller_service import deadline
 from controller_service.models import (
     Endpoint,
     Host,
@@ -30,6 +30,7 @@ from controller_service.models import (
 from services.channel import dial
 from services.errors import Internal, Unavailable
 from services.rpc_errors import from_rpc_error
+from services.values import proto as values_pb
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,8 +58,8 @@ def _create_request(ep: Endpoint) -> driver_pb2.CreateEndpointRequest:
             mac_address=ep.mac_address,
         ),
         options=dict(ep.options),
-        port_bindings=[convert.port_binding_to(p) for p in ep.port_bindings],
-        exposed_ports=[convert.exposed_to(p) for p in ep.exposed_ports],
+        port_bindings=[values_pb.binding_to_pb(p) for p in ep.port_bindings],
+        exposed_ports=[values_pb.exposed_to_pb(p) for p in ep.exposed_ports],
         name=ep.name,
         aliases=list(ep.aliases),
     )
@@ -71,7 +72,7 @@ def _join_result(resp: driver_pb2.JoinResponse) -> JoinResult:
         gateway=resp.gateway,
         gateway_ipv6=resp.gateway_ipv6,
         mac_address=resp.mac_address,
-        published_ports=tuple(convert.port_binding_from(p) for p in resp.port_bindings),
+        published_ports=tuple(values_pb.binding_from_pb(p) for p in resp.port_bindings),
     )
 
 
@@ -214,8 +215,8 @@ class DriverClient:
                 name=sb.name,
                 hostname=sb.hostname,
                 domainname=sb.domainname,
-                dns=convert.dns_to(sb.dns),
-                extra_hosts=convert.extra_hosts_to(sb.extra_hosts),
+                dns=values_pb.dns_to_pb(sb.dns),
+                extra_hosts=values_pb.extra_hosts_to_pb(sb.extra_hosts),
                 external_key=sb.external_key,
                 runtime_moves_interfaces=sb.runtime_moves_interfaces,
                 host_network=sb.host_network,

@@ -8,13 +8,16 @@ the owner dies. Nothing here imports grpc or generated stubs.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import json
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
+
+# The stored form of these records (re-exported for the store).
+from services.values.codec import from_json as from_json
+from services.values.codec import to_json as to_json
+from services.values.dns import DnsConfig, ExtraHost
+from services.values.ports import ExposedPort, PortBinding
 
 T = TypeVar("T")
 
@@ -53,23 +56,6 @@ class HostState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class PortBinding:
-    protocol: str = "tcp"  # "tcp" | "udp" | "sctp"
-    host_ip: str = ""
-    host_port: int = 0
-    host_port_end: int = 0
-    container_port: int = 0
-    container_port_end: int = 0
-    container_ip: str = ""
-
-
-@dataclass(frozen=True)
-class ExposedPort:
-    protocol: str = "tcp"
-    port: int = 0
-
-
-@dataclass(frozen=True)
 class IpamConfig:
     subnet: str = ""
     ip_range: str = ""
@@ -96,19 +82,6 @@ class PoolAllocation:
     gateway: str = ""
     # name -> CIDR
     aux_addresses: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DnsConfig:
-    servers: tuple[str, ...] = ()
-    search: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ExtraHost:
-    hostname: str
-    address: str
 
 
 # ------------------------------------------------------------------ requests
@@ -352,53 +325,3 @@ class SandboxPaths:
     key: str = ""
     hosts_path: str = ""
     resolv_conf_path: str = ""
-
-
-# ------------------------------------------------------------------ JSON codec
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(_plain(obj), separators=(",", ":"), sort_keys=True)
-
-
-def from_json(cls: type[T], text: str | bytes) -> T:
-    return _build(cls, json.loads(text))
-
-
-def _plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, tuple | list):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    return obj
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _build(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _build(inner[0], value)
-    if origin is tuple:
-        (inner, _ellipsis) = typing.get_args(tp)
-        return tuple(_build(inner, v) for v in value)
-    if origin in (Mapping, dict) or tp is Mapping:
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _HINTS.get(tp)
-        if hints is None:
-            hints = _HINTS[tp] = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        # Unknown keys are ignored so an older controller reads newer records.
-        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in names})
-    return value

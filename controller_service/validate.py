@@ -12,32 +12,28 @@ import re
 from collections.abc import Iterable, Mapping
 
 from controller_service.models import (
-    DnsConfig,
     EndpointSpec,
-    ExposedPort,
-    ExtraHost,
     IpamConfig,
     NetworkSpec,
-    PortBinding,
     SandboxSpec,
 )
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
+from services.values import dns, ports
+from services.values.dns import is_hostname
 
 DEFAULT_DRIVER = "bridge"
 # Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
 # Any other name is a remote IPAM plugin, which the IPAM service looks up.
 IPAM_DEFAULT = "default"
 IPAM_NULL = "null"
-PROTOCOLS = ("tcp", "udp", "sctp")
 
 _DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
 _IPAM_PLUGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_DNS_OPTION = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
@@ -58,13 +54,6 @@ def _keys(field: str, mapping: Mapping[str, str]) -> dict[str, str]:
         if not key or key != key.strip():
             raise _bad(f"{field} key", key, "keys must be non-empty without surrounding spaces")
     return dict(mapping)
-
-
-def is_hostname(text: str) -> bool:
-    """RFC 1123 host name: dot-separated labels of letters, digits and '-'."""
-    if not text or len(text) > 253:
-        return False
-    return all(_LABEL.match(label) for label in text.rstrip(".").split("."))
 
 
 # ------------------------------------------------------------------ networks
@@ -239,51 +228,10 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         ipv6_address=ipv6,
         mac_address=mac,
         aliases=tuple(dict.fromkeys(spec.aliases)),
-        port_bindings=tuple(port_binding(b) for b in spec.port_bindings),
-        exposed_ports=tuple(exposed_port(p) for p in spec.exposed_ports),
+        port_bindings=tuple(ports.validate_binding(b) for b in spec.port_bindings),
+        exposed_ports=tuple(ports.validate_exposed(p) for p in spec.exposed_ports),
         options=_keys("endpoint option", spec.options),
     )
-
-
-def _port(field: str, value: int, *, allow_zero: bool) -> None:
-    if not (0 if allow_zero else 1) <= value <= 65535:
-        raise _bad(field, value, "expected a port number 1-65535" + (" or 0" if allow_zero else ""))
-
-
-def _protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise _bad("protocol", protocol, "expected tcp, udp or sctp")
-    return protocol
-
-
-def port_binding(b: PortBinding) -> PortBinding:
-    _protocol(b.protocol)
-    _port("container_port", b.container_port, allow_zero=False)
-    _port("host_port", b.host_port, allow_zero=True)
-    if b.container_port_end:
-        _port("container_port_end", b.container_port_end, allow_zero=False)
-        if b.container_port_end < b.container_port:
-            raise _bad("container_port_end", b.container_port_end, "below container_port")
-    if b.host_port_end:
-        _port("host_port_end", b.host_port_end, allow_zero=False)
-        if b.host_port_end < b.host_port or not b.host_port:
-            raise _bad("host_port_end", b.host_port_end, "needs a host_port at or below it")
-    container_span = (b.container_port_end or b.container_port) - b.container_port
-    host_span = (b.host_port_end or b.host_port) - b.host_port
-    if container_span and b.host_port and host_span != container_span:
-        raise _bad(
-            "host port range",
-            f"{b.host_port}-{b.host_port_end or b.host_port}",
-            f"must be as long as container range {b.container_port}-{b.container_port_end}",
-        )
-    host_ip = str(address("host_ip", b.host_ip)) if b.host_ip else ""
-    return dataclasses.replace(b, host_ip=host_ip, container_ip="")
-
-
-def exposed_port(p: ExposedPort) -> ExposedPort:
-    _protocol(p.protocol)
-    _port("exposed port", p.port, allow_zero=False)
-    return p
 
 
 # ------------------------------------------------------------------ sandboxes
@@ -305,24 +253,7 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
         raise _bad("host_network", True, f"the host's own namespace cannot take {other}")
     return dataclasses.replace(
         spec,
-        dns=dns_config(spec.dns),
-        extra_hosts=tuple(extra_host(h) for h in spec.extra_hosts),
+        dns=dns.validate_dns(spec.dns),
+        extra_hosts=tuple(dns.validate_extra_host(h) for h in spec.extra_hosts),
         labels=_keys("label", spec.labels),
     )
-
-
-def dns_config(dns: DnsConfig) -> DnsConfig:
-    servers = tuple(str(address("DNS server", s)) for s in dns.servers)
-    for domain in dns.search:
-        if not is_hostname(domain):
-            raise _bad("DNS search domain", domain, "not an RFC 1123 domain name")
-    for option in dns.options:
-        if not _DNS_OPTION.match(option):
-            raise _bad("DNS option", option, "expected something like ndots:2")
-    return DnsConfig(servers=servers, search=tuple(dns.search), options=tuple(dns.options))
-
-
-def extra_host(h: ExtraHost) -> ExtraHost:
-    if not is_hostname(h.hostname):
-        raise _bad("extra host name", h.hostname, "not an RFC 1123 host name")
-    return ExtraHost(hostname=h.hostname, address=str(address("extra host address", h.address)))

@@ -13,11 +13,8 @@ from driver_service.models import (
     SCOPE_GLOBAL,
     SCOPE_LOCAL,
     Capability,
-    DnsConfig,
     EndpointRecord,
     EndpointSpec,
-    ExposedPort,
-    ExtraHost,
     IpamData,
     JoinResult,
     NetworkSpec,
@@ -28,19 +25,9 @@ from driver_service.models import (
     StaticRoute,
 )
 from services.errors import InvalidArgument
+from services.values import proto as values_pb
 
-_PROTOCOLS = {tpb.PROTOCOL_TCP: "tcp", tpb.PROTOCOL_UDP: "udp", tpb.PROTOCOL_SCTP: "sctp"}
-_PROTOCOL_ENUM = {v: k for k, v in _PROTOCOLS.items()}
 _SCOPES = {SCOPE_LOCAL: tpb.SCOPE_LOCAL, SCOPE_GLOBAL: tpb.SCOPE_GLOBAL}
-
-
-def _protocol(value: tpb.Protocol.ValueType, what: str) -> str:
-    try:
-        return _PROTOCOLS[value]
-    except KeyError:
-        raise InvalidArgument(
-            f"{what}: protocol must be PROTOCOL_TCP, PROTOCOL_UDP or PROTOCOL_SCTP"
-        ) from None
 
 
 # --- requests -> domain ------------------------------------------------------------------------
@@ -68,18 +55,6 @@ def network_spec(req: pb.CreateNetworkRequest) -> NetworkSpec:
     )
 
 
-def port_binding(p: tpb.PortBinding) -> PortBinding:
-    return PortBinding(
-        protocol=_protocol(p.protocol, f"port binding {p.container_port}"),
-        host_ip=p.host_ip,
-        host_port=p.host_port,
-        host_port_end=p.host_port_end,
-        container_port=p.container_port,
-        container_port_end=p.container_port_end,
-        container_ip=p.container_ip,
-    )
-
-
 def endpoint_spec(req: pb.CreateEndpointRequest) -> EndpointSpec:
     return EndpointSpec(
         network_id=req.network_id,
@@ -88,11 +63,8 @@ def endpoint_spec(req: pb.CreateEndpointRequest) -> EndpointSpec:
         address_ipv6=req.interface.address_ipv6,
         mac=req.interface.mac_address,
         options=dict(req.options),
-        port_bindings=tuple(port_binding(p) for p in req.port_bindings),
-        exposed_ports=tuple(
-            ExposedPort(protocol=_protocol(e.protocol, f"exposed port {e.port}"), port=e.port)
-            for e in req.exposed_ports
-        ),
+        port_bindings=tuple(values_pb.binding_from_pb(p) for p in req.port_bindings),
+        exposed_ports=tuple(values_pb.exposed_from_pb(e) for e in req.exposed_ports),
         name=req.name,
         aliases=tuple(req.aliases),
     )
@@ -117,14 +89,8 @@ def sandbox_spec(req: pb.CreateSandboxRequest) -> SandboxSpec:
         name=req.name,
         hostname=req.hostname,
         domainname=req.domainname,
-        dns=DnsConfig(
-            servers=tuple(req.dns.servers),
-            search=tuple(req.dns.search),
-            options=tuple(req.dns.options),
-        ),
-        extra_hosts=tuple(
-            ExtraHost(hostname=h.hostname, address=h.address) for h in req.extra_hosts
-        ),
+        dns=values_pb.dns_from_pb(req.dns),
+        extra_hosts=values_pb.extra_hosts_from_pb(req.extra_hosts),
         external_key=req.external_key,
         runtime_moves_interfaces=req.runtime_moves_interfaces,
         host_network=req.host_network,
@@ -145,18 +111,6 @@ def capabilities(caps: list[Capability]) -> pb.GetCapabilitiesResponse:
     )
 
 
-def _port_binding_pb(p: PortBinding) -> tpb.PortBinding:
-    return tpb.PortBinding(
-        protocol=_PROTOCOL_ENUM.get(p.protocol, tpb.PROTOCOL_UNSPECIFIED),
-        host_ip=p.host_ip,
-        host_port=p.host_port,
-        host_port_end=p.host_port_end,
-        container_port=p.container_port,
-        container_port_end=p.container_port_end,
-        container_ip=p.container_ip,
-    )
-
-
 def _static_route_pb(r: StaticRoute) -> tpb.StaticRoute:
     return tpb.StaticRoute(
         destination=r.destination,
@@ -174,10 +128,10 @@ def create_endpoint_response(rec: EndpointRecord) -> pb.CreateEndpointResponse:
 
 
 def oper_info_response(
-    value: dict[str, str], ports: tuple[PortBinding, ...]
+    value: dict[str, str], bindings: tuple[PortBinding, ...]
 ) -> pb.EndpointOperInfoResponse:
     return pb.EndpointOperInfoResponse(
-        value=value, port_bindings=[_port_binding_pb(p) for p in ports]
+        value=value, port_bindings=[values_pb.binding_to_pb(p) for p in bindings]
     )
 
 
@@ -187,7 +141,7 @@ def join_response(res: JoinResult) -> pb.JoinResponse:
         gateway=res.gateway,
         gateway_ipv6=res.gateway_ipv6,
         static_routes=[_static_route_pb(r) for r in res.static_routes],
-        port_bindings=[_port_binding_pb(p) for p in res.port_bindings],
+        port_bindings=[values_pb.binding_to_pb(p) for p in res.port_bindings],
         mac_address=res.mac,
         host_interface_name=res.host_interface_name,
     )

@@ -1,8 +1,8 @@
 """The bridge driver's firewall (`drivers.bridge.fw.BridgeFirewall`) on top of
 `driver_service.firewall`: cnm's own nftables tables in this process's namespace.
 
-A thin translation of values: the driver's NetworkRules / PortBinding become
-the firewall's BridgeNetwork / PortMapping (which validate themselves again).
+The firewall takes the driver's values as they are (`BridgeNetwork`, and
+published `services.values.ports.PortBinding`s); this only renames calls.
 """
 
 from __future__ import annotations
@@ -10,40 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from driver_service import firewall
-from driver_service.drivers.bridge.fw import BridgeFirewall, NetworkRules
-from driver_service.models import PortBinding
+from driver_service.drivers.bridge.fw import BridgeFirewall
+from services.values.ports import PortBinding
 
 # How often the firewall checks that its tables are still in the kernel.
 WATCH_INTERVAL = 1.0
-
-
-def _network(rules: NetworkRules) -> firewall.BridgeNetwork:
-    return firewall.BridgeNetwork(
-        network_id=rules.network_id,
-        bridge=rules.bridge,
-        subnets=rules.subnets,
-        icc=rules.icc,
-        masquerade=rules.masquerade,
-        internal=rules.internal,
-    )
-
-
-def _mapping(b: PortBinding) -> firewall.PortMapping:
-    return firewall.PortMapping(
-        protocol=b.protocol,
-        host_ip=b.host_ip,
-        host_port=b.host_port,
-        container_ip=b.container_ip,
-        container_port=b.container_port,
-    )
 
 
 class NftFirewall:
     def __init__(self) -> None:
         self.fw = firewall.Firewall()
 
-    def add_network(self, rules: NetworkRules) -> None:
-        self.fw.add_network(_network(rules))
+    def add_network(self, network: firewall.BridgeNetwork) -> None:
+        self.fw.add_network(network)
 
     def remove_network(self, network_id: str) -> None:
         self.fw.remove_network(network_id)
@@ -55,22 +34,22 @@ class NftFirewall:
         self.fw.detach_port(ifname)
 
     def publish(self, binding: PortBinding) -> None:
-        self.fw.add_port_mapping(_mapping(binding))
+        self.fw.add_port_mapping(binding)
 
     def unpublish(self, binding: PortBinding) -> None:
-        self.fw.remove_port_mapping(_mapping(binding))
+        self.fw.remove_port_mapping(binding)
 
     def load(
         self,
-        networks: Sequence[NetworkRules],
+        networks: Sequence[firewall.BridgeNetwork],
         ports: Sequence[tuple[str, str]],
         bindings: Sequence[PortBinding],
     ) -> None:
         self.fw.load(
             firewall.FirewallState(
-                networks=tuple(_network(n) for n in networks),
+                networks=tuple(networks),
                 ports=tuple((port, network_id) for network_id, port in ports),
-                mappings=tuple(_mapping(b) for b in bindings),
+                mappings=tuple(bindings),
             )
         )
 

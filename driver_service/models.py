@@ -2,8 +2,8 @@
 
 Frozen dataclasses, free of grpc and protobuf (conversion lives in
 `convert.py`). Addresses are kept as normalised strings ("172.18.0.2/16") so
-that a record round-trips through JSON unchanged; `validate_*` functions in
-`specs.py` produce them from raw input.
+that a record round-trips through JSON (`services.values.codec`) unchanged;
+`validate_*` functions in `specs.py` produce them from raw input.
 
 Records carry a `state` so that the store holds intent before a kernel change
 and completion after it (see `state.py` and `reconcile.py`).
@@ -11,10 +11,11 @@ and completion after it (see `state.py` and `reconcile.py`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+
+from services.values.dns import DnsConfig, ExtraHost
+from services.values.ports import ExposedPort, PortBinding
 
 # Record states: written before the kernel change ("creating", "joining",
 # "leaving", "deleting") and after it ("ready", "joined").
@@ -63,23 +64,6 @@ class NetworkRecord:
     @property
     def id(self) -> str:
         return self.spec.network_id
-
-
-@dataclass(frozen=True)
-class PortBinding:
-    protocol: str = "tcp"
-    host_ip: str = ""
-    host_port: int = 0
-    host_port_end: int = 0
-    container_port: int = 0
-    container_port_end: int = 0
-    container_ip: str = ""
-
-
-@dataclass(frozen=True)
-class ExposedPort:
-    protocol: str
-    port: int
 
 
 @dataclass(frozen=True)
@@ -143,19 +127,6 @@ class EndpointRecord:
     @property
     def network_id(self) -> str:
         return self.spec.network_id
-
-
-@dataclass(frozen=True)
-class DnsConfig:
-    servers: tuple[str, ...] = ()
-    search: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ExtraHost:
-    hostname: str
-    address: str
 
 
 @dataclass(frozen=True)
@@ -233,87 +204,3 @@ class SandboxView:
     sandbox: SandboxRecord
     interfaces: tuple[InterfaceView, ...] = ()
     routes: tuple[RouteView, ...] = ()
-
-
-# --- JSON round trip of records ---------------------------------------------------------------
-
-
-def to_json_obj(value: Any) -> Any:
-    """A record as plain JSON data (dicts, lists, strings, numbers)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json_obj(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_json_obj(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [to_json_obj(v) for v in value]
-    return value
-
-
-def _build(cls: type, data: Mapping[str, Any], nested: Mapping[str, Any]) -> Any:
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        raw = data[f.name]
-        conv = nested.get(f.name)
-        kwargs[f.name] = conv(raw) if conv is not None and raw is not None else raw
-    return cls(**kwargs)
-
-
-def _tuple_of(conv: Any) -> Any:
-    return lambda items: tuple(conv(i) for i in items)
-
-
-def _ipam(d: Mapping[str, Any]) -> IpamData:
-    return _build(IpamData, d, {"aux_addresses": dict})
-
-
-def network_from_json(d: Mapping[str, Any]) -> NetworkRecord:
-    spec = _build(
-        NetworkSpec,
-        d["spec"],
-        {"options": dict, "ipv4": _tuple_of(_ipam), "ipv6": _tuple_of(_ipam)},
-    )
-    return NetworkRecord(spec=spec, state=d["state"], data=dict(d.get("data", {})))
-
-
-def _ports(items: list[Any]) -> tuple[PortBinding, ...]:
-    return tuple(_build(PortBinding, i, {}) for i in items)
-
-
-def _routes(items: list[Any]) -> tuple[StaticRoute, ...]:
-    return tuple(_build(StaticRoute, i, {}) for i in items)
-
-
-def endpoint_from_json(d: Mapping[str, Any]) -> EndpointRecord:
-    spec = _build(
-        EndpointSpec,
-        d["spec"],
-        {
-            "options": dict,
-            "port_bindings": _ports,
-            "exposed_ports": _tuple_of(lambda i: _build(ExposedPort, i, {})),
-            "aliases": tuple,
-        },
-    )
-    att = d.get("attachment")
-    attachment = (
-        _build(Attachment, att, {"static_routes": _routes, "port_bindings": _ports})
-        if att
-        else None
-    )
-    return EndpointRecord(spec=spec, mac=d.get("mac", ""), attachment=attachment)
-
-
-def sandbox_from_json(d: Mapping[str, Any]) -> SandboxRecord:
-    spec = _build(
-        SandboxSpec,
-        d["spec"],
-        {
-            "dns": lambda x: _build(
-                DnsConfig, x, {"servers": tuple, "search": tuple, "options": tuple}
-            ),
-            "extra_hosts": _tuple_of(lambda i: _build(ExtraHost, i, {})),
-        },
-    )
-    return _build(SandboxRecord, {**d, "spec": spec}, {})

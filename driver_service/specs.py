@@ -11,22 +11,18 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from driver_service import ports
 from driver_service.constants import ENDPOINT_DEFAULT_ROUTE_OPTION, ENDPOINT_IFNAME_OPTION
 from driver_service.models import (
-    DnsConfig,
     EndpointSpec,
-    ExposedPort,
-    ExtraHost,
     IpamData,
     NetworkSpec,
-    PortBinding,
     SandboxSpec,
 )
 from driver_service.osl import validate
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
+from services.values import dns, ports
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 # A DNS name as it may appear in /etc/hosts or resolv.conf: labels of
@@ -34,8 +30,6 @@ _FULL_ID = re.compile(r"[0-9a-f]{64}")
 # line (whitespace, '#', newline) gets through.
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
-_RESOLV_OPTION = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-PROTOCOLS = ("tcp", "udp", "sctp")
 
 
 def object_id(kind: str, value: str) -> str:
@@ -95,22 +89,12 @@ def network_spec(spec: NetworkSpec) -> NetworkSpec:
     return dataclasses.replace(spec, ipv4=ipv4, ipv6=ipv6, options=dict(spec.options))
 
 
-def _port_binding(pb: PortBinding) -> PortBinding:
-    # One set of rules for every caller: the port allocator's (docker's `-p` forms).
-    return ports.validate_binding(pb)
-
-
 def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
     object_id("network", spec.network_id)
     object_id("endpoint", spec.endpoint_id)
     if spec.name:
         validate_name("endpoint", spec.name)
     aliases = tuple(dns_name("alias", a) for a in spec.aliases)
-    exposed = []
-    for ep in spec.exposed_ports:
-        if ep.protocol.lower() not in PROTOCOLS or not 1 <= ep.port <= 65535:
-            raise InvalidArgument(f"invalid exposed port {ep.port}/{ep.protocol}")
-        exposed.append(ExposedPort(protocol=ep.protocol.lower(), port=ep.port))
     if ENDPOINT_IFNAME_OPTION in spec.options:
         validate.ifname(spec.options[ENDPOINT_IFNAME_OPTION], "requested interface name")
     if spec.options.get(ENDPOINT_DEFAULT_ROUTE_OPTION, "true") not in ("true", "false"):
@@ -126,19 +110,10 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         else "",
         mac=validate.mac(spec.mac) if spec.mac else "",
         options=dict(spec.options),
-        port_bindings=tuple(_port_binding(p) for p in spec.port_bindings),
-        exposed_ports=tuple(exposed),
+        port_bindings=tuple(ports.validate_binding(p) for p in spec.port_bindings),
+        exposed_ports=tuple(ports.validate_exposed(p) for p in spec.exposed_ports),
         aliases=aliases,
     )
-
-
-def _dns(dns: DnsConfig) -> DnsConfig:
-    servers = tuple(str(validate.ip_address(s, "DNS server")) for s in dns.servers)
-    search = tuple(dns_name("DNS search domain", s) for s in dns.search)
-    for opt in dns.options:
-        if not _RESOLV_OPTION.fullmatch(opt):
-            raise InvalidArgument(f"invalid resolv.conf option {shown(opt)}")
-    return DnsConfig(servers=servers, search=search, options=tuple(dns.options))
 
 
 def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
@@ -149,13 +124,6 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
         dns_name("hostname", spec.hostname)
     if spec.domainname:
         dns_name("domain name", spec.domainname)
-    extra = tuple(
-        ExtraHost(
-            hostname=dns_name("extra host name", h.hostname),
-            address=str(validate.ip_address(h.address, f"address of extra host {h.hostname!r}")),
-        )
-        for h in spec.extra_hosts
-    )
     if spec.host_network and (spec.external_key or spec.runtime_moves_interfaces):
         raise InvalidArgument(
             "host_network cannot be combined with "
@@ -164,4 +132,8 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
             reason="INVALID_HOST_NETWORK",
             field="host_network",
         )
-    return dataclasses.replace(spec, dns=_dns(spec.dns), extra_hosts=extra)
+    return dataclasses.replace(
+        spec,
+        dns=dns.validate_dns(spec.dns),
+        extra_hosts=tuple(dns.validate_extra_host(h) for h in spec.extra_hosts),
+    )

@@ -18,22 +18,14 @@ MULTI/EXEC, so a record and its index entry change together.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar, cast
 
-from driver_service.models import (
-    EndpointRecord,
-    NetworkRecord,
-    SandboxRecord,
-    endpoint_from_json,
-    network_from_json,
-    sandbox_from_json,
-    to_json_obj,
-)
+from driver_service.models import EndpointRecord, NetworkRecord, SandboxRecord
 from services.store import Store
+from services.values.codec import from_json, to_json
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -65,9 +57,9 @@ class State:
 
     def load(self) -> None:
         """Read every record of this host from Redis (at start, before serving)."""
-        nets = self._load_kind("net", network_from_json)
-        eps = self._load_kind("ep", endpoint_from_json)
-        sbs = self._load_kind("sb", sandbox_from_json)
+        nets = self._load_kind("net", NetworkRecord)
+        eps = self._load_kind("ep", EndpointRecord)
+        sbs = self._load_kind("sb", SandboxRecord)
         with self._lock:
             self._networks, self._sandboxes = nets, sbs
             self._endpoints = {}
@@ -76,7 +68,7 @@ class State:
             for ep in eps.values():
                 self._index_endpoint(ep)
 
-    def _load_kind(self, kind: str, parse: Callable[[Any], R]) -> dict[str, R]:
+    def _load_kind(self, kind: str, cls: type[R]) -> dict[str, R]:
         client = self.store.client
         ids = sorted(cast("set[str]", client.smembers(self.key(_KINDS[kind]))))  # decoded replies
         if not ids:
@@ -87,7 +79,7 @@ class State:
             if raw is None:
                 continue
             try:
-                out[ident] = parse(json.loads(raw))
+                out[ident] = from_json(cls, raw)
             except (ValueError, KeyError, TypeError) as e:
                 # A record this version cannot read is kept in Redis, untouched.
                 log.error("unreadable %s record %s: %s", kind, ident, e)
@@ -101,7 +93,7 @@ class State:
             pipe.delete(self.key(kind, ident))
             pipe.srem(self.key(_KINDS[kind]), ident)
         else:
-            pipe.set(self.key(kind, ident), json.dumps(to_json_obj(record), sort_keys=True))
+            pipe.set(self.key(kind, ident), to_json(record))
             pipe.sadd(self.key(_KINDS[kind]), ident)
         pipe.execute()
 
@@ -118,7 +110,7 @@ class State:
             n = 0
             for kind, records in kinds:
                 for ident, rec in records.items():
-                    pipe.set(self.key(kind, ident), json.dumps(to_json_obj(rec), sort_keys=True))
+                    pipe.set(self.key(kind, ident), to_json(rec))
                     pipe.sadd(self.key(_KINDS[kind]), ident)
                     n += 1
             pipe.execute()

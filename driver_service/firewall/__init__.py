@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 from driver_service.osl.nsenter import NetnsRef
+from services.values.ports import PROTOCOLS
 
 from . import ruleset
 from .backend import BACKENDS, DEFAULT_BACKEND, NftError, open_backend
 from .firewall import Firewall
-from .model import PROTOCOLS, BridgeNetwork, FirewallState, PortMapping
+from .model import BridgeNetwork, FirewallState, PortMapping
 from .sysctl import enable_forwarding, forwarding_enabled, set_route_localnet
 
 __all__ = [

@@ -32,6 +32,7 @@ from typing import Any
 from driver_service.osl import validate
 from driver_service.osl.nsenter import NetnsRef
 from services.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+from services.values.ports import PortBinding
 
 from . import ruleset, sysctl, verify
 from .backend import Backend, NftError, open_backend
@@ -186,11 +187,12 @@ class Firewall:
 
     # --- port mapper ----------------------------------------------------------------------
 
-    def add_port_mapping(self, mapping: PortMapping) -> None:
+    def add_port_mapping(self, published: PortMapping | PortBinding) -> None:
         """Publish a port: one map element, DNAT from outside, from the host and hairpin.
         Idempotent for the identical mapping. ALREADY_EXISTS when the host binding is
         taken (or overlaps a 0.0.0.0 / :: binding of the same port); FAILED_PRECONDITION
         when the container address is on an internal network."""
+        mapping = PortMapping.of(published)
         with self._lock:
             if self._state.mappings.get(mapping.key) == mapping:
                 return
@@ -201,9 +203,10 @@ class Firewall:
             )
             self._change(new, delta)
 
-    def remove_port_mapping(self, mapping: PortMapping) -> None:
-        """Unpublish `mapping`. Idempotent: absent is success, and a different mapping
+    def remove_port_mapping(self, published: PortMapping | PortBinding) -> None:
+        """Unpublish a mapping. Idempotent: absent is success, and a different mapping
         holding the same host binding is left alone."""
+        mapping = PortMapping.of(published)
         with self._lock:
             if self._state.mappings.get(mapping.key) != mapping:
                 return
@@ -245,7 +248,7 @@ class Firewall:
             if network_id not in new.networks:
                 raise InvalidArgument(f"port {port!r} refers to unknown network {network_id!r}")
             new.ports[validate.ifname(port, "bridge port name")] = network_id
-        for m in state.mappings:
+        for m in map(PortMapping.of, state.mappings):
             _check_mapping(new, m)
             new.mappings[m.key] = m
         with self._lock:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 from driver_service.osl import validate
 from services.errors import InvalidArgument
+from services.values.ports import PortBinding, protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-PROTOCOLS = ("tcp", "udp", "sctp")
 NETWORK_ID_MAX = 128
 _NETWORK_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -38,14 +38,6 @@ def network_id(value: object) -> str:
             f"invalid network id {value!r}: use 1..{NETWORK_ID_MAX} of [A-Za-z0-9_.-]"
         )
     return value
-
-
-def protocol(value: object) -> str:
-    """'tcp', 'udp' or 'sctp' (case-insensitive)."""
-    text = value.lower() if isinstance(value, str) else value
-    if text not in PROTOCOLS:
-        raise InvalidArgument(f"invalid protocol {value!r}: must be one of {', '.join(PROTOCOLS)}")
-    return text
 
 
 def _flag(value: object, what: str) -> bool:
@@ -156,6 +148,16 @@ class PortMapping:
             self, "container_port", validate.port(self.container_port, "container port")
         )
 
+    @classmethod
+    def of(cls, value: PortMapping | PortBinding) -> PortMapping:
+        """A published binding (one host port, `container_ip` set) as a mapping,
+        validated; a mapping as it is."""
+        if isinstance(value, PortMapping):
+            return value
+        return cls(
+            value.protocol, value.host_ip, value.host_port, value.container_ip, value.container_port
+        )
+
     @property
     def key(self) -> MappingKey:
         return (self.host_ip, self.protocol, self.host_port)
@@ -189,7 +191,8 @@ class FirewallState:
 
     networks: tuple[BridgeNetwork, ...] = ()
     ports: tuple[tuple[str, str], ...] = ()
-    mappings: tuple[PortMapping, ...] = field(default=())
+    # Published bindings are taken as they are (`PortMapping.of`).
+    mappings: tuple[PortMapping | PortBinding, ...] = field(default=())
 
     @property
     def empty(self) -> bool:

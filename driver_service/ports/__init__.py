@@ -11,15 +11,10 @@ firewall (`driver_service.firewall`) turns each allocated binding into one
 element of its port maps.
 """
 
+from services.values.ports import describe, validate_binding
+
 from .allocator import PortAllocator, exact_requests, read_dynamic_range
-from .plan import (
-    DEFAULT_DYNAMIC_RANGE,
-    PortRequest,
-    Target,
-    describe,
-    plan_requests,
-    validate_binding,
-)
+from .plan import DEFAULT_DYNAMIC_RANGE, PortRequest, Target, plan_requests
 
 __all__ = [
     "DEFAULT_DYNAMIC_RANGE",

@@ -32,13 +32,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from driver_service import osl
-from driver_service.models import PortBinding
 from services.errors import AlreadyExists, CnmError, Exhausted, FailedPrecondition, Internal
 from services.store import Store
+from services.values.ports import PortBinding, host_binding
 
 from . import lua
 from .listeners import Listener, busy_ports, is_local_address, overlaps, read_listeners
-from .plan import DEFAULT_DYNAMIC_RANGE, PortRequest, Target, host_binding, parse_port_range
+from .plan import DEFAULT_DYNAMIC_RANGE, PortRequest, Target, parse_port_range
 
 log = logging.getLogger(__name__)
 

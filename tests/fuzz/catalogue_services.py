@@ -119,7 +119,7 @@ DRIVER_CASES = [
     D("drv-sb-hostname-space", "CreateSandbox", dsb(hostname="a b"), INVALID, "hostname"),
     D("drv-sb-domain-hash", "CreateSandbox", dsb(domainname="a#b"), INVALID, "domain name"),
     D("drv-sb-dns-server-garbage", "CreateSandbox", dsb(dns=tpb.DnsConfig(servers=["x"])), INVALID, "DNS server"),
-    D("drv-sb-dns-option-newline", "CreateSandbox", dsb(dns=tpb.DnsConfig(options=["a\nb"])), INVALID, "resolv.conf option"),
+    D("drv-sb-dns-option-newline", "CreateSandbox", dsb(dns=tpb.DnsConfig(options=["a\nb"])), INVALID, "DNS option"),
     D("drv-sb-extra-host-address", "CreateSandbox", dsb(extra_hosts=[tpb.ExtraHost(hostname="db", address="nope")]), INVALID, "extra host"),
     D("drv-sb-name-dot", "CreateSandbox", dsb(name="a.b"), INVALID, "sandbox name"),
     D("drv-sb-delete-bad-id", "DeleteSandbox", dpb.DeleteSandboxRequest(sandbox_id="../../etc"), INVALID, "sandbox id"),

@@ -19,6 +19,7 @@ from controller_service.models import (
     SandboxSpec,
 )
 from services.errors import InvalidArgument
+from services.values import proto as values_pb
 
 
 def _net(**kw) -> NetworkSpec:
@@ -133,12 +134,12 @@ def test_endpoint_addresses_bare_or_cidr_as_returned():
         pytest.param(EndpointSpec(aliases=("-x",)), "alias", id="bad-alias"),
         pytest.param(
             EndpointSpec(port_bindings=(PortBinding(container_port=0),)),
-            "container_port",
+            "no container port",
             id="port-zero",
         ),
         pytest.param(
             EndpointSpec(port_bindings=(PortBinding(container_port=70000),)),
-            "container_port",
+            "container port 70000",
             id="port-too-big",
         ),
         pytest.param(
@@ -150,7 +151,7 @@ def test_endpoint_addresses_bare_or_cidr_as_returned():
             EndpointSpec(
                 port_bindings=(PortBinding(container_port=80, host_port=90, host_port_end=85),)
             ),
-            "host_port_end",
+            "host port range end 85 is below",
             id="host-range-reversed",
         ),
         pytest.param(
@@ -161,12 +162,12 @@ def test_endpoint_addresses_bare_or_cidr_as_returned():
                     ),
                 )
             ),
-            "as long as",
+            "same length",
             id="range-length-mismatch",
         ),
         pytest.param(
             EndpointSpec(port_bindings=(PortBinding(container_port=80, host_ip="nope"),)),
-            "host_ip",
+            "not an IP address",
             id="bad-host-ip",
         ),
         pytest.param(
@@ -232,10 +233,10 @@ def test_create_network_request_converts_to_spec():
 
 
 def test_port_bindings_round_trip_and_default_to_tcp():
-    p = types_pb2.PortBinding(host_port=8080, container_port=80)
-    model = convert.port_binding_from(p)
+    spec = pb.EndpointSpec(port_bindings=[types_pb2.PortBinding(container_port=80)])
+    model = convert.endpoint_spec_from(spec).port_bindings[0]
     assert model.protocol == "tcp"
-    assert convert.port_binding_to(model).protocol == types_pb2.PROTOCOL_TCP
+    assert values_pb.binding_to_pb(model).protocol == types_pb2.PROTOCOL_TCP
 
 
 @pytest.mark.parametrize(

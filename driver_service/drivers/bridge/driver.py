@@ -138,9 +138,9 @@ class BridgeDriver:
     def _config(self, net: NetworkRecord) -> BridgeConfig:
         return BridgeConfig.from_data(net.data)
 
-    def _rules(self, net: NetworkRecord) -> fw.NetworkRules:
+    def _rules(self, net: NetworkRecord) -> fw.BridgeNetwork:
         cfg = self._config(net)
-        return fw.NetworkRules(
+        return fw.BridgeNetwork(
             network_id=net.id,
             bridge=cfg.bridge_name,
             subnets=tuple(d.pool for d in (*net.spec.ipv4, *net.spec.ipv6)),

@@ -11,25 +11,14 @@ makes the kernel match the records in one transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from driver_service.models import PortBinding
-
-
-@dataclass(frozen=True)
-class NetworkRules:
-    network_id: str
-    bridge: str
-    # The network's IPv4/IPv6 subnets, CIDR.
-    subnets: tuple[str, ...]
-    icc: bool
-    masquerade: bool
-    internal: bool
+from driver_service.firewall import BridgeNetwork
+from services.values.ports import PortBinding
 
 
 class BridgeFirewall(Protocol):
-    def add_network(self, rules: NetworkRules) -> None:
+    def add_network(self, rules: BridgeNetwork) -> None:
         """Masquerade, isolation, ICC and internal entries of one network. Idempotent."""
         ...
 
@@ -56,7 +45,7 @@ class BridgeFirewall(Protocol):
 
     def load(
         self,
-        networks: Sequence[NetworkRules],
+        networks: Sequence[BridgeNetwork],
         ports: Sequence[tuple[str, str]],
         bindings: Sequence[PortBinding],
     ) -> None:
