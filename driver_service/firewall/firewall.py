@@ -231,7 +231,7 @@ class Firewall:
             return FirewallState(
                 networks=tuple(sorted(s.networks.values(), key=lambda n: n.network_id)),
                 ports=tuple(sorted(s.ports.items())),
-                mappings=tuple(sorted(s.mappings.values(), key=mapping_sort_key)),
+                mappings=tuple(self.list_port_mappings()),
             )
 
     def load(self, state: FirewallState) -> None:

@@ -155,7 +155,11 @@ class PortMapping:
         if isinstance(value, PortMapping):
             return value
         return cls(
-            value.protocol, value.host_ip, value.host_port, value.container_ip, value.container_port
+            value.protocol,
+            _host_ip(value.host_ip),
+            value.host_port,
+            _container_ip(value.container_ip),
+            value.container_port,
         )
 
     @property

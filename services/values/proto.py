@@ -16,7 +16,11 @@ from services.errors import InvalidArgument
 from services.values.dns import DnsConfig, ExtraHost
 from services.values.ports import ExposedPort, PortBinding
 
-_PROTOCOL_TO_PB = {"tcp": tpb.PROTOCOL_TCP, "udp": tpb.PROTOCOL_UDP, "sctp": tpb.PROTOCOL_SCTP}
+_PROTOCOL_TO_PB: dict[str, tpb.Protocol.ValueType] = {
+    "tcp": tpb.PROTOCOL_TCP,
+    "udp": tpb.PROTOCOL_UDP,
+    "sctp": tpb.PROTOCOL_SCTP,
+}
 _PROTOCOL_FROM_PB = {v: k for k, v in _PROTOCOL_TO_PB.items()}
 
 
@@ -24,7 +28,7 @@ def _same_named(cls: type, message: Any, *skip: str) -> dict[str, Any]:
     return {f.name: getattr(message, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
 
 
-def protocol_from_pb(value: int, what: str, *, default_tcp: bool = False) -> str:
+def protocol_from_pb(value: tpb.Protocol.ValueType, what: str, *, default_tcp: bool = False) -> str:
     """A cnm.types.v1.Protocol as text. PROTOCOL_UNSPECIFIED is tcp with
     `default_tcp` (Docker's default, for the public API), else like an unknown
     number InvalidArgument naming `what`."""
@@ -39,7 +43,7 @@ def protocol_from_pb(value: int, what: str, *, default_tcp: bool = False) -> str
         ) from None
 
 
-def protocol_to_pb(value: str) -> int:
+def protocol_to_pb(value: str) -> tpb.Protocol.ValueType:
     return _PROTOCOL_TO_PB.get(value, tpb.PROTOCOL_UNSPECIFIED)
 
 

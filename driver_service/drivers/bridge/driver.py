@@ -143,7 +143,7 @@ class BridgeDriver:
         return fw.BridgeNetwork(
             network_id=net.id,
             bridge=cfg.bridge_name,
-            subnets=tuple(d.pool for d in (*net.spec.ipv4, *net.spec.ipv6)),
+            subnets=tuple(ipaddress.ip_network(d.pool) for d in (*net.spec.ipv4, *net.spec.ipv6)),
             icc=cfg.enable_icc,
             masquerade=cfg.enable_ip_masquerade,
             internal=net.spec.internal,
