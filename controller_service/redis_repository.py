@@ -130,29 +130,35 @@ class RedisTx(Tx):
         self.keys = repo.keys
         self.pipe = pipe
 
-    # -- reads, each key WATCHed first
-    def _watched(self, key: str, read: Callable[[str], Any]) -> Any:
-        self.pipe.watch(key)
-        return read(key)
-
+    # -- reads: each key WATCHed and read in one round trip
     def record(self, kind: str, obj_id: str) -> Any:
-        raw = self._watched(self.keys.obj(kind, obj_id), self.pipe.get)
+        key = self.keys.obj(kind, obj_id)
+        raw = self.pipe.watch_read(key, "GET", key)
         return from_json(CLASSES[kind], raw) if raw else None
 
+    def _get(self, key: str) -> str | None:
+        reply: str | None = self.pipe.watch_read(key, "GET", key)
+        return reply
+
     def network_id_by_name(self, name: str) -> str | None:
-        return self._watched(self.keys.network_name(name), self.pipe.get)
+        return self._get(self.keys.network_name(name))
 
     def endpoint_id_by_name(self, network_id: str, name: str) -> str | None:
-        return self._watched(self.keys.endpoint_name(network_id, name), self.pipe.get)
+        return self._get(self.keys.endpoint_name(network_id, name))
 
     def sandbox_id_by_name(self, name: str) -> str | None:
-        return self._watched(self.keys.sandbox_name(name), self.pipe.get)
+        return self._get(self.keys.sandbox_name(name))
 
     def network_endpoint_ids(self, network_id: str) -> set[str]:
-        return set(self._watched(self.keys.network_endpoints(network_id), self.pipe.smembers))
+        key = self.keys.network_endpoints(network_id)
+        return set(self.pipe.watch_read(key, "SMEMBERS", key))
 
     def sandbox_endpoints(self, sandbox_id: str) -> dict[str, str]:
-        return dict(self._watched(self.keys.sandbox_endpoints(sandbox_id), self.pipe.hgetall))
+        key = self.keys.sandbox_endpoints(sandbox_id)
+        reply = self.pipe.watch_read(key, "HGETALL", key)
+        if isinstance(reply, dict):  # RESP3
+            return dict(reply)
+        return dict(zip(reply[::2], reply[1::2], strict=True))
 
     def all_networks(self) -> list[Network]:
         self.pipe.watch(self.keys.index("net"))

@@ -91,6 +91,23 @@ class _Pipeline(redis.client.Pipeline):
     watch = _mapped(redis.client.Pipeline.watch)
     unwatch = _mapped(redis.client.Pipeline.unwatch)
 
+    def _watch_read(self, key: str, *command: Any) -> Any:
+        conn = self.connection
+        if conn is None:
+            conn = self.connection = self.connection_pool.get_connection()
+        self.watching = True
+        try:
+            conn.send_packed_command(conn.pack_commands([("WATCH", key), command]))
+            conn.read_response()
+            return conn.read_response()
+        except _CONNECTION_ERRORS:
+            conn.disconnect()  # its WATCH is gone with it
+            raise
+
+    # WATCH `key` and the read `command` (e.g. "GET", key) sent together on the
+    # watching connection: one round trip, not two. Returns the raw reply.
+    watch_read = _mapped(_watch_read, round_trip=True)
+
     def load_scripts(self) -> None:
         """Scripts queued on the pipeline go as EVAL with their source, not EVALSHA:
         no SCRIPT EXISTS round trip before every such pipeline, and no NOSCRIPT

@@ -78,6 +78,37 @@ def test_transition_refuses_a_record_that_moved_on(store):
     assert repo.intents() == [("net", net.id)] and deleting.owner == "me"
 
 
+def test_a_transition_is_two_round_trips_and_a_concurrent_write_retries_it(store):
+    """WATCH and the read go together (one round trip), MULTI..EXEC the other;
+    a write to a key read in between makes the transaction run again."""
+    from prometheus_client import REGISTRY
+
+    repo = RedisRepository(store)
+    ctx = Context(
+        cfg=ControllerConfig(), repo=repo, hosts=None, drivers=None, ipam=None, instance="me"
+    )
+    net = Network(id="b" * 64, name="rt", driver="bridge", scope=Scope.LOCAL)
+    sb_id = "c" * 64
+    assert _claim_name(repo, net)
+
+    def round_trips() -> float:
+        return REGISTRY.get_sample_value("cnm_redis_round_trips_total") or 0.0
+
+    before = round_trips()
+    ctx.transition(net, labels={"a": "1"})
+    assert round_trips() - before == 2
+    runs = []
+
+    def check(tx: Tx, current: Network) -> None:
+        runs.append(tx.sandbox_endpoints(sb_id))
+        if len(runs) == 1:  # another writer changes what we read
+            store.client.hset(repo.keys.sandbox_endpoints(sb_id), "net", "ep")
+
+    moved = ctx.transition(repo.network(net.id), check=check, labels={"a": "2"})
+    assert runs == [{}, {"net": "ep"}] and moved.labels == {"a": "2"}
+    store.client.delete(repo.keys.sandbox_endpoints(sb_id))
+
+
 def test_event_revisions_strictly_increase_across_concurrent_appenders(store):
     logs = [EventLog(RedisRepository(store)) for _ in range(4)]
 
