@@ -48,7 +48,7 @@ CATEGORIES: dict[str, list[tuple[str, str]]] = {
         (r"controller_service/drivers_client\.py", "waits for driver service RPCs"),
         (r"controller_service/ipam_client\.py", "waits for IPAM RPCs"),
         (
-            r"services/store\.py|controller_service/repository\.py",
+            r"services/store\.py|controller_service/(redis_)?repository\.py",
             "Redis (records, intents, events)",
         ),
         (r".", "controller Python (validation, models, conversion)"),
