@@ -2,45 +2,38 @@
 
 After a Leave, flows of the endpoint's address must not survive: a stale UDP
 entry (e.g. a DNAT for a published port, or a masqueraded flow) would keep
-steering packets of the next owner of that address. Entries are deleted by
-the `conntrack` tool (argv, never a shell) on one background thread, so a
-Leave does not wait for a fork and exec; `wait_idle` lets shutdown and tests
-wait for it.
+steering packets of the next owner of that address. Entries are deleted over
+ctnetlink (`ctnetlink.py`) on one background thread, so a Leave does not wait
+for it; addresses queued meanwhile share one pass (one dump of the table: the
+kernel walks its whole hash, ~10 ms of CPU however few entries there are, so
+a burst of Leaves pays it once). `wait_idle` lets shutdown and tests wait.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import shutil
-import subprocess
 import threading
-from collections import deque
+
+from driver_service import ctnetlink
 
 log = logging.getLogger(__name__)
-
-_TIMEOUT = 10.0
 
 
 class ConntrackFlusher:
     def __init__(self) -> None:
-        self._binary = shutil.which("conntrack")
-        self._queue: deque[str] = deque()
+        self._queue: set[str] = set()
         self._cv = threading.Condition()
         self._busy = False
         self._thread: threading.Thread | None = None
-        if self._binary is None:
-            log.warning("conntrack tool not found: entries of departed endpoints are not flushed")
 
     def flush(self, addresses: list[str]) -> None:
         """Queue the deletion of every entry from or to these addresses (no prefix)."""
-        if self._binary is None:
-            return
         ips = [str(ipaddress.ip_address(a)) for a in addresses if a]
         if not ips:
             return
         with self._cv:
-            self._queue.extend(ips)
+            self._queue.update(ips)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="cnm-conntrack", daemon=True)
                 self._thread.start()
@@ -51,24 +44,20 @@ class ConntrackFlusher:
             with self._cv:
                 while not self._queue:
                     self._cv.wait()
-                ip = self._queue.popleft()
+                batch, self._queue = self._queue, set()
                 self._busy = True
             try:
-                self.flush_now(ip)
+                self.flush_now(batch)
             finally:
                 with self._cv:
                     self._busy = False
                     self._cv.notify_all()
 
-    def flush_now(self, ip: str) -> None:
-        family = "ipv6" if ipaddress.ip_address(ip).version == 6 else "ipv4"
-        for direction in ("--orig-src", "--orig-dst", "--reply-src", "--reply-dst"):
-            argv = [str(self._binary), "-D", "-f", family, direction, ip]
-            try:
-                # Exit status 1 means "no entry matched": not an error here.
-                subprocess.run(argv, capture_output=True, timeout=_TIMEOUT, check=False)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                log.warning("conntrack flush of %s failed: %s", ip, e)
+    def flush_now(self, ips: set[str]) -> None:
+        try:
+            ctnetlink.flush_addresses(ips)
+        except OSError as e:
+            log.warning("conntrack flush of %s failed: %s", ", ".join(sorted(ips)), e)
 
     def wait_idle(self, timeout: float | None = 10.0) -> bool:
         with self._cv:
