@@ -131,6 +131,9 @@ class PortMapping:
     host_port: int
     container_ip: IPAddress
     container_port: int
+    # The published binding this mapping came from, when it came from one:
+    # rules may read its other fields. Not part of the mapping's identity.
+    binding: PortBinding | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protocol", protocol(self.protocol))
@@ -160,6 +163,7 @@ class PortMapping:
             value.host_port,
             _container_ip(value.container_ip),
             value.container_port,
+            binding=value,
         )
 
     @property

@@ -26,6 +26,7 @@ allocated" (ALREADY_EXISTS); a range with no free port is RESOURCE_EXHAUSTED.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -61,12 +62,19 @@ def read_dynamic_range() -> tuple[int, int]:
     return parsed
 
 
-def _binding(d: Mapping[str, Any]) -> PortBinding:
-    return PortBinding(
+_STORED = PortBinding()  # stored allocations keep only what the kernel needs
+
+
+def _binding(d: Mapping[str, Any], requested: PortBinding = _STORED) -> PortBinding:
+    """A published binding: the requested one with the host port chosen."""
+    return dataclasses.replace(
+        requested,
         protocol=d["protocol"],
         host_ip=d["host_ip"],
         host_port=int(d["host_port"]),
+        host_port_end=0,
         container_port=int(d["container_port"]),
+        container_port_end=0,
         container_ip=d["container_ip"],
     )
 
@@ -88,6 +96,7 @@ def exact_requests(bindings: Sequence[PortBinding]) -> list[PortRequest]:
             (Target(b.host_ip, b.container_ip),),
             b.host_port,
             b.host_port,
+            binding=b,
         )
         for b in bindings
     ]
@@ -156,7 +165,11 @@ class PortAllocator:
             i = int(result["index"])
             raise self._error(requests[i], ranges[i], result, seen.get(requests[i].protocol, set()))
         ok = result.get("ok")
-        return tuple(_binding(d) for d in ok) if isinstance(ok, list) else ()
+        if not isinstance(ok, list):
+            return ()
+        # One result per target of each request, in request order (lua.ALLOCATE).
+        requested = [r.binding for r in requests for _ in r.targets]
+        return tuple(_binding(d, b) for d, b in zip(ok, requested, strict=True))
 
     def _check_local(self, requests: Sequence[PortRequest]) -> None:
         for r in requests:

@@ -56,6 +56,9 @@ class PortRequest:
     dynamic: bool = False
     # The binding this came from, for messages.
     spec: str = ""
+    # ... and as a value: a published binding is this one with its host port
+    # chosen, so every other field of it is carried through.
+    binding: PortBinding = PortBinding()
 
 
 def _targets(
@@ -96,13 +99,15 @@ def plan_requests(
         c_end = pb.container_port_end or pb.container_port
         for i, cport in enumerate(range(pb.container_port, c_end + 1)):
             if not pb.host_port:
-                req = PortRequest(pb.protocol, cport, targets, dynamic=True, spec=spec)
+                req = PortRequest(pb.protocol, cport, targets, dynamic=True, spec=spec, binding=pb)
             elif c_end > pb.container_port:
                 port = pb.host_port + i
-                req = PortRequest(pb.protocol, cport, targets, port, port, spec=spec)
+                req = PortRequest(pb.protocol, cport, targets, port, port, spec=spec, binding=pb)
             else:
                 high = pb.host_port_end or pb.host_port
-                req = PortRequest(pb.protocol, cport, targets, pb.host_port, high, spec=spec)
+                req = PortRequest(
+                    pb.protocol, cport, targets, pb.host_port, high, spec=spec, binding=pb
+                )
             out.append(req)
     return out
 
