@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.values.ports import (
     PORT_MAX,
@@ -58,7 +58,7 @@ class PortRequest:
     spec: str = ""
     # ... and as a value: a published binding is this one with its host port
     # chosen, so every other field of it is carried through.
-    binding: PortBinding = PortBinding()
+    binding: PortBinding = field(default=PortBinding(), compare=False)
 
 
 def _targets(
