@@ -8,8 +8,9 @@ Prints allocations/s, p50 and p99 per phase:
               allocated again: the fragmented, 99 %-full case that makes scanning
               allocators slow
 
-A last line per client count gives the CPU time per allocation of the fill spent
-by the clients, redis-server and each cnm-ipam (from /proc: where the time goes).
+Two last lines per client count: the CPU time per allocation of the fill spent by
+the clients, redis-server and each cnm-ipam (from /proc: where the time goes), and
+the services' RSS before the fill and after the pool is released (a leak shows).
 
 By default it starts its own redis-server and cnm-ipam (unix sockets in a temp
 directory) as cnmd starts them (Redis with its append-only file, fsync every
@@ -106,6 +107,13 @@ def run_clients(
     return got, wall, sum(r[3] for r in results)
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (and its reaped children) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -140,6 +148,7 @@ def bench(
     lines = []
 
     cpu0 = {name: cpu_seconds(pid) for name, pid in (pids or {}).items()}
+    rss0 = {name: rss_mib(pid) for name, pid in (pids or {}).items()}
     got, wall, clients_cpu = run_clients(addresses, pool_id, clients)
     cpu = {"clients": clients_cpu}
     cpu.update({name: cpu_seconds(pid) - cpu0[name] for name, pid in (pids or {}).items()})
@@ -169,6 +178,10 @@ def bench(
     if pids:
         per = "  ".join(f"{name} {seconds / len(got) * 1e6:.0f}" for name, seconds in cpu.items())
         lines.append(f"  CPU µs per allocation of the fill: {per}")
+        rss = "  ".join(
+            f"{name} {rss0[name]:.1f} -> {rss_mib(pid):.1f}" for name, pid in pids.items()
+        )
+        lines.append(f"  RSS MiB before the fill -> after the refill and ReleasePool: {rss}")
     return lines
 
 

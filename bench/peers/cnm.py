@@ -223,10 +223,14 @@ class Cnm(System):
 
     # -------------------------------------------------------------- measures and checks
 
+    def rss(self) -> dict[str, int]:
+        """VmRSS (KiB) of every service process, by name."""
+        return {name: rss_kib(pid) for name, pid in self.service_pids.items()}
+
     def resources(self) -> dict[str, object]:
         info = self.redis.info("memory")
         return {
-            "rss_kib": {name: rss_kib(pid) for name, pid in self.service_pids.items()},
+            "rss_kib": self.rss(),
             "redis_used_memory": info["used_memory"],
             "redis_used_memory_rss": info["used_memory_rss"],
             "redis_keys": self.redis.dbsize(),

@@ -256,12 +256,17 @@ def phase_flatness(run: Run, k: int, per_network: int, every: int, names: list[s
     rules: dict[str, list[tuple[int, int]]] = {
         name: [(0, run.systems[name].rules())] for name in made
     }
+    # RSS of each service after the first bucket and after the last: flat is the target.
+    rss_at: dict[int, dict[str, int]] = {}
 
     def count_rules(done: int) -> None:
         if done % every == 0:
             for name in made:
                 if name not in run.failed:
                     rules[name].append((done, run.systems[name].rules()))
+                    system = run.systems[name]
+                    if done in (every, k) and hasattr(system, "rss"):
+                        rss_at[done] = system.rss()
             say(f"  k = {done}")
 
     out: dict[str, Any] = {}
@@ -279,7 +284,11 @@ def phase_flatness(run: Run, k: int, per_network: int, every: int, names: list[s
                 "gateway": check_gateways(system, cs[::10]),
             }
             if hasattr(system, "resources"):
-                run.results["resources"] = {"endpoints": len(cs), **system.resources()}
+                run.results["resources"] = {
+                    "endpoints": len(cs),
+                    **system.resources(),
+                    "rss_kib_by_endpoints": [[n, rss] for n, rss in sorted(rss_at.items())],
+                }
         # Only cnm's disconnects are timed here (1,000 netavark teardowns would
         # cost minutes and are not asked for): the others restart afresh.
         timed = {n: cs for n, cs in made.items() if n == "cnm"}

@@ -199,12 +199,23 @@ def _resources(results: dict[str, Any]) -> list[str]:
     if not res:
         return []
     rss = "  ".join(f"{k} {v / 1024:.0f} MiB" for k, v in res["rss_kib"].items())
-    return [
+    lines = [
         "",
         f"6. Resources after {res['endpoints']} endpoints: RSS {rss}",
         f"   Redis used_memory {res['redis_used_memory'] / 2**20:.1f} MiB "
         f"(rss {res['redis_used_memory_rss'] / 2**20:.1f} MiB), {res['redis_keys']} keys",
     ]
+    by_k = res.get("rss_kib_by_endpoints") or []
+    for n, rss_kib in by_k:
+        each = "  ".join(f"{k} {v / 1024:.1f} MiB" for k, v in rss_kib.items())
+        lines.append(f"   RSS at {n:>5} endpoints: {each}")
+    if len(by_k) >= 2:
+        (_, first), (_, last) = by_k[0], by_k[-1]
+        ratios = "  ".join(f"{k} {last[k] / first[k]:.2f}" for k in last if first.get(k))
+        lines.append(
+            f"   RSS ratio {by_k[-1][0]} / {by_k[0][0]} endpoints (target: flat): {ratios}"
+        )
+    return lines
 
 
 def _correctness(results: dict[str, Any]) -> list[str]:
