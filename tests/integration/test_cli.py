@@ -12,32 +12,27 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from harness import kernel_snapshot, netns
 from harness.netns import exec_in
-from harness.stack import BIN, short_tmp, start_controller, start_driver, start_ipam
+from harness.stack import (
+    BIN,
+    Stack,
+    single_host,
+)
 from harness.wait import eventually, until
 
 CNMCTL = str(BIN / "cnmctl")
 HOST_ID = "h1"
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class Stack:
-    controller: str
-    host_ns: str
-    run_dir: Path
 
 
 def cnmctl(
@@ -69,26 +64,8 @@ def fails(stack: Stack, *argv: str, code: int = 1) -> str:
 
 @pytest.fixture
 def stack(redis_url, netns_host, netns_prefix, spawn) -> Iterator[Stack]:
-    run_dir = short_tmp("cnmcli")
-    try:
-        ipam = start_ipam(spawn, redis_url, run_dir)
-        start_driver(
-            spawn,
-            redis_url,
-            run_dir,
-            host_id=HOST_ID,
-            netns_name=netns_host,
-            netns_prefix=netns_prefix,
-        )
-        controller = start_controller(spawn, redis_url, run_dir, ipam)
-        st = Stack(controller, netns_host, run_dir)
+    with single_host(spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmcli") as st:
         yield st
-        # Whatever a failed test left: released through the stack itself.
-        cnmctl(st, "gc", "--all")
-        cnmctl(st, "network", "prune", "-f")
-    finally:
-        spawn.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_network_lifecycle_shapes_and_errors(stack):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
-from harness.stack import short_tmp, start_controller, start_driver, start_ipam
+from harness.stack import single_host
 from harness.wait import until
 from services.rpc_errors import error_info
 
@@ -237,20 +236,9 @@ def test_errors_read_like_docker_and_exit_codes_follow_the_kind(stack):
 @pytest.fixture
 def builtin_stack(redis_url, netns_host, netns_prefix, spawn):
     """test_cli's stack with the built-in networks on, as cnmd runs it."""
-    run_dir = short_tmp("cnmbi")
-    try:
-        ipam = start_ipam(spawn, redis_url, run_dir)
-        start_driver(spawn, redis_url, run_dir, host_id="h1", netns_name=netns_host,
-                     netns_prefix=netns_prefix)  # fmt: skip
-        env = {"CNM_BUILTIN_NETWORKS": "true"}
-        controller = start_controller(spawn, redis_url, run_dir, ipam, env=env)
-        st = test_cli.Stack(controller, netns_host, run_dir)
+    env = {"CNM_BUILTIN_NETWORKS": "true"}
+    with single_host(spawn, redis_url, netns_host, netns_prefix, controller_env=env) as st:
         yield st
-        cnmctl(st, "gc", "--all")
-        cnmctl(st, "network", "prune", "-f")
-    finally:
-        spawn.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_builtin_host_and_none_networks_as_docker(builtin_stack):

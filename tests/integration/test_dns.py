@@ -8,7 +8,6 @@ namespaces to 127.0.0.11, or through `cnmctl sandbox exec ... getent`.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dns_env import RESOLVER_DOWN, answers, ask, cnmctl, getent, rcode, rcode_is, values
+from dns_env import RESOLVER_DOWN, answers, ask, getent, rcode, rcode_is, values
 
 from clients.client import Client, IpamConfig
 from clients.errors import ClientError
@@ -57,26 +56,14 @@ class World:
 
 @pytest.fixture
 def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
-    run_dir = stack.short_tmp("cnmdns")
-    client = None
-    try:
-        ipam = stack.start_ipam(spawn, redis_url, run_dir)
-        stack.start_driver(
-            spawn, redis_url, run_dir, host_id=HOST, netns_name=netns_host,
-            netns_prefix=netns_prefix,
-        )  # fmt: skip
-        controller = stack.start_controller(spawn, redis_url, run_dir, ipam)
-        _addr, dns = stack.start_dns(spawn, redis_url, run_dir, host_id=HOST, netns_name=netns_host)
-        client = Client(controller, timeout=20)
-        w = World(spawn, redis_url, run_dir, netns_host, controller, client, dns)
-        yield w
-        cnmctl(controller, "gc", "--all")
-        cnmctl(controller, "network", "prune", "-f")
-    finally:
-        if client is not None:
-            client.close()
-        spawn.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with stack.single_host(
+        spawn, redis_url, netns_host, netns_prefix, host_id=HOST, tmp_prefix="cnmdns"
+    ) as st:
+        _addr, dns = stack.start_dns(
+            spawn, redis_url, st.run_dir, host_id=HOST, netns_name=netns_host
+        )
+        with Client(st.controller, timeout=20) as client:
+            yield World(spawn, redis_url, st.run_dir, netns_host, st.controller, client, dns)
 
 
 def ip(ep, v6: bool = False) -> str:

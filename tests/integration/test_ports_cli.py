@@ -6,7 +6,6 @@ port, and refusals (port taken, internal network) as one error line with nothing
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,34 +14,24 @@ import pytest
 from ports_world import ask, serve
 
 from harness.netns import exec_in
-from harness.stack import BIN, short_tmp, start_controller, start_driver, start_ipam
+from harness.stack import BIN, single_host
 
 CNMCTL = str(BIN / "cnmctl")
 
 
 @pytest.fixture
 def ctl(redis_url, netns_host, netns_prefix, spawn) -> Iterator:
-    run_dir = short_tmp("cnmports")
-    try:
-        ipam = start_ipam(spawn, redis_url, run_dir)
-        start_driver(spawn, redis_url, run_dir, host_id="h1", netns_name=netns_host,
-                     netns_prefix=netns_prefix)  # fmt: skip
-        controller = start_controller(spawn, redis_url, run_dir, ipam)
+    with single_host(spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmports") as st:
 
         def run(*argv: str) -> subprocess.CompletedProcess:
             return subprocess.run(
-                [CNMCTL, "--controller", controller, "--timeout", "15", *argv],
+                [CNMCTL, "--controller", st.controller, "--timeout", "15", *argv],
                 capture_output=True,
                 text=True,
                 timeout=30,
             )
 
         yield run
-        run("gc", "--all")
-        run("network", "prune", "-f")
-    finally:
-        spawn.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def ok(res: subprocess.CompletedProcess) -> str:
