@@ -113,5 +113,7 @@ def _no_leftovers(request):
     after = kernel_snapshot.take()
     leftovers = kernel_snapshot.diff(before, after)
     if leftovers:
+        # Name each process before it is killed: a bare PID says nothing afterwards.
+        named = kernel_snapshot.describe(leftovers)
         kernel_snapshot.cleanup(leftovers)
-        pytest.fail(f"test left behind: {leftovers}", pytrace=False)
+        pytest.fail(f"test left behind: {named}", pytrace=False)

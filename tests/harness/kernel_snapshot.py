@@ -80,6 +80,20 @@ def diff(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, l
     return {k: sorted(after[k] - before[k]) for k in after if after[k] - before[k]}
 
 
+def describe(leftovers: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The leftovers with each process's command line after its PID."""
+
+    def command(pid: str) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:200]
+        except OSError:
+            return "(gone)"
+
+    procs = [f"{pid} {command(pid)}" for pid in leftovers.get("procs", [])]
+    return {**leftovers, **({"procs": procs} if procs else {})}
+
+
 def cleanup(leftovers: dict[str, list[str]]) -> None:
     """Remove what a failed test left, so one failure does not cascade."""
     for pid in leftovers.get("procs", []):

@@ -61,8 +61,8 @@ def snapshot(host) -> dict:
     try:
         store = {}
         for key in client.scan_iter("cnm:*"):
-            if key.startswith("cnm:host:"):
-                continue  # the heartbeat ticks on its own
+            if key.startswith(("cnm:host:", "cnm:store:last_beat")):
+                continue  # the heartbeat and the store's liveness clock tick on their own
             # Any type: keys other modules of the session left behind are compared too.
             store[key] = client.dump(key)
     finally:
