@@ -23,8 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 BIN = Path(sys.executable).parent
 
 
-def wait_serving(address: str, service: str = "", timeout: float = 15.0, proc=None) -> None:
-    """Blocks until `address` reports SERVING for `service` ("" = whole process)."""
+def wait_serving(address: str, service: str = "", timeout: float = 40.0, proc=None) -> None:
+    """Blocks until `address` reports SERVING for `service` ("" = whole process).
+
+    The default deadline is generous: at load 12 on 2 cores a driver took over 15 s to start."""
     target = address if not address.startswith("/") else f"unix://{address}"
     deadline = time.monotonic() + timeout
     last = "no answer"
