@@ -17,7 +17,7 @@ from controller_service.ipam_client import IpamClient
 from controller_service.models import Endpoint, Host, Network, Sandbox, Scope
 from controller_service.repository import Record, Repository, Tx, kind_of
 from controller_service.resolve import resolve, resolve_id
-from services.errors import Aborted, NotFound
+from services.errors import Aborted, CnmError, NotFound
 from services.ids import is_full_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,28 @@ class Context:
         """A READY host whose driver service answers: checked before an
         operation changes anything, so an unreachable host changes nothing."""
         return self.probe(self.hosts.ready(host_id))
+
+    def reachable_later(self, host_id: str) -> Callable[[], Host]:
+        """reachable(), begun now and concluded by calling the result: the
+        driver's health probe is in flight while the caller does its other
+        reads and checks. Errors (a host not READY, a probe that fails) are
+        raised by that call, so the caller's own checks keep their order."""
+        try:
+            host = self.hosts.ready(host_id)
+            answered = self.drivers.for_host(host).start_probe()
+        except CnmError as e:
+            failure = e
+
+            def fail() -> Host:
+                raise failure
+
+            return fail
+
+        def verdict() -> Host:
+            answered()
+            return host
+
+        return verdict
 
     def driver(self, host_id: str) -> DriverClient:
         """The driver service of a READY host (UNAVAILABLE otherwise)."""

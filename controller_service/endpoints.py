@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from controller_service import builtin, config_networks, listing, rules, validate
@@ -107,6 +108,9 @@ class Endpoints:
             # Docker's warning: the host's ports are the container's already.
             log.warning("Published ports are discarded when using host network mode")
             spec = dataclasses.replace(spec, port_bindings=())
+        host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
+        # The driver's health probe overlaps the sandbox's reads below.
+        verdict = ctx.reachable_later(host) if host else None
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)
             rules.check_same_host(net, sandbox)
@@ -114,10 +118,9 @@ class Endpoints:
             rules.check_not_on_network(net, sandbox, on)
             builtin.check_host_mode(net, sandbox)
             builtin.check_exclusive(net, ctx.repo.networks(on))
-        host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
         # The host as just judged READY (and probed): its driver client below
         # comes from it, without reading every host's heartbeat again.
-        reached = ctx.reachable(host) if host else None
+        reached = verdict() if verdict is not None else None
         ep = Endpoint(
             id=ep_id,
             name=spec.name or (sandbox.name if sandbox else ep_id[:12]),
@@ -294,13 +297,20 @@ class Endpoints:
         """Leaves first when joined; releases addresses; NOT_FOUND when missing."""
         return self.delete_endpoint(self.ctx.endpoint(text))
 
-    def delete_endpoint(self, ep: Endpoint) -> Endpoint:
+    def delete_endpoint(
+        self, ep: Endpoint, verdict: tuple[str, Callable[[], Host]] | None = None
+    ) -> Endpoint:
+        """`verdict`: (host id, ctx.reachable_later of it) begun by the caller."""
         ctx = self.ctx
         if ep.state in _BUSY:
             raise FailedPrecondition(
                 f"{describe(ep)} is {ep.state.value}; retry when it settles", reason="ENDPOINT_BUSY"
             )
-        reached = ctx.reachable(ep.host) if ep.host else None  # UNAVAILABLE before any change
+        reached = None  # UNAVAILABLE before any change
+        if verdict is not None and ep.host and verdict[0] == ep.host:
+            reached = verdict[1]()
+        elif ep.host:
+            reached = ctx.reachable(ep.host)
         ep = ctx.transition(ep, state=EndpointState.DELETING, **ctx.intent())
         self.finish_delete(ep, reached=reached)
         log.info("deleted endpoint %s (%s)", ep.name, ep.id)

@@ -195,6 +195,8 @@ class Joins:
         ctx = self.ctx
         net = ctx.network(network)
         sb = ctx.sandbox(sandbox)
+        # The driver's health probe overlaps the two reads below.
+        verdict = (sb.host, ctx.reachable_later(sb.host)) if sb.host else None
         ep_id = ctx.repo.sandbox_endpoints(sb.id).get(net.id)
         ep = ctx.repo.endpoint(ep_id) if ep_id else None
         if ep is None:
@@ -202,4 +204,4 @@ class Joins:
                 f"sandbox {sb.name!r} is not connected to network {net.name!r}",
                 reason="NOT_CONNECTED",
             )
-        self.endpoints.delete_endpoint(ep)
+        self.endpoints.delete_endpoint(ep, verdict)
