@@ -45,6 +45,14 @@ VXLANID_LIST = "com.docker.network.driver.overlay.vxlanid_list"
 VXLAN_PORT = "com.cnm.overlay.vxlan_port"
 _PREFIXES = ("com.docker.network.driver.overlay.", "com.cnm.overlay.")
 KNOWN_KEYS = frozenset({VXLANID_LIST, VXLAN_PORT})
+# Every key an overlay network takes (driver_service/option_keys.py has the
+# table of all drivers): checked here because a global network reaches the
+# hosts' drivers only at its first join, too late to refuse a typo.
+_ACCEPTED = KNOWN_KEYS | {
+    "com.docker.network.driver.mtu",
+    "com.docker.network.container_iface_prefix",
+    "cnm.network.legacy_hosts",
+}
 RANGE_NAME = "vxlan"
 VNI_MIN = 256
 VNI_MAX = (1 << 24) - 1
@@ -98,6 +106,14 @@ def check_options(options: Mapping[str, str]) -> int | None:
             f"unknown overlay option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})",
             reason="INVALID_OPTION",
             metadata={"option": unknown[0]},
+        )
+    unknown = sorted(k for k in options if k not in _ACCEPTED)
+    if unknown:
+        raise InvalidArgument(
+            f"unknown network option {unknown[0]!r} for the overlay driver "
+            f"(known: {', '.join(sorted(_ACCEPTED))})",
+            reason="INVALID_OPTION",
+            metadata={"option": unknown[0], "driver": DRIVER_OVERLAY},
         )
     raw = options.get(VXLAN_PORT, "").strip()
     if raw and not (raw.isdigit() and 1 <= int(raw) <= 65535):

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-from driver_service import attachment_plan, not_found, osl, specs
+from driver_service import attachment_plan, not_found, option_keys, osl, specs
 from driver_service.drivers.base import Driver, EndpointHooks
 from driver_service.locks import Locks
 from driver_service.models import (
@@ -86,6 +86,7 @@ class Manager:
     def create_network(self, spec: NetworkSpec) -> NetworkRecord:
         spec = specs.network_spec(spec)
         driver = self.registry.get(spec.driver)
+        option_keys.check_network(spec.driver, spec.options)
         with self.locks.network(spec.network_id):
             existing = self.state.network(spec.network_id)
             if existing is not None:
@@ -165,6 +166,7 @@ class Manager:
         spec = specs.endpoint_spec(spec)
         net = self._ready_network(spec.network_id)
         driver = self.driver_of(net)
+        option_keys.check_endpoint(net.spec.driver, spec.options)
         hooks = driver if isinstance(driver, EndpointHooks) else None
         with self.locks.endpoint(spec.endpoint_id):
             existing = self.state.endpoint(spec.endpoint_id)
@@ -257,6 +259,7 @@ class Manager:
             ep = self._endpoint(network_id, endpoint_id)
             net = self._ready_network(network_id)
             driver = self.driver_of(net)
+            option_keys.check_join(net.spec.driver, options or {})
             att = ep.attachment
             if att is not None:
                 if att.sandbox_id != sandbox_id:

@@ -313,3 +313,20 @@ def test_container_iface_prefix_names_the_interfaces(stack):
     assert ep["InterfaceName"] == "cnm0"
     res = cnmctl(stack, "network", "create", "-o", f"{option}=0bad/", "badpfx")
     assert res.returncode == 2 and option in res.stderr
+
+
+def test_unknown_options_are_refused_and_labels_stay_free(stack):
+    mtu_typo = "com.docker.network.driver.mut=1400"
+    res = cnmctl(stack, "network", "create", "--subnet", "10.54.0.0/24", "-o", mtu_typo, "typo")
+    assert res.returncode == 2, res.stderr
+    assert "unknown network option 'com.docker.network.driver.mut' for the bridge driver" in (
+        res.stderr
+    )
+    # Global scope: refused at creation, not at the first join on some host.
+    res = cnmctl(stack, "network", "create", "-d", "overlay", "-o", "vxlan_mode=x", "ov")
+    assert res.returncode == 2 and "'vxlan_mode' for the overlay driver" in res.stderr
+    assert _ls(stack, "-f", "name=typo") == set() and _ls(stack, "-f", "name=ov") == set()
+    ok(stack, "network", "create", "--subnet", "10.54.0.0/24", "--label", "any.key=1",
+       "-o", "com.docker.network.driver.mtu=1400", "fine")  # fmt: skip
+    ok(stack, "sandbox", "create", "optsb")
+    ok(stack, "network", "connect", "fine", "optsb")

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from driver_world import T, hosts_text, links, netns_name, ping, shared_host
+from driver_world import T, hosts_text, links, netns_name, network_request, ping, shared_host
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cnm.driver.v1 import driver_pb2 as pb
@@ -292,3 +292,46 @@ def test_without_redis_health_is_not_serving_and_calls_are_unavailable(
     finally:
         spawn.stop_all()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("driver", "options", "key"),
+    [
+        ("bridge", {"com.docker.network.driver.mut": "1400"}, "com.docker.network.driver.mut"),
+        ("bridge", {"parent": "eth0"}, "parent"),  # macvlan's key, not the bridge's
+        ("macvlan", {"parent": "lo0", "macvlan_mod": "bridge"}, "macvlan_mod"),
+        ("null", {"foo": "1"}, "foo"),
+        ("host", {"cnm.network.legacy_hostz": "1"}, "cnm.network.legacy_hostz"),
+    ],
+)
+def test_unknown_network_option_is_refused_naming_it(host, driver, options, key):
+    nid = new_id()
+    with pytest.raises(grpc.RpcError) as exc:
+        host.stub.CreateNetwork(
+            network_request(nid, "", "", options, False, "opt", driver), timeout=T
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"unknown network option {key!r} for the {driver} driver" in exc.value.details()
+    assert nid not in host.records()["networks"]
+
+
+def test_unknown_endpoint_and_join_options_are_refused_naming_them(host):
+    nid = host.network("10.95.0.0/24", options={"com.docker.network.driver.mtu": "1400"})
+    with pytest.raises(grpc.RpcError) as exc:
+        host.endpoint(nid, "10.95.0.2/24", options={"com.cnm.endpoint.ifnam": "x0"})
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown endpoint option 'com.cnm.endpoint.ifnam'" in exc.value.details()
+    host.made_endpoints.pop()
+    sb = host.sandbox("opts")
+    eid = host.endpoint(nid, "10.95.0.2/24", options={"com.cnm.endpoint.ifname": "x0"})
+    with pytest.raises(grpc.RpcError) as exc:
+        host.stub.Join(
+            pb.JoinRequest(
+                network_id=nid, endpoint_id=eid, sandbox_id=sb.sandbox_id, options={"k": "v"}
+            ),
+            timeout=T,
+        )
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown join option 'k' for the bridge driver (known: none)" in exc.value.details()
+    assert links(netns_name(sb)) == ["lo"]
+    assert host.join(nid, eid, sb.sandbox_id).interface_name == "x0"
