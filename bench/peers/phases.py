@@ -299,6 +299,10 @@ def phase_flatness(run: Run, k: int, per_network: int, every: int, names: list[s
                 out[name]["disconnect_buckets"] = [
                     b.__dict__ for b in buckets(disc[name][::-1], every)
                 ]
+                system = run.systems[name]
+                if hasattr(system, "rss") and "resources" in run.results:
+                    # Back at 0 endpoints: what stays is a leak or the allocator's keep.
+                    run.results["resources"]["rss_kib_after_disconnect"] = system.rss()
     finally:
         for name in list(made):
             if name != "cnm" and name not in run.failed:

@@ -254,10 +254,12 @@ def test_resources_print_rss_at_both_endpoint_counts_and_their_ratio():
         "redis_used_memory_rss": 2**21,
         "redis_keys": 7,
         "rss_kib_by_endpoints": [[100, {"cnm-ipam": 40960}], [1000, {"cnm-ipam": 51200}]],
+        "rss_kib_after_disconnect": {"cnm-ipam": 46080},
     }
     lines = report._resources({"resources": res})
     assert "   RSS at   100 endpoints: cnm-ipam 40.0 MiB" in lines
     assert "   RSS at  1000 endpoints: cnm-ipam 50.0 MiB" in lines
+    assert "   RSS after disconnecting all: cnm-ipam 45.0 MiB" in lines
     assert lines[-1] == "   RSS ratio 1000 / 100 endpoints (target: flat): cnm-ipam 1.25"
 
 
