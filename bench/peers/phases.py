@@ -178,13 +178,18 @@ def _machine_busy() -> tuple[float, float]:
 
 
 def _parallel_op(
-    fn: Callable[[Container], float], cs: list[Container], clients: int, pids: list[int] = ()
+    fn: Callable[[Container], float],
+    cs: list[Container],
+    clients: int,
+    pids: dict[str, int] | None = None,
 ) -> dict:
     """`clients` callers at once over `cs`; with `pids` (the system's services),
     also their CPU per operation and how busy the whole machine was: when the
     machine is saturated, more clients cannot add throughput."""
     lat: list[float] = []
-    cpu0, busy0 = _cpu_s(list(pids)), _machine_busy()
+    pids = pids or {}
+    cpu0 = {name: _cpu_s([pid]) for name, pid in pids.items()}
+    busy0 = _machine_busy()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         # Client j takes containers j, j + clients, ...: each its own share.
@@ -195,7 +200,9 @@ def _parallel_op(
     out = {"per_s": len(lat) / wall, "wall_s": wall, **summarize(lat).as_dict()}
     if pids:
         busy1 = _machine_busy()
-        out["service_cpu_ms_per_op"] = (_cpu_s(list(pids)) - cpu0) * 1000 / max(1, len(lat))
+        per = {n: (_cpu_s([pid]) - cpu0[n]) * 1000 / max(1, len(lat)) for n, pid in pids.items()}
+        out["cpu_ms_per_op"] = per
+        out["service_cpu_ms_per_op"] = sum(per.values())
         out["machine_busy"] = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
     return out
 
@@ -330,12 +337,12 @@ def phase_parallel(run: Run, count: int, peer_count: int, clients: int, per_netw
             ops = ("connect", "disconnect") if system.name == "cnm" else ("connect",)
             if system.name == "cnm":
                 # The same containers with one client first: the ratio in one run.
-                pids = list(system.service_pids.values())  # type: ignore[attr-defined]
+                pids = dict(system.service_pids)  # type: ignore[attr-defined]
                 for op in ops:
                     res[f"{op}_one_client"] = _parallel_op(getattr(system, op), cs, 1, pids)
             for op in ops:
                 res[op] = _parallel_op(
-                    getattr(system, op), cs, clients, pids if system.name == "cnm" else ()
+                    getattr(system, op), cs, clients, pids if system.name == "cnm" else None
                 )
                 if op == "connect":
                     res["gateway_sample_every"] = 10

@@ -175,6 +175,11 @@ def _parallel(results: dict[str, Any]) -> list[str]:
             f"{many.get('service_cpu_ms_per_op', 0):.1f} ms; machine busy "
             f"{one.get('machine_busy', 0):.0%} / {many.get('machine_busy', 0):.0%}"
         )
+        per = many.get("cpu_ms_per_op") or {}
+        lines.append(
+            f"  CPU per connect with {clients} clients (ms): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+        )
     return lines
 
 
