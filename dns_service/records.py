@@ -9,6 +9,7 @@ state JOINED answer to names; only READY sandboxes have a namespace to serve.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 from controller_service.models import Endpoint, EndpointState, Network, Sandbox, State, from_json
 from controller_service.redis_repository import Keys
@@ -16,6 +17,8 @@ from dns_service.table import Ep, Net, Sb
 from services.store import Store
 
 _BATCH = 500
+# XREAD of one stream with decode_responses: [(stream, [(entry id, fields)])] or None.
+_XreadReply = list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
 
 
 def to_net(n: Network) -> Net:
@@ -62,7 +65,7 @@ class Records:
         return int(self.store.client.get(self.revision_key) or 0)
 
     def _all(self, kind: str, cls: type) -> Iterator:
-        ids = self.store.client.zrange(self.keys.index(kind), 0, -1)
+        ids = cast(list[str], self.store.client.zrange(self.keys.index(kind), 0, -1))
         for i in range(0, len(ids), _BATCH):
             chunk = ids[i : i + _BATCH]
             for text in self.store.client.mget([self.keys.obj(kind, x) for x in chunk]):
@@ -100,7 +103,10 @@ class Records:
 
     def events(self, after: int, block_ms: int) -> list[tuple[int, str, str]]:
         """(revision, type, object id) of the events after `after`, oldest first."""
-        reply = self.store.client.xread({self.stream: f"{after}-0"}, count=512, block=block_ms)
+        reply = cast(
+            _XreadReply,
+            self.store.client.xread({self.stream: f"{after}-0"}, count=512, block=block_ms),
+        )
         out = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:

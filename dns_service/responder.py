@@ -176,9 +176,11 @@ class Responder:
                 return
             except OSError:
                 return
-            self._handle(
-                data, wire.UDP_LIMIT, lst.sandbox_id, lambda r, a=addr: lst.udp.sendto(r, a)
-            )
+
+            def send(reply: bytes, to: tuple[str, int] = addr) -> int:
+                return lst.udp.sendto(reply, to)
+
+            self._handle(data, wire.UDP_LIMIT, lst.sandbox_id, send)
 
     def _handle(
         self, data: bytes, limit: int, sandbox_id: str, send: Callable[[bytes], object]
