@@ -315,6 +315,10 @@ def phase_flatness(run: Run, k: int, per_network: int, every: int, names: list[s
             if name != "cnm" and name not in run.failed:
                 restart(run, made.pop(name))(run.systems[name])
         _cleanup_all(run, made, plans)
+    cnm = run.systems.get("cnm")
+    if cnm is not None and "cnm" not in run.failed and "resources" in run.results:
+        # Sandboxes and networks deleted too: nothing of the phase is left to keep.
+        run.results["resources"]["rss_kib_after_cleanup"] = cnm.rss()  # type: ignore[attr-defined]
     run.results["flatness"] = out
 
 

@@ -214,10 +214,13 @@ def _resources(results: dict[str, Any]) -> list[str]:
     for n, rss_kib in by_k:
         each = "  ".join(f"{k} {v / 1024:.1f} MiB" for k, v in rss_kib.items())
         lines.append(f"   RSS at {n:>5} endpoints: {each}")
-    after = res.get("rss_kib_after_disconnect")
-    if after:
-        each = "  ".join(f"{k} {v / 1024:.1f} MiB" for k, v in after.items())
-        lines.append(f"   RSS after disconnecting all: {each}")
+    for key, label in (
+        ("rss_kib_after_disconnect", "after disconnecting all"),
+        ("rss_kib_after_cleanup", "after deleting sandboxes and networks"),
+    ):
+        if res.get(key):
+            each = "  ".join(f"{k} {v / 1024:.1f} MiB" for k, v in res[key].items())
+            lines.append(f"   RSS {label}: {each}")
     if len(by_k) >= 2:
         (_, first), (_, last) = by_k[0], by_k[-1]
         ratios = "  ".join(f"{k} {last[k] / first[k]:.2f}" for k in last if first.get(k))
