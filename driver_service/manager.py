@@ -72,6 +72,11 @@ class Manager:
         self.registry = registry
         self.sandboxes = sandboxes
         self.locks = Locks()
+        # Endpoints a failed one-call Connect made and forgot again: the
+        # controller's rollback DeleteEndpoint that follows then owes the
+        # driver (a remote plugin) nothing. Memory only: after a restart such
+        # a delete is forwarded quietly, as for any unknown endpoint.
+        self._forgotten: dict[str, None] = {}
 
     def driver_of(self, net: NetworkRecord) -> Driver:
         return self.registry.get(net.spec.driver)
@@ -210,6 +215,9 @@ class Manager:
         specs.object_id("endpoint", endpoint_id)
         rec = self.state.endpoint(endpoint_id)
         if rec is None:
+            if endpoint_id in self._forgotten:
+                self._forgotten.pop(endpoint_id, None)
+                return  # a failed Connect already made the driver forget it
             # A crash may have come between the driver's create and the record.
             self._driver_forget_endpoint(network_id, endpoint_id, quiet=True)
             return
@@ -305,6 +313,7 @@ class Manager:
         exactly as two calls would (the controller deletes it). A Join that
         fails forgets an endpoint this call created."""
         created = self.state.endpoint(spec.endpoint_id) is None
+        self._forgotten.pop(spec.endpoint_id, None)
         self.create_endpoint(spec)
         try:
             return self.join(spec.network_id, spec.endpoint_id, sandbox_id, options)
@@ -312,6 +321,7 @@ class Manager:
             if created:
                 try:
                     self.delete_endpoint(spec.network_id, spec.endpoint_id)
+                    self._remember_forgotten(spec.endpoint_id)
                 except CnmError as e:
                     log.warning(
                         "endpoint %s: not forgotten after a failed join: %s",
@@ -319,6 +329,11 @@ class Manager:
                         e,
                     )
             raise
+
+    def _remember_forgotten(self, endpoint_id: str) -> None:
+        self._forgotten[endpoint_id] = None
+        while len(self._forgotten) > 4096:  # bounded: the oldest go first
+            del self._forgotten[next(iter(self._forgotten))]
 
     def _forget_attachment_quietly(self, ep: EndpointRecord) -> None:
         try:
