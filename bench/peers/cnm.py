@@ -245,10 +245,13 @@ class Cnm(System):
     def leftovers(self) -> list[str]:
         left = super().leftovers()
         # What a run leaves in Redis by design: the host record and its set, the
-        # event stream, the controller's lease and host-state keys. Anything else
+        # event stream, the controller's lease and host-state keys, the store's
+        # epoch and liveness clock (store:epoch, :resumed, :last_beat). Anything else
         # (networks, endpoints, sandboxes, IPAM pools and addresses, ports,
         # request ids) is a leak of the run.
-        expected = re.compile(r"^[^:]+:(controller:.*|events(:rev)?|host:.*|hosts)$")
+        expected = re.compile(
+            r"^[^:]+:(controller:.*|events(:rev)?|host:.*|hosts|store:(epoch|resumed|last_beat))$"
+        )
         for pattern, n in self.key_patterns().items():
             if not expected.match(pattern):
                 left.append(f"redis {pattern} x{n}")
