@@ -302,6 +302,20 @@ def test_async_delete_handles_a_sandbox_end_whose_host_end_is_gone(
     assert not osl.link_exists("veth-lone", netns=other)
 
 
+def test_async_delete_leaves_alone_a_sandbox_link_that_is_not_the_veths_other_end(
+    netns_host, bridge, make_sandbox
+):
+    """The sandbox's eth0 belongs to another veth: only this veth goes."""
+    sb = make_sandbox()
+    other = make_sandbox()
+    osl.create_veth("veth-theirs", "eth0", peer_netns=sb, netns=other)
+    osl.create_veth("veth-mine", "eth1", peer_netns=sb, netns=netns_host)
+    future = osl.delete_link_async("veth-mine", netns=netns_host, peer_name="eth0", peer_netns=sb)
+    assert future.result(timeout=10) is True
+    assert [li.name for li in osl.list_links(netns=sb)] == ["lo", "eth0"]
+    assert osl.link_exists("veth-theirs", netns=other)
+
+
 def test_reap_tombstones_removes_what_a_crash_left(netns_host, bridge, make_sandbox):
     from driver_service.osl.reaper import _tombstone_named
 
