@@ -20,7 +20,8 @@ Leave: the port map elements go (those the record lists and those the
 allocator says the endpoint holds), the veth is detached and renamed at once
 and deleted in the background (`osl.delete_link_async`), the port leaves the
 firewall's sets, the host ports are freed once nothing maps to them, and
-conntrack entries of the endpoint's addresses are flushed.
+conntrack entries of the endpoint's addresses are flushed (in the background,
+and at the latest when a Join here uses one of those addresses again).
 
 Every link made here carries the alias `cnm:net:<id>` / `cnm:ep:<id>`: that,
 not the name, is how reconciliation and --cleanup recognise cnm's links.
@@ -219,6 +220,8 @@ class BridgeDriver:
     ) -> Attachment:
         # Host ports first: a taken port is refused before the kernel is touched.
         requests = self._port_requests(net, ep.spec)
+        # Flows of a previous owner of these addresses go before they are used again.
+        self.conntrack.settle([_bare(ep.spec.address), _bare(ep.spec.address_ipv6)])
         bindings = self.ports.allocate(ep.id, requests) if requests else ()
         crash_point(AFTER_PORTS)
         try:
