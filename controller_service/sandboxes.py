@@ -17,6 +17,7 @@ from controller_service.models import Endpoint, EndpointState, Page, Sandbox, Sa
 from controller_service.repository import Tx
 from controller_service.rollback import Undo, crash_point
 from services.errors import AlreadyExists, CnmError, FailedPrecondition, MultiError
+from services.values.dns import is_hostname
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def _attrs(sb: Sandbox) -> dict[str, str]:
 def default_name(spec: SandboxSpec, sb_id: str) -> str:
     """The container id's short form when it makes a valid name, else the id's."""
     short = spec.container_id[:12]
-    if short and validate.is_hostname(short) and "." not in short:
+    if short and is_hostname(short) and "." not in short:
         return short
     return sb_id[:12]
 

@@ -20,8 +20,7 @@ from controller_service.models import (
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
-from services.values import dns, ports
-from services.values.dns import is_hostname
+from services.values import dns, names, ports
 
 DEFAULT_DRIVER = "bridge"
 # Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
@@ -32,8 +31,6 @@ IPAM_NULL = "null"
 _DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
 _IPAM_PLUGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
@@ -217,17 +214,12 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
             )
         if int(mac[:2], 16) & 1:
             raise _bad("mac_address", spec.mac_address, "is a multicast address")
-    for alias in spec.aliases:
-        if not _ALIAS.match(alias):
-            raise _bad(
-                "alias", alias, "expected letters, digits and _.- (starting with a letter or digit)"
-            )
     return dataclasses.replace(
         spec,
         ipv4_address=ipv4,
         ipv6_address=ipv6,
         mac_address=mac,
-        aliases=tuple(dict.fromkeys(spec.aliases)),
+        aliases=tuple(dict.fromkeys(names.alias(a) for a in spec.aliases)),
         port_bindings=tuple(ports.validate_binding(b) for b in spec.port_bindings),
         exposed_ports=tuple(ports.validate_exposed(p) for p in spec.exposed_ports),
         options=_keys("endpoint option", spec.options),
@@ -240,10 +232,10 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
 def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
     if spec.name:
         validate_name("sandbox", spec.name)
-    if spec.hostname and not is_hostname(spec.hostname):
-        raise _bad("hostname", spec.hostname, "not an RFC 1123 host name")
-    if spec.domainname and not is_hostname(spec.domainname):
-        raise _bad("domainname", spec.domainname, "not an RFC 1123 domain name")
+    if spec.hostname:
+        names.hostname(spec.hostname)
+    if spec.domainname:
+        names.domainname(spec.domainname)
     if spec.external_key and not spec.external_key.startswith("/"):
         raise _bad("external_key", spec.external_key, "expected an absolute namespace path")
     if len(spec.container_id) > 256 or any(c.isspace() for c in spec.container_id):

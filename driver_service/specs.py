@@ -22,14 +22,9 @@ from driver_service.osl import validate
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
-from services.values import dns, ports
+from services.values import dns, names, ports
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
-# A DNS name as it may appear in /etc/hosts or resolv.conf: labels of
-# letters, digits, '-' and '_' joined by dots. Nothing that could break a
-# line (whitespace, '#', newline) gets through.
-_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 def object_id(kind: str, value: str) -> str:
@@ -37,14 +32,6 @@ def object_id(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _FULL_ID.fullmatch(value):
         raise InvalidArgument(
             f"invalid {kind} id {shown(value)}: expected 64 hex characters", reason="INVALID_ID"
-        )
-    return value
-
-
-def dns_name(what: str, value: str) -> str:
-    if len(value) > 253 or not _DNS_NAME.fullmatch(value):
-        raise InvalidArgument(
-            f"invalid {what} {shown(value)}: use DNS labels of letters, digits, '-' and '_'"
         )
     return value
 
@@ -94,7 +81,7 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
     object_id("endpoint", spec.endpoint_id)
     if spec.name:
         validate_name("endpoint", spec.name)
-    aliases = tuple(dns_name("alias", a) for a in spec.aliases)
+    aliases = tuple(names.alias(a) for a in spec.aliases)
     if ENDPOINT_IFNAME_OPTION in spec.options:
         validate.ifname(spec.options[ENDPOINT_IFNAME_OPTION], "requested interface name")
     if spec.options.get(ENDPOINT_DEFAULT_ROUTE_OPTION, "true") not in ("true", "false"):
@@ -121,9 +108,9 @@ def sandbox_spec(spec: SandboxSpec) -> SandboxSpec:
     if spec.name:
         validate_name("sandbox", spec.name)
     if spec.hostname:
-        dns_name("hostname", spec.hostname)
+        names.hostname(spec.hostname)
     if spec.domainname:
-        dns_name("domain name", spec.domainname)
+        names.domainname(spec.domainname)
     if spec.host_network and (spec.external_key or spec.runtime_moves_interfaces):
         raise InvalidArgument(
             "host_network cannot be combined with "

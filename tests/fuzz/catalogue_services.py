@@ -117,7 +117,7 @@ DRIVER_CASES = [
     D("drv-leave-bad-id", "Leave", dpb.LeaveRequest(network_id="x", endpoint_id=NEW_ID, sandbox_id=NEW_ID), INVALID, "network id"),
     D("drv-sb-id-not-hex", "CreateSandbox", dsb(sandbox_id=BAD_ID), INVALID, "sandbox id"),
     D("drv-sb-hostname-space", "CreateSandbox", dsb(hostname="a b"), INVALID, "hostname"),
-    D("drv-sb-domain-hash", "CreateSandbox", dsb(domainname="a#b"), INVALID, "domain name"),
+    D("drv-sb-domain-hash", "CreateSandbox", dsb(domainname="a#b"), INVALID, "domainname"),
     D("drv-sb-dns-server-garbage", "CreateSandbox", dsb(dns=tpb.DnsConfig(servers=["x"])), INVALID, "DNS server"),
     D("drv-sb-dns-option-newline", "CreateSandbox", dsb(dns=tpb.DnsConfig(options=["a\nb"])), INVALID, "DNS option"),
     D("drv-sb-extra-host-address", "CreateSandbox", dsb(extra_hosts=[tpb.ExtraHost(hostname="db", address="nope")]), INVALID, "extra host"),

@@ -167,3 +167,54 @@ def test_dns_values_are_normalised_and_round_trip_through_proto():
     assert proto.dns_from_pb(proto.dns_to_pb(dns)) == dns
     hosts = (validate_extra_host(ExtraHost("db", "10.0.0.5")),)
     assert proto.extra_hosts_from_pb(proto.extra_hosts_to_pb(hosts)) == hosts
+
+
+# Docker 20.10 takes '_' in all three (its runtime checks only the kernel's 64 bytes).
+GOOD_NAMES = ("web", "web_1", "_x", "db-1.corp_net.example", "a.", "x" * 63)
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_controller_and_driver_accept_the_same_names(name):
+    sb = controller_validate.sandbox_spec(c.SandboxSpec(hostname=name, domainname=name))
+    assert (sb.hostname, sb.domainname) == (name, name)
+    ep = controller_validate.endpoint_spec(c.EndpointSpec(aliases=(name, name)))
+    assert ep.aliases == (name,)
+    driver_specs.sandbox_spec(d.SandboxSpec(SID, hostname=name, domainname=name))
+    assert driver_specs.endpoint_spec(d.EndpointSpec(NID, EID, aliases=(name,))).aliases == (name,)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("hostname", "a b", id="hostname-space"),
+        pytest.param("hostname", "-web", id="hostname-leading-dash"),
+        pytest.param("hostname", "web\n", id="hostname-newline"),
+        pytest.param("hostname", "x" * 64, id="hostname-label-64"),
+        pytest.param("hostname", "a." * 32 + "b", id="hostname-over-64"),
+        pytest.param("domainname", "a..b", id="domainname-empty-label"),
+        pytest.param("domainname", "a#b", id="domainname-hash"),
+        pytest.param("aliases", ".x", id="alias-leading-dot"),
+        pytest.param("aliases", "x-", id="alias-trailing-dash"),
+        pytest.param("aliases", "a" * 64 + ".b", id="alias-label-64"),
+        pytest.param("aliases", "a." * 127, id="alias-over-253"),
+    ],
+)
+def test_controller_and_driver_refuse_a_name_with_the_same_error(field, value):
+    if field == "aliases":
+        c_spec, d_spec = (
+            c.EndpointSpec(aliases=(value,)),
+            d.EndpointSpec(NID, EID, aliases=(value,)),
+        )
+        c_check, d_check = controller_validate.endpoint_spec, driver_specs.endpoint_spec
+    else:
+        c_spec, d_spec = c.SandboxSpec(**{field: value}), d.SandboxSpec(SID, **{field: value})
+        c_check, d_check = controller_validate.sandbox_spec, driver_specs.sandbox_spec
+    with pytest.raises(InvalidArgument) as at_controller:
+        c_check(c_spec)
+    with pytest.raises(InvalidArgument) as at_driver:
+        d_check(d_spec)
+    for err in (at_controller.value, at_driver.value):
+        assert err.field == field
+        assert err.reason == "INVALID_" + ("ALIAS" if field == "aliases" else field.upper())
+        assert repr(value)[:20] in err.message, "the message shows the value as given"
+    assert at_controller.value.message == at_driver.value.message
