@@ -15,7 +15,7 @@ from controller_service.drivers_client import DriverClient, DriverClients
 from controller_service.hosts import Hosts
 from controller_service.ipam_client import IpamClient
 from controller_service.models import Endpoint, Host, Network, Sandbox, Scope
-from controller_service.repository import Record, Repository, Tx, kind_of
+from controller_service.repository import Read, Record, Repository, Tx, kind_of
 from controller_service.resolve import resolve, resolve_id
 from services.errors import Aborted, CnmError, NotFound
 from services.ids import is_full_id
@@ -58,6 +58,8 @@ class Context:
         repo = self.repo
         if is_full_id(text) and (found := repo.network(text)) is not None:
             return found  # a full id (what runtimes pass): one read, not EXISTS then GET
+        if text and (found := repo.record_by_name("net", text)) is not None:
+            return found  # a name: one read, not GET the id then GET the record
         net_id = resolve(
             "network",
             text,
@@ -83,6 +85,8 @@ class Context:
         repo = self.repo
         if is_full_id(text) and (found := repo.sandbox(text)) is not None:
             return found  # a full id (what runtimes pass): one read, not EXISTS then GET
+        if text and (found := repo.record_by_name("sb", text)) is not None:
+            return found  # a name: one read, not GET the id then GET the record
         sb_id = resolve(
             "sandbox",
             text,
@@ -152,17 +156,20 @@ class Context:
         extra: Callable[[Tx, R], None] | None = None,
         *,
         check: Callable[[Tx, R], None] | None = None,
+        reads: tuple[Read, ...] = (),
         **changes: Any,
     ) -> R:
         """Applies `changes` to the stored record if nobody changed its state or
         owner since `obj` was read. `check(tx, current)` reads (and watches)
-        whatever else must hold and raises if it does not; `extra(tx, new)`
+        whatever else must hold and raises if it does not; `reads`: what it
+        will read, read with the record (Tx.prefetch); `extra(tx, new)`
         queues related writes. ABORTED (retry) when the record moved on,
         NOT_FOUND when it is gone.
         """
         kind = kind_of(obj)
 
         def fn(tx: Tx) -> R:
+            tx.prefetch((Read.record(kind, obj.id), *reads))
             current = tx.record(kind, obj.id)
             if current is None:
                 raise NotFound(f"{describe(obj)} no longer exists")

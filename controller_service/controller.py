@@ -39,6 +39,7 @@ from controller_service.models import (
 from controller_service.networks import Networks
 from controller_service.reconciler import Reconciler
 from controller_service.redis_repository import RedisRepository
+from controller_service.repository import Claim, making
 from controller_service.sandboxes import Sandboxes
 from services.errors import InvalidArgument, NotFound, Unavailable
 from services.ids import new_id
@@ -105,8 +106,10 @@ class Controller:
         if prior is None:
             with self._running_lock:
                 self._running.add(request_id)
+            claim = Claim(request_id, kind, obj_id, me)
             try:
-                obj = make(obj_id)
+                with making(claim):
+                    obj = make(obj_id)
             except Exception:
                 # Nothing was made: a retry with this request_id may try again.
                 # (If Redis is down now, the claim stays; the retry sees that
@@ -117,8 +120,9 @@ class Controller:
             finally:
                 with self._running_lock:
                     self._running.discard(request_id)
-            with contextlib.suppress(Unavailable):
-                repo.request_done(request_id, kind, obj_id, me)
+            if not claim.done:  # not by the commit that settled the object
+                with contextlib.suppress(Unavailable):
+                    repo.request_done(request_id, kind, obj_id, me)
             return obj
         if prior.get("kind") != kind:
             raise InvalidArgument(

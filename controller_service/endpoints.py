@@ -23,7 +23,7 @@ from controller_service.models import (
     Sandbox,
 )
 from controller_service.networks import Networks
-from controller_service.repository import Tx
+from controller_service.repository import Read, Tx
 from controller_service.rollback import Undo, crash_point
 from services.errors import (
     AlreadyExists,
@@ -59,6 +59,11 @@ def joined_fields(result: Any) -> dict[str, Any]:
     if result.mac_address:
         fields["mac_address"] = result.mac_address
     return fields
+
+
+def sandbox_still_reads(ep: Endpoint) -> tuple[Read, ...]:
+    """What check_sandbox_still reads (to read it with the endpoint)."""
+    return (Read.record("sb", ep.sandbox_id),) if ep.sandbox_id else ()
 
 
 def check_sandbox_still(tx: Tx, ep: Endpoint) -> None:
@@ -109,18 +114,11 @@ class Endpoints:
             log.warning("Published ports are discarded when using host network mode")
             spec = dataclasses.replace(spec, port_bindings=())
         host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
-        # The driver's health probe overlaps the sandbox's reads below.
+        # The driver's health probe overlaps the reads below (awaited before the first write).
         verdict = ctx.reachable_later(host) if host else None
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)
             rules.check_same_host(net, sandbox)
-            on = ctx.repo.sandbox_endpoints(sandbox.id)
-            rules.check_not_on_network(net, sandbox, on)
-            builtin.check_host_mode(net, sandbox)
-            builtin.check_exclusive(net, ctx.repo.networks(on))
-        # The host as just judged READY (and probed): its driver client below
-        # comes from it, without reading every host's heartbeat again.
-        reached = verdict() if verdict is not None else None
         ep = Endpoint(
             id=ep_id,
             name=spec.name or (sandbox.name if sandbox else ep_id[:12]),
@@ -139,7 +137,9 @@ class Endpoints:
             **ctx.intent(),
         )
         with Undo() as undo:
-            ep = self._write_intent(ep, net, sandbox)
+            # `reached`: the host as just judged READY (and probed): its driver
+            # client below comes from it, without reading every host's heartbeat again.
+            ep, reached = self._write_intent(ep, net, sandbox, verdict)
             undo.step("forget endpoint", self._forget_or_orphan, ep, undo)
             crash_point("endpoint_after_intent")
             v4 = self._address(net, ep, spec.ipv4_address, v6=False, undo=undo)
@@ -175,6 +175,7 @@ class Endpoints:
                 ep,
                 lambda tx, new: self._created_events(tx, new),
                 check=check_sandbox_still,
+                reads=sandbox_still_reads(ep),
                 **changes,
                 **ctx.settled(),
             )
@@ -200,31 +201,49 @@ class Endpoints:
                     reason="ADDRESS_OUTSIDE_POOL",
                 )
 
-    def _write_intent(self, ep: Endpoint, net: Network, sandbox: Sandbox | None) -> Endpoint:
-        def fn(tx: Tx) -> Endpoint:
+    def _write_intent(
+        self,
+        ep: Endpoint,
+        net: Network,
+        sandbox: Sandbox | None,
+        verdict: Callable[[], Host] | None,
+    ) -> tuple[Endpoint, Host | None]:
+        """The endpoint's record, once what the connection needs holds and the
+        driver's health probe (`verdict`) answered: a refusal, or a host that
+        does not answer, changes nothing."""
+        reads = [Read.record("net", net.id), Read.endpoint_name(net.id, ep.name)]
+        if sandbox is not None:
+            reads += [Read.record("sb", sandbox.id), Read.sandbox_endpoints(sandbox.id)]
+
+        def fn(tx: Tx) -> tuple[Endpoint, Host | None]:
+            tx.prefetch(reads)
             current = tx.network(net.id)
             if current is None:
                 raise NotFound(f"no such network {net.name!r}", reason="NETWORK_NOT_FOUND")
             # The network record is watched (tx.network): a concurrent delete
             # changes it, and that delete watches the endpoint set we add to.
             rules.check_network_ready(current)
-            if tx.endpoint_id_by_name(net.id, ep.name):
-                raise AlreadyExists(
-                    f"endpoint name {ep.name!r} is already taken on network {net.name!r}",
-                    reason="ENDPOINT_NAME_TAKEN",
-                )
             if sandbox is not None:
                 sb = tx.sandbox(sandbox.id)
                 if sb is None:
                     raise NotFound(f"no such sandbox {sandbox.name!r}", reason="SANDBOX_NOT_FOUND")
                 rules.check_sandbox_ready(sb)
-                rules.check_not_on_network(current, sb, tx.sandbox_endpoints(sb.id))
+                on = tx.sandbox_endpoints(sb.id)
+                rules.check_not_on_network(current, sb, on)
+                builtin.check_host_mode(current, sb)
+                builtin.check_exclusive(current, self.ctx.repo.networks(on))
+            if tx.endpoint_id_by_name(net.id, ep.name):
+                raise AlreadyExists(
+                    f"endpoint name {ep.name!r} is already taken on network {net.name!r}",
+                    reason="ENDPOINT_NAME_TAKEN",
+                )
+            reached = verdict() if verdict is not None else None
             tx.begin()
             tx.put(ep)
             tx.add_network_endpoint(net.id, ep.id)
             if sandbox is not None:
                 tx.attach(sandbox.id, net.id, ep.id)
-            return ep
+            return ep, reached
 
         return self.ctx.repo.tx(fn)
 
@@ -298,9 +317,13 @@ class Endpoints:
         return self.delete_endpoint(self.ctx.endpoint(text))
 
     def delete_endpoint(
-        self, ep: Endpoint, verdict: tuple[str, Callable[[], Host]] | None = None
+        self,
+        ep: Endpoint,
+        verdict: tuple[str, Callable[[], Host]] | None = None,
+        net: Network | None = None,
     ) -> Endpoint:
-        """`verdict`: (host id, ctx.reachable_later of it) begun by the caller."""
+        """`verdict`: (host id, ctx.reachable_later of it) begun by the caller;
+        `net`: the endpoint's network as the caller just read it."""
         ctx = self.ctx
         if ep.state in _BUSY:
             raise FailedPrecondition(
@@ -312,18 +335,24 @@ class Endpoints:
         elif ep.host:
             reached = ctx.reachable(ep.host)
         ep = ctx.transition(ep, state=EndpointState.DELETING, **ctx.intent())
-        self.finish_delete(ep, reached=reached)
+        self.finish_delete(ep, reached=reached, net=net)
         log.info("deleted endpoint %s (%s)", ep.name, ep.id)
         return ep
 
     def finish_delete(
-        self, ep: Endpoint, *, thorough: bool = False, reached: Host | None = None
+        self,
+        ep: Endpoint,
+        *,
+        thorough: bool = False,
+        reached: Host | None = None,
+        net: Network | None = None,
     ) -> None:
         """Driver Leave and DeleteEndpoint, addresses released, record gone;
         on failure the intent goes to the reconciler and the error is raised.
         `thorough`: also release addresses IPAM lists under the endpoint's id
         (a crash may have happened before they were recorded). `reached`: the
-        endpoint's host as the caller just found it reachable."""
+        endpoint's host as the caller just found it reachable; `net`: its
+        network as read since the endpoint was (one with endpoints stays)."""
         ctx = self.ctx
         errors: list[Exception] = []
         if ep.host:
@@ -340,7 +369,7 @@ class Endpoints:
                 errors.append(e)
         if not errors:
             try:
-                self._release_addresses(ep, thorough)
+                self._release_addresses(ep, thorough, net)
             except CnmError as e:
                 errors.append(e)
         if errors:
@@ -351,8 +380,9 @@ class Endpoints:
     def rollback_create(self, ep: Endpoint) -> None:
         self.finish_delete(ep, thorough=True)
 
-    def _release_addresses(self, ep: Endpoint, thorough: bool) -> None:
-        net = self.ctx.repo.network(ep.network_id)
+    def _release_addresses(self, ep: Endpoint, thorough: bool, net: Network | None = None) -> None:
+        if net is None or net.id != ep.network_id:
+            net = self.ctx.repo.network(ep.network_id)
         if net is None:
             return  # the network's pools, and every address in them, are gone
         ipam = self.ctx.ipam
@@ -366,7 +396,12 @@ class Endpoints:
                     ipam.release_address(pool.pool_id, addr)
 
     def _forget(self, ep: Endpoint, *, events: bool) -> None:
+        reads = [Read.record("ep", ep.id)]
+        if ep.sandbox_id:
+            reads.append(Read.sandbox_endpoints(ep.sandbox_id))
+
         def fn(tx: Tx) -> None:
+            tx.prefetch(reads)
             current = tx.endpoint(ep.id)
             if current is None:
                 return

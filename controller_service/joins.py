@@ -12,6 +12,7 @@ from controller_service.endpoints import (
     check_sandbox_still,
     event_attrs,
     joined_fields,
+    sandbox_still_reads,
 )
 from controller_service.events import EventType
 from controller_service.models import Endpoint, EndpointSpec, EndpointState, Network
@@ -87,6 +88,7 @@ class Joins:
                     EventType.ENDPOINT_JOINED, new.id, new.name, event_attrs(new)
                 ),
                 check=check_sandbox_still,
+                reads=sandbox_still_reads(ep),
                 state=EndpointState.JOINED,
                 **joined_fields(result),
                 **ctx.settled(),
@@ -197,11 +199,10 @@ class Joins:
         sb = ctx.sandbox(sandbox)
         # The driver's health probe overlaps the two reads below.
         verdict = (sb.host, ctx.reachable_later(sb.host)) if sb.host else None
-        ep_id = ctx.repo.sandbox_endpoints(sb.id).get(net.id)
-        ep = ctx.repo.endpoint(ep_id) if ep_id else None
+        ep = ctx.repo.sandbox_endpoint(sb.id, net.id)
         if ep is None:
             raise NotFound(
                 f"sandbox {sb.name!r} is not connected to network {net.name!r}",
                 reason="NOT_CONNECTED",
             )
-        self.endpoints.delete_endpoint(ep, verdict)
+        self.endpoints.delete_endpoint(ep, verdict, net)

@@ -19,11 +19,13 @@ from typing import Any
 from controller_service.models import Event, Network, from_json, to_json
 from controller_service.repository import (
     CLASSES,
+    Claim,
     Record,
     Repository,
     T,
     Tx,
     check_request_id,
+    claim_settled_by,
     in_transition,
     kind_of,
     member_of,
@@ -95,6 +97,7 @@ class MemoryTx(Tx):
 
     def put(self, obj: Record) -> None:
         kind, member, text = kind_of(obj), member_of(obj), to_json(obj)
+        claim = claim_settled_by(obj)
 
         def write() -> None:
             self.s.records[kind][obj.id] = text
@@ -103,6 +106,8 @@ class MemoryTx(Tx):
                 self.s.intents[member] = obj.op_since
             else:
                 self.s.intents.pop(member, None)
+            if claim is not None:
+                self.repo.mark_done(claim)
 
         self._write(write)
         self.repo.inflight.note(member, open_=in_transition(obj))
@@ -254,16 +259,21 @@ class MemoryRepository(Repository):
         with self._lock:
             raw = self._live_request(request_id)
             if raw is None:
-                value = json.dumps({"kind": kind, "id": obj_id, "by": by})
+                value = Claim(request_id, kind, obj_id, by).value(done=False)
                 self.s.requests[request_id] = (value, self.clock() + ttl)
                 return None
             return json.loads(raw)
 
+    def mark_done(self, claim: Claim) -> None:
+        """The claim as done, if it is still there (under the lock)."""
+        if self._live_request(claim.request_id) is not None:
+            value = claim.value(done=True)
+            self.s.requests[claim.request_id] = (value, self.s.requests[claim.request_id][1])
+        claim.done = True
+
     def request_done(self, request_id: str, kind: str, obj_id: str, by: str) -> None:
         with self._lock:
-            if self._live_request(request_id) is not None:
-                value = json.dumps({"kind": kind, "id": obj_id, "by": by, "done": True})
-                self.s.requests[request_id] = (value, self.s.requests[request_id][1])
+            self.mark_done(Claim(request_id, kind, obj_id, by))
 
     def request_claim(self, request_id: str) -> dict | None:
         with self._lock:

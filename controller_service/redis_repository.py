@@ -33,11 +33,14 @@ from typing import Any
 from controller_service.models import Endpoint, Event, Network, from_json, to_json
 from controller_service.repository import (
     CLASSES,
+    Claim,
+    Read,
     Record,
     Repository,
     T,
     Tx,
     check_request_id,
+    claim_settled_by,
     in_transition,
     kind_of,
     member_of,
@@ -60,6 +63,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+# Reads that follow a pointer, in one round trip (run by EVAL_RO: never
+# WAITed for, refused if it wrote). KEYS[1] holds an id (a string, or with
+# ARGV[2] a hash field); the reply is the record at ARGV[1] .. id, or nil.
+# The record's key is built here, not passed: fine on one Redis (Sentinel
+# included), not on Redis Cluster, which cnm does not use.
+_FOLLOW = """
+local id
+if #ARGV > 1 then
+  id = redis.call('HGET', KEYS[1], ARGV[2])
+else
+  id = redis.call('GET', KEYS[1])
+end
+if not id then return false end
+return redis.call('GET', ARGV[1] .. id)
+"""
+# KEYS[1] the set of host ids, ARGV[1] the host hashes' key prefix: every
+# registered host with its fields (flat: id, {field, value...}, ...).
+_HOSTS = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return out
 """
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -109,6 +137,13 @@ class Keys:
         return self.k("req", request_id)
 
 
+def _as_dict(reply: Any) -> dict[str, str]:
+    """A hash's fields from HGETALL (a dict in RESP3, a flat list in RESP2 and from Lua)."""
+    if isinstance(reply, dict):
+        return dict(reply)
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 def _event(entry_id: str, fields: Mapping[str, str]) -> Event:
     try:
         attrs = json.loads(fields.get("attrs", "{}"))
@@ -129,11 +164,42 @@ class RedisTx(Tx):
         self.repo = repo
         self.keys = repo.keys
         self.pipe = pipe
+        self.read_so_far: dict[Read, Any] = {}
+        # Request claims this commit completes (their object settles in it).
+        self.completes: list[Claim] = []
 
-    # -- reads: each key WATCHed and read in one round trip
+    # -- reads: each key WATCHed and read in the same round trip, announced
+    # reads (prefetch) all in one
+    def _command(self, read: Read) -> tuple[str, tuple[str, ...]]:
+        if read.what == "record":
+            key = self.keys.obj(*read.args)
+            return key, ("GET", key)
+        if read.what == "endpoint_id_by_name":
+            key = self.keys.endpoint_name(*read.args)
+            return key, ("GET", key)
+        if read.what == "sandbox_endpoints":
+            key = self.keys.sandbox_endpoints(*read.args)
+            return key, ("HGETALL", key)
+        raise ValueError(f"no such read {read.what!r}")
+
+    def prefetch(self, reads: Iterable[Read]) -> None:
+        todo = [r for r in dict.fromkeys(reads) if r not in self.read_so_far]
+        if not todo:
+            return
+        commands = [self._command(r) for r in todo]
+        replies = self.pipe.watch_reads([k for k, _ in commands], [c for _, c in commands])
+        self.read_so_far.update(zip(todo, replies, strict=True))
+
+    def _read(self, read: Read) -> Any:
+        # Read once per attempt: the key stays watched, so a second read
+        # would see the same value or the commit fails anyway.
+        if read not in self.read_so_far:
+            key, command = self._command(read)
+            self.read_so_far[read] = self.pipe.watch_read(key, *command)
+        return self.read_so_far[read]
+
     def record(self, kind: str, obj_id: str) -> Any:
-        key = self.keys.obj(kind, obj_id)
-        raw = self.pipe.watch_read(key, "GET", key)
+        raw = self._read(Read.record(kind, obj_id))
         return from_json(CLASSES[kind], raw) if raw else None
 
     def _get(self, key: str) -> str | None:
@@ -144,7 +210,8 @@ class RedisTx(Tx):
         return self._get(self.keys.network_name(name))
 
     def endpoint_id_by_name(self, network_id: str, name: str) -> str | None:
-        return self._get(self.keys.endpoint_name(network_id, name))
+        reply: str | None = self._read(Read.endpoint_name(network_id, name))
+        return reply
 
     def sandbox_id_by_name(self, name: str) -> str | None:
         return self._get(self.keys.sandbox_name(name))
@@ -154,11 +221,8 @@ class RedisTx(Tx):
         return set(self.pipe.watch_read(key, "SMEMBERS", key))
 
     def sandbox_endpoints(self, sandbox_id: str) -> dict[str, str]:
-        key = self.keys.sandbox_endpoints(sandbox_id)
-        reply = self.pipe.watch_read(key, "HGETALL", key)
-        if isinstance(reply, dict):  # RESP3
-            return dict(reply)
-        return dict(zip(reply[::2], reply[1::2], strict=True))
+        reply = self._read(Read.sandbox_endpoints(sandbox_id))
+        return _as_dict(reply)
 
     def all_networks(self) -> list[Network]:
         self.pipe.watch(self.keys.index("net"))
@@ -177,6 +241,11 @@ class RedisTx(Tx):
             self.pipe.zadd(self.keys.intents, {member: obj.op_since})
         else:
             self.pipe.zrem(self.keys.intents, member)
+        claim = claim_settled_by(obj)
+        if claim is not None:
+            key = self.keys.request(claim.request_id)
+            self.pipe.set(key, claim.value(done=True), xx=True, keepttl=True)
+            self.completes.append(claim)
         self.repo.inflight.note(member, open_=in_transition(obj))
 
     def remove(self, obj: Record) -> None:
@@ -234,7 +303,16 @@ class RedisRepository(Repository):
         self.host_state_key = store.key("controller", "hoststate")
 
     def tx(self, fn: Callable[[Tx], T]) -> T:
-        return self.store.transaction(lambda pipe: fn(RedisTx(self, pipe)))
+        last: list[RedisTx] = []
+
+        def attempt(pipe: Any) -> T:
+            last[:] = [RedisTx(self, pipe)]
+            return fn(last[0])
+
+        result = self.store.transaction(attempt)
+        for claim in last[0].completes if last else ():
+            claim.done = True
+        return result
 
     # -- records
     def record(self, kind: str, obj_id: str) -> Any:
@@ -274,6 +352,17 @@ class RedisRepository(Repository):
 
     def sandbox_id_by_name(self, name: str) -> str | None:
         return self.c.get(self.keys.sandbox_name(name))
+
+    def _follow(self, kind: str, pointer: str, *field: str) -> Any:
+        raw = self.c.eval_ro(_FOLLOW, 1, pointer, self.keys.obj(kind, ""), *field)
+        return from_json(CLASSES[kind], raw) if raw else None
+
+    def record_by_name(self, kind: str, name: str) -> Any:
+        pointer = self.keys.network_name(name) if kind == "net" else self.keys.sandbox_name(name)
+        return self._follow(kind, pointer)
+
+    def sandbox_endpoint(self, sandbox_id: str, network_id: str) -> Endpoint | None:
+        return self._follow("ep", self.keys.sandbox_endpoints(sandbox_id), network_id)  # type: ignore[no-any-return]
 
     def network_endpoint_ids(self, network_id: str) -> set[str]:
         return set(self.c.smembers(self.keys.network_endpoints(network_id)))
@@ -319,14 +408,14 @@ class RedisRepository(Repository):
     ) -> dict | None:
         check_request_id(request_id)
         key = self.keys.request(request_id)
-        value = json.dumps({"kind": kind, "id": obj_id, "by": by})
+        value = Claim(request_id, kind, obj_id, by).value(done=False)
         if self.c.set(key, value, nx=True, px=int(ttl * 1000)):
             return None
         raw = self.c.get(key)
         return json.loads(raw) if raw else {}
 
     def request_done(self, request_id: str, kind: str, obj_id: str, by: str) -> None:
-        value = json.dumps({"kind": kind, "id": obj_id, "by": by, "done": True})
+        value = Claim(request_id, kind, obj_id, by).value(done=True)
         self.c.set(self.keys.request(request_id), value, xx=True, keepttl=True)
 
     def request_claim(self, request_id: str) -> dict | None:
@@ -414,15 +503,14 @@ class RedisRepository(Repository):
 
     # -- hosts
     def host_records(self) -> tuple[dict[str, dict[str, str]], StoreClock]:
-        ids = sorted(self.c.smembers(self.store.key("hosts")))
         pipe = self.c.pipeline(transaction=False)
         liveness.queue_clock(pipe, self.store)
-        for host_id in ids:
-            pipe.hgetall(self.store.key("host", host_id))
+        pipe.eval_ro(_HOSTS, 1, self.store.key("hosts"), self.store.key("host", ""))
         replies = pipe.execute()
         clock = liveness.read_clock(replies[: liveness.CLOCK_REPLIES])
-        rows = replies[liveness.CLOCK_REPLIES :]
-        return {h: dict(f) for h, f in zip(ids, rows, strict=True) if f}, clock
+        flat = replies[liveness.CLOCK_REPLIES]
+        found = {h: _as_dict(f) for h, f in zip(flat[::2], flat[1::2], strict=True) if f}
+        return dict(sorted(found.items())), clock
 
     def lost_sandboxes(self, host_ids: Iterable[str]) -> set[str]:
         ids = sorted(set(host_ids))

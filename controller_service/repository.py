@@ -17,7 +17,11 @@ Tx (a concurrent change to any of it before the commit runs `fn` again), then
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from controller_service.inflight import Inflight
@@ -63,10 +67,77 @@ def check_request_id(request_id: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Read:
+    """A read a transaction will make, announced by `Tx.prefetch` so that the
+    store makes them together (Redis: WATCH and every read in one round trip)."""
+
+    what: str  # the Tx method that makes it
+    args: tuple[str, ...]
+
+    @classmethod
+    def record(cls, kind: str, obj_id: str) -> Read:
+        return cls("record", (kind, obj_id))
+
+    @classmethod
+    def endpoint_name(cls, network_id: str, name: str) -> Read:
+        return cls("endpoint_id_by_name", (network_id, name))
+
+    @classmethod
+    def sandbox_endpoints(cls, sandbox_id: str) -> Read:
+        return cls("sandbox_endpoints", (sandbox_id,))
+
+
+@dataclass
+class Claim:
+    """A request claim whose object this thread's call is making
+    (Controller._once). The transaction that settles that object marks the
+    claim done in the same commit (`done` is set once it committed)."""
+
+    request_id: str
+    kind: str
+    obj_id: str
+    by: str
+    done: bool = False
+
+    def value(self, *, done: bool) -> str:
+        """The claim as stored (JSON)."""
+        fields: dict[str, Any] = {"kind": self.kind, "id": self.obj_id, "by": self.by}
+        if done:
+            fields["done"] = True
+        return json.dumps(fields)
+
+
+_MAKING: ContextVar[Claim | None] = ContextVar("cnm_request_claim", default=None)
+
+
+@contextmanager
+def making(claim: Claim) -> Iterator[Claim]:
+    """`claim` is what this thread's transactions may complete meanwhile."""
+    token = _MAKING.set(claim)
+    try:
+        yield claim
+    finally:
+        _MAKING.reset(token)
+
+
+def claim_settled_by(obj: Record) -> Claim | None:
+    """The claim a write of `obj` completes: `obj` is the claimed object, settled."""
+    claim = _MAKING.get()
+    if claim is not None and claim.obj_id == obj.id and not in_transition(obj):
+        return claim
+    return None
+
+
 class Tx(abc.ABC):
     """One optimistic transaction: reads (each one watched), `begin()`, then writes."""
 
     # -- reads, before begin()
+    def prefetch(self, reads: Iterable[Read]) -> None:  # noqa: B027 - optional for a store
+        """Makes `reads` now, together; the read methods then answer them from
+        what was read (still watched). A hint: a read not announced is made
+        when asked, and one announced but not asked costs only its reading."""
+
     @abc.abstractmethod
     def record(self, kind: str, obj_id: str) -> Any:
         """The record of `kind` ("net", "ep", "sb") with `obj_id`, or None."""
@@ -208,6 +279,17 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def sandbox_id_by_name(self, name: str) -> str | None: ...
 
+    def record_by_name(self, kind: str, name: str) -> Any:
+        """The network ("net") or sandbox ("sb") named `name`, or None."""
+        by_name = self.network_id_by_name if kind == "net" else self.sandbox_id_by_name
+        obj_id = by_name(name)
+        return self.record(kind, obj_id) if obj_id else None
+
+    def sandbox_endpoint(self, sandbox_id: str, network_id: str) -> Endpoint | None:
+        """The endpoint joined (or joining) the sandbox on the network, or None."""
+        ep_id = self.sandbox_endpoints(sandbox_id).get(network_id)
+        return self.endpoint(ep_id) if ep_id else None
+
     @abc.abstractmethod
     def network_endpoint_ids(self, network_id: str) -> set[str]: ...
 
@@ -254,7 +336,8 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def request_done(self, request_id: str, kind: str, obj_id: str, by: str) -> None:
         """Marks the claim as made: a retry finding no object then knows it was
-        deleted since, not lost by a first attempt that failed."""
+        deleted since, not lost by a first attempt that failed. (Usually done
+        already, by the commit that settled the object: see `making`.)"""
 
     @abc.abstractmethod
     def request_claim(self, request_id: str) -> dict | None: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -91,22 +91,27 @@ class _Pipeline(redis.client.Pipeline):
     watch = _mapped(redis.client.Pipeline.watch)
     unwatch = _mapped(redis.client.Pipeline.unwatch)
 
-    def _watch_read(self, key: str, *command: Any) -> Any:
+    def _watch_reads(self, keys: Sequence[str], commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         conn = self.connection
         if conn is None:
             conn = self.connection = self.connection_pool.get_connection()
         self.watching = True
         try:
-            conn.send_packed_command(conn.pack_commands([("WATCH", key), command]))
+            conn.send_packed_command(conn.pack_commands([("WATCH", *keys), *commands]))
             conn.read_response()
-            return conn.read_response()
+            return [conn.read_response() for _ in commands]
         except _CONNECTION_ERRORS:
             conn.disconnect()  # its WATCH is gone with it
             raise
 
-    # WATCH `key` and the read `command` (e.g. "GET", key) sent together on the
-    # watching connection: one round trip, not two. Returns the raw reply.
-    watch_read = _mapped(_watch_read, round_trip=True)
+    # WATCH `keys` and the reads `commands` (e.g. ("GET", key)) sent together on
+    # the watching connection: one round trip, not one per key and per read.
+    # Returns the raw replies.
+    watch_reads = _mapped(_watch_reads, round_trip=True)
+
+    def watch_read(self, key: str, *command: Any) -> Any:
+        """watch_reads of one key and one read."""
+        return self.watch_reads([key], [command])[0]
 
     def load_scripts(self) -> None:
         """Scripts queued on the pipeline go as EVAL with their source, not EVALSHA:

@@ -11,9 +11,9 @@ import itertools
 import pytest
 
 from controller_service.memory_repository import MemoryRepository
-from controller_service.models import Endpoint, EndpointState, Network, Scope, State
+from controller_service.models import Endpoint, EndpointState, Network, Scope, State, to_json
 from controller_service.redis_repository import RedisRepository
-from controller_service.repository import Repository, Tx
+from controller_service.repository import Claim, Read, Repository, Tx, making
 from services.errors import InvalidArgument
 from services.store import Store
 
@@ -132,3 +132,57 @@ def test_lease_liveness_and_network_hosts(repo):
     repo.record_host_state("h1", "ready", "host_up", {"state": "ready"})
     assert repo.host_states() == {"h1": "ready"}
     assert [e.type for e in repo.read_events(0)] == ["host_up"]
+
+
+def test_reads_by_name_and_through_the_sandbox(repo):
+    _create(repo)
+    assert repo.record_by_name("net", "n1") == NET and repo.record_by_name("net", "n2") is None
+    assert repo.record_by_name("sb", "n1") is None
+    assert repo.sandbox_endpoint("s" * 64, NET.id) == EP
+    assert repo.sandbox_endpoint("s" * 64, "b" * 64) is None
+    assert repo.sandbox_endpoint("t" * 64, NET.id) is None
+
+
+def test_prefetched_reads_answer_as_reads_and_stay_watched(repo):
+    _create(repo)
+    reads = (Read.record("net", NET.id), Read.endpoint_name(NET.id, "e1"))
+    reads += (Read.sandbox_endpoints("s" * 64), Read.record("ep", "f" * 64))
+    attempts = []
+
+    def fn(tx: Tx) -> None:
+        tx.prefetch(reads)
+        attempts.append((tx.network(NET.id), tx.endpoint_id_by_name(NET.id, "e1")))
+        assert tx.sandbox_endpoints("s" * 64) == {NET.id: EP.id}
+        assert tx.endpoint("f" * 64) is None
+        if len(attempts) == 1 and isinstance(repo, RedisRepository):
+            # A change to a prefetched key after it was read: the commit
+            # fails and the transaction runs again on what is there now.
+            repo.c.set(repo.keys.obj("net", NET.id), to_json(dataclasses.replace(NET, name="x")))
+        tx.begin()
+        tx.event("touched", NET.id)
+
+    repo.tx(fn)
+    assert attempts[0] == (NET, EP.id)
+    if isinstance(repo, RedisRepository):
+        assert len(attempts) == 2 and attempts[1][0].name == "x"
+    assert [e.type for e in repo.read_events(0)] == ["endpoint_created", "touched"]
+
+
+def test_the_commit_settling_a_claimed_object_completes_its_claim(repo):
+    claim = Claim("r1", "endpoint", EP.id, "me")
+    assert repo.claim_request("r1", "endpoint", EP.id, 60, "me") is None
+
+    def put(ep: Endpoint) -> None:
+        def fn(tx: Tx) -> None:
+            tx.begin()
+            tx.put(ep)
+
+        repo.tx(fn)
+
+    with making(claim):
+        put(EP)  # CREATING: not made yet
+        assert not claim.done and "done" not in repo.request_claim("r1")
+        put(dataclasses.replace(EP, state=EndpointState.READY, op_since=0.0))
+    assert claim.done and repo.request_claim("r1")["done"] is True
+    put(dataclasses.replace(EP, state=EndpointState.READY, name="outside"))
+    assert repo.request_claim("r1") == {"kind": "endpoint", "id": EP.id, "by": "me", "done": True}
