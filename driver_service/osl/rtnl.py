@@ -96,6 +96,18 @@ def rtnl(netns: NetnsRef = None, step: str = "netlink") -> Iterator[IPRoute]:
             sock.close()
 
 
+@contextmanager
+def raw_rtnl(netns: NetnsRef = None, step: str = "netlink") -> Iterator[socket.socket]:
+    """A NETLINK_ROUTE socket in `netns` for `osl.batch` (no pyroute2 handle,
+    no event loop), closed on exit; its time is the metrics step `step`."""
+    with metrics.step(step):
+        sock = netlink_socket(netns)
+        try:
+            yield sock
+        finally:
+            sock.close()
+
+
 def errno_of(exc: BaseException) -> int | None:
     if isinstance(exc, NetlinkError):
         return exc.code

@@ -225,7 +225,8 @@ class BridgeDriver:
         bindings = self.ports.allocate(ep.id, requests) if requests else ()
         crash_point(AFTER_PORTS)
         try:
-            self._create_veth(net, ep, sandbox, att)
+            # Hairpin mode: a sandbox reaching its own published port through a host address.
+            self._create_veth(net, ep, sandbox, att, hairpin=bool(bindings))
         except BaseException:
             if bindings:
                 self._release_quietly(ep.id)
@@ -233,9 +234,6 @@ class BridgeDriver:
         crash_point(AFTER_VETH)
         published: list[PortBinding] = []
         try:
-            if bindings:
-                # A sandbox reaching its own published port through a host address.
-                osl.set_hairpin(att.host_ifname, True)
             self.firewall.attach_port(net.id, att.host_ifname)
             for binding in bindings:
                 self.firewall.publish(binding)
@@ -247,7 +245,13 @@ class BridgeDriver:
         return dataclasses.replace(att, port_bindings=tuple(bindings))
 
     def _create_veth(
-        self, net: NetworkRecord, ep: EndpointRecord, sandbox: SandboxRecord, att: Attachment
+        self,
+        net: NetworkRecord,
+        ep: EndpointRecord,
+        sandbox: SandboxRecord,
+        att: Attachment,
+        *,
+        hairpin: bool,
     ) -> None:
         """The veth of a join: born with its peer in the sandbox, addressed and routed."""
         cfg = self._config(net)
@@ -265,6 +269,7 @@ class BridgeDriver:
             addresses=addresses,
             routes=routes,
             alias=endpoint_alias(ep.id),
+            hairpin=hairpin,
         )
 
     # --- repair of links deleted behind cnm's back (driver_service/repair.py) -----------
@@ -287,9 +292,7 @@ class BridgeDriver:
     ) -> None:
         """A joined endpoint's veth made again as Join made it. Its host ports and
         their map elements are still in place (they name the container address)."""
-        self._create_veth(net, ep, sandbox, att)
-        if att.port_bindings:
-            osl.set_hairpin(att.host_ifname, True)
+        self._create_veth(net, ep, sandbox, att, hairpin=bool(att.port_bindings))
         self.firewall.attach_port(net.id, att.host_ifname)
 
     def _port_requests(self, net: NetworkRecord, spec: EndpointSpec) -> list[PortRequest]:
