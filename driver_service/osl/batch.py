@@ -54,6 +54,7 @@ from .validate import IPInterface
 NLMSG_ERROR = 2
 IFF_UP = 1
 IFLA_LINK = 5
+RTEXT_FILTER_SKIP_STATS = 1 << 3
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 CREATE = NLM_F_CREATE | NLM_F_EXCL
@@ -177,30 +178,53 @@ def link_msg(
     index: int = 0,
     *,
     up: bool = False,
+    down: bool = False,
     family: int = 0,
     attrs: Mapping[str, object] | None = None,
     **more: object,
 ) -> ifinfmsg:
-    """An ifinfmsg for `index`; `attrs` and `more` are IFLA_* names in lower
-    case without the prefix (ifname, mtu, master, ifalias, linkinfo...)."""
+    """An ifinfmsg for `index` (set `up` or `down`, else its state untouched);
+    `attrs` and `more` are IFLA_* names in lower case without the prefix
+    (ifname, mtu, master, group, ifalias, linkinfo...)."""
     msg = ifinfmsg()
     msg["family"] = family
     msg["index"] = index
-    if up:
-        msg["flags"] = msg["change"] = IFF_UP
+    if up or down:
+        msg["flags"] = IFF_UP if up else 0
+        msg["change"] = IFF_UP
     msg["attrs"] = [(f"IFLA_{k.upper()}", v) for k, v in {**(attrs or {}), **more}.items()]
     return msg
 
 
 def get_link(sock: socket.socket, name: str) -> bytes | None:
-    """The RTM_NEWLINK message of interface `name` (RTM_GETLINK by name), None if missing."""
-    batch = Batch().add(link_msg(ifname=name), RTM_GETLINK, 0, f"look up link {name!r}")
+    """The RTM_NEWLINK message of interface `name` (RTM_GETLINK by name, without
+    its statistics), None if missing."""
+    msg = link_msg(ifname=name, ext_mask=RTEXT_FILTER_SKIP_STATS)
+    batch = Batch().add(msg, RTM_GETLINK, 0, f"look up link {name!r}")
     reply = batch.send(sock)[0]
     if reply.error is not None:
         if reply.error.code == errno.ENODEV:
             return None
         batch.check([reply])
     return reply.message
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """A link as a lookup found it: its index and, for a veth, its peer's index
+    (None when the kernel does not say: it omits it when both ends have the
+    same index)."""
+
+    index: int
+    peer_index: int | None
+
+
+def find_link(sock: socket.socket, name: str) -> LinkRef | None:
+    """Link `name` in the socket's namespace, or None."""
+    found = get_link(sock, name)
+    if found is None:
+        return None
+    return LinkRef(link_index_of(found), link_attr_u32(found, IFLA_LINK))
 
 
 def delete_link_index(sock: socket.socket, index: int, name: str) -> None:
