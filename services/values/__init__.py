@@ -8,6 +8,7 @@ refuse bad input itself), so a rule and its message exist once.
 
 - `ports`: port bindings, exposed ports and the protocol list;
 - `dns`: a sandbox's resolv.conf settings and /etc/hosts extra entries;
+- `names`: a container's hostname, domain name and network aliases;
 - `codec`: frozen dataclasses <-> JSON (the stored form of every record).
 
 Nothing here imports a *_service package.
