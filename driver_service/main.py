@@ -33,7 +33,7 @@ from driver_service.drivers.macvlan import MacvlanDriver
 from driver_service.drivers.null import NullDriver
 from driver_service.drivers.overlay import OverlayDriver
 from driver_service.drivers.remote import PluginLoader
-from driver_service.firewall_adapter import make_firewall
+from driver_service.firewall import Firewall
 from driver_service.hostreg import HostRegistration
 from driver_service.manager import Manager
 from driver_service.ports import PortAllocator
@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 PROG = "cnm-driver"
 SERVICE_NAME = "cnm.driver.v1.Driver"
+# How often the firewall checks that its tables are still in the kernel.
+FIREWALL_WATCH_INTERVAL = 1.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -127,7 +129,7 @@ class DriverApp:
             private_dir(Path(cfg.state_dir), marks=("sandboxes",))
         except OSError as e:
             raise ConfigError(f"state_dir {cfg.state_dir}: cannot create: {e.strerror}") from None
-        self.firewall = make_firewall()
+        self.firewall = Firewall()
         ports = PortAllocator(store, cfg.host_id)
         metrics.register_state(
             "cnm_driver_published_ports",
@@ -203,7 +205,7 @@ class DriverApp:
                     self.recovery.epoch.check()
                     Reconciler(self.manager, store, self.cfg.netns_prefix).run()
                     assert self.firewall is not None and self.hostreg is not None
-                    self.firewall.start()
+                    self.firewall.start_watcher(FIREWALL_WATCH_INTERVAL)
                     assert self.overlay is not None
                     self.overlay.start()
                     self.hostreg.register()
@@ -272,7 +274,7 @@ def cleanup(argv: Sequence[str] | None) -> int:
         host_id=cfg.host_id,
         netns_prefix=cfg.netns_prefix,
         state_dir=cfg.state_dir,
-        firewall=make_firewall(),
+        firewall=Firewall(),
     )
     for err in errors:
         log.error("cleanup: %s", err)

@@ -58,6 +58,7 @@ from driver_service.drivers.common import (
     network_alias,
     peer_netns,
 )
+from driver_service.firewall import FirewallState
 from driver_service.models import (
     JOINED,
     SCOPE_LOCAL,
@@ -236,7 +237,7 @@ class BridgeDriver:
         try:
             self.firewall.attach_port(net.id, att.host_ifname)
             for binding in bindings:
-                self.firewall.publish(binding)
+                self.firewall.add_port_mapping(binding)
                 published.append(binding)
             crash_point(AFTER_PUBLISH)
         except BaseException:
@@ -342,8 +343,10 @@ class BridgeDriver:
             bindings += [b for b in self.ports.owned(ep.id) if b not in bindings]
         except CnmError as e:
             errors.append(e)
-        steps: list[Callable[[], object]] = [partial(self.firewall.unpublish, b) for b in bindings]
-        steps.append(lambda: self.firewall.detach_port(net.id, att.host_ifname))
+        steps: list[Callable[[], object]] = [
+            partial(self.firewall.remove_port_mapping, b) for b in bindings
+        ]
+        steps.append(lambda: self.firewall.detach_port(att.host_ifname))
         steps.append(lambda: self._remove_veth(att, sandbox))
         for step in steps:
             try:
@@ -412,15 +415,22 @@ class BridgeDriver:
             elif link.master != bridge_of[ep.network_id]:
                 # Its bridge was deleted (and recreated above) behind our back.
                 _plug_back(att, bridge_of[ep.network_id])
-        ports = [
-            (ep.network_id, ep.attachment.host_ifname)
-            for ep in eps
-            if ep.attachment is not None and ep.attachment.host_ifname
-        ]
-        bindings = [
-            b for ep in eps if ep.attachment is not None for b in ep.attachment.port_bindings
-        ]
-        self.firewall.load([self._rules(n) for n in nets], ports, bindings)
+        self.firewall.load(
+            FirewallState(
+                networks=tuple(self._rules(n) for n in nets),
+                ports=tuple(
+                    (ep.attachment.host_ifname, ep.network_id)
+                    for ep in eps
+                    if ep.attachment is not None and ep.attachment.host_ifname
+                ),
+                mappings=tuple(
+                    b
+                    for ep in eps
+                    if ep.attachment is not None
+                    for b in ep.attachment.port_bindings
+                ),
+            )
+        )
         # Only joined endpoints hold host ports (joins that stopped half-way were
         # undone before this runs); allocations of anything else were leaked by a
         # crash and go back to the pool.

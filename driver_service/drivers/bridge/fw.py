@@ -1,24 +1,24 @@
-"""What the bridge driver needs from the firewall, and the adapter to `driver_service.firewall`.
+"""What the bridge driver needs from the firewall.
 
-The bridge driver speaks only this small interface (`BridgeFirewall`), so the
-firewall's own API can evolve without touching the driver, and so the
+The bridge driver speaks only this small interface (`BridgeFirewall`), which
+`driver_service.firewall.Firewall` (cnm's own nftables tables in this process's
+namespace) implements as it is; tests may pass anything else that does. The
 driver's calls are easy to follow: a network's rules are added at
-CreateNetwork and removed at DeleteNetwork, a bridge port joins the
-network's sets at Join and leaves them at Leave, and after a restart `load`
-makes the kernel match the records in one transaction.
+CreateNetwork and removed at DeleteNetwork, a bridge port joins the network's
+sets at Join and leaves them at Leave, a published port is one mapping, and
+after a restart `load` makes the kernel match the records in one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
-from driver_service.firewall import BridgeNetwork
+from driver_service.firewall import BridgeNetwork, FirewallState
 from services.values.ports import PortBinding
 
 
 class BridgeFirewall(Protocol):
-    def add_network(self, rules: BridgeNetwork) -> None:
+    def add_network(self, network: BridgeNetwork) -> None:
         """Masquerade, isolation, ICC and internal entries of one network. Idempotent."""
         ...
 
@@ -26,34 +26,29 @@ class BridgeFirewall(Protocol):
         """Remove a network's entries; the last one removes cnm's tables. Idempotent."""
         ...
 
-    def attach_port(self, network_id: str, ifname: str) -> None:
+    def attach_port(self, network_id: str, port: str) -> None:
         """A bridge port (host end of a veth) of the network. Idempotent."""
         ...
 
-    def detach_port(self, network_id: str, ifname: str) -> None:
+    def detach_port(self, port: str) -> None:
         """Idempotent: a port that is not there is success."""
         ...
 
-    def publish(self, binding: PortBinding) -> None:
-        """Publish one fixed host port to `binding.container_ip`. Idempotent;
+    def add_port_mapping(self, published: PortBinding) -> None:
+        """Publish one fixed host port to `published.container_ip`. Idempotent;
         ALREADY_EXISTS when another mapping holds the host binding."""
         ...
 
-    def unpublish(self, binding: PortBinding) -> None:
+    def remove_port_mapping(self, published: PortBinding) -> None:
         """Idempotent: a mapping that is not there is success."""
         ...
 
-    def load(
-        self,
-        networks: Sequence[BridgeNetwork],
-        ports: Sequence[tuple[str, str]],
-        bindings: Sequence[PortBinding],
-    ) -> None:
-        """Make the kernel hold exactly these networks, (network id, port) pairs and
+    def load(self, state: FirewallState) -> None:
+        """Make the kernel hold exactly these networks, (port, network id) pairs and
         published ports, in one sync."""
         ...
 
-    def start(self) -> None:
+    def start_watcher(self, interval: float) -> None:
         """Start watching for rules removed behind cnm's back (self-healing)."""
         ...
 
