@@ -31,8 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from driver_service.firewall import BridgeNetwork, Firewall, PortMapping, ruleset  # noqa: E402
+from driver_service.firewall import BridgeNetwork, Firewall, ruleset  # noqa: E402
 from driver_service.firewall.backend import open_backend  # noqa: E402
+from services.values.ports import PortBinding  # noqa: E402
 
 
 def timed(fn: Callable[[], object], rounds: int) -> dict[str, float]:
@@ -49,8 +50,9 @@ def timed(fn: Callable[[], object], rounds: int) -> dict[str, float]:
     }
 
 
-def mapping(i: int) -> PortMapping:
-    return PortMapping("tcp", "0.0.0.0", 10000 + i, str(ipaddress.ip_address("10.200.0.2") + i), 80)
+def mapping(i: int) -> PortBinding:
+    ip = str(ipaddress.ip_address("10.200.0.2") + i)
+    return PortBinding("tcp", "0.0.0.0", 10000 + i, container_port=80, container_ip=ip)
 
 
 def networks(n: int) -> list[BridgeNetwork]:

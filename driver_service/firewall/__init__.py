@@ -3,7 +3,8 @@
     fw = Firewall()                      # the host namespace (netns="name" for another one)
     fw.add_network(BridgeNetwork("n1", "cnm-br1", ("172.18.0.0/16",), icc=False))
     fw.attach_port("n1", "veth1a2b3c")   # needed for ICC off only
-    fw.add_port_mapping(PortMapping("tcp", "0.0.0.0", 8080, "172.18.0.2", 80))
+    fw.add_port_mapping(PortBinding("tcp", "0.0.0.0", 8080, container_port=80,
+                                    container_ip="172.18.0.2"))   # validated by the caller
     fw.start_watcher()                   # restore cnm's tables after `nft flush ruleset`
     ...
     fw.cleanup()                         # remove everything cnm made

@@ -2,7 +2,8 @@
 
 The object holds the desired state (bridge networks, bridge ports of ICC-off
 networks, published ports) and is the only writer of cnm's nftables tables.
-Every public mutation validates its input first, then makes ONE nftables
+Every public mutation checks its input first (bridge networks are validated when
+built; published ports come validated from the driver), then makes ONE nftables
 transaction, and adopts the new state only when the kernel accepted it; a
 refused change leaves both the kernel and the object as they were.
 
@@ -187,11 +188,12 @@ class Firewall:
 
     # --- port mapper ----------------------------------------------------------------------
 
-    def add_port_mapping(self, published: PortMapping | PortBinding) -> None:
+    def add_port_mapping(self, published: PortBinding) -> None:
         """Publish a port: one map element, DNAT from outside, from the host and hairpin.
         Idempotent for the identical mapping. ALREADY_EXISTS when the host binding is
         taken (or overlaps a 0.0.0.0 / :: binding of the same port); FAILED_PRECONDITION
-        when the container address is on an internal network."""
+        when the container address is on an internal network. `published` is trusted
+        (validated at the driver's edge, see `model.PortMapping`)."""
         mapping = PortMapping.of(published)
         with self._lock:
             if self._state.mappings.get(mapping.key) == mapping:
@@ -203,7 +205,7 @@ class Firewall:
             )
             self._change(new, delta)
 
-    def remove_port_mapping(self, published: PortMapping | PortBinding) -> None:
+    def remove_port_mapping(self, published: PortBinding) -> None:
         """Unpublish a mapping. Idempotent: absent is success, and a different mapping
         holding the same host binding is left alone."""
         mapping = PortMapping.of(published)
@@ -231,7 +233,7 @@ class Firewall:
             return FirewallState(
                 networks=tuple(sorted(s.networks.values(), key=lambda n: n.network_id)),
                 ports=tuple(sorted(s.ports.items())),
-                mappings=tuple(self.list_port_mappings()),
+                mappings=tuple(m.binding for m in self.list_port_mappings()),
             )
 
     def load(self, state: FirewallState) -> None:

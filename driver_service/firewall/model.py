@@ -1,10 +1,10 @@
 """The firewall's desired state: bridge networks, bridge ports and port mappings.
 
-Every value is parsed and validated when its dataclass is built, so a bad
-interface name, CIDR, address, port or protocol raises `InvalidArgument`
-naming the value before anything reaches the kernel. Strings are accepted
-where a typed value is expected (`"10.1.0.0/24"`, `"tcp"`) and normalised, so
-the dataclasses can be filled straight from proto fields or JSON.
+A `BridgeNetwork` is parsed and validated when it is built, so a bad
+interface name or CIDR raises `InvalidArgument` naming the value before
+anything reaches the kernel. Published ports arrive as the shared value type
+(`services.values.ports.PortBinding`), validated once at the driver's gRPC
+edge; `PortMapping` is only their typed form for the rules.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from driver_service.osl import validate
 from services.errors import InvalidArgument
-from services.values.ports import PortBinding, protocol
+from services.values.ports import PortBinding
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -52,27 +52,6 @@ def _subnet(value: object) -> IPNetwork:
         # A /0 would make the masquerade set match every source on the host.
         raise InvalidArgument(f"invalid subnet {value!r}: not a usable bridge subnet")
     return net
-
-
-def _container_ip(value: object) -> IPAddress:
-    ip = validate.ip_address(value, "container address")
-    if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
-        raise InvalidArgument(f"invalid container address {value!r}: not a unicast address")
-    return ip
-
-
-def _host_ip(value: object) -> IPAddress:
-    ip = validate.ip_address(value, "host address")
-    if ip.is_multicast:
-        raise InvalidArgument(f"invalid host address {value!r}: multicast")
-    if ip.version == 6 and ip.is_loopback:
-        # IPv6 has no route_localnet: a packet from ::1 can never be NATed out of
-        # the host, so a mapping on [::1] could only ever be silently dead.
-        raise InvalidArgument(
-            f"invalid host address {value!r}: publishing on ::1 is not supported "
-            "(IPv6 cannot route loopback sources; use 127.0.0.1 or ::)"
-        )
-    return ip
 
 
 @dataclass(frozen=True)
@@ -118,12 +97,13 @@ class BridgeNetwork:
 
 @dataclass(frozen=True)
 class PortMapping:
-    """One published port: (host_ip, protocol, host_port) -> (container_ip, container_port).
+    """One published port as the rules need it: (host_ip, protocol, host_port) ->
+    (container_ip, container_port), addresses as ipaddress objects.
 
-    `host_ip` 0.0.0.0 (IPv4) or :: (IPv6) means every local address of the
-    host; a specific address (including 127.0.0.1) publishes on that address
-    only. Host and container address must be of the same family: publish a
-    dual-stack port as two mappings.
+    Made only by `PortMapping.of` from a published `PortBinding`, which the
+    driver built from a binding validated at its gRPC edge (`specs`), a port
+    its allocator chose and the endpoint's validated address: nothing here
+    checks it again. `host_ip` 0.0.0.0 / :: means every local address.
     """
 
     protocol: str
@@ -131,39 +111,19 @@ class PortMapping:
     host_port: int
     container_ip: IPAddress
     container_port: int
-    # The published binding this mapping came from, when it came from one:
-    # rules may read its other fields. Not part of the mapping's identity.
-    binding: PortBinding | None = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "protocol", protocol(self.protocol))
-        host_ip = _host_ip(self.host_ip)
-        container_ip = _container_ip(self.container_ip)
-        if host_ip.version != container_ip.version:
-            raise InvalidArgument(
-                f"invalid port mapping: host address {host_ip} and container address "
-                f"{container_ip} are of different IP versions"
-            )
-        object.__setattr__(self, "host_ip", host_ip)
-        object.__setattr__(self, "container_ip", container_ip)
-        object.__setattr__(self, "host_port", validate.port(self.host_port, "host port"))
-        object.__setattr__(
-            self, "container_port", validate.port(self.container_port, "container port")
-        )
+    # The binding it came from: rules may read its other fields; not part of the identity.
+    binding: PortBinding = field(compare=False, repr=False)
 
     @classmethod
-    def of(cls, value: PortMapping | PortBinding) -> PortMapping:
-        """A published binding (one host port, `container_ip` set) as a mapping,
-        validated; a mapping as it is."""
-        if isinstance(value, PortMapping):
-            return value
+    def of(cls, b: PortBinding) -> PortMapping:
+        """A published binding (one host port, host_ip and container_ip set) as a mapping."""
         return cls(
-            value.protocol,
-            _host_ip(value.host_ip),
-            value.host_port,
-            _container_ip(value.container_ip),
-            value.container_port,
-            binding=value,
+            b.protocol,
+            ipaddress.ip_address(b.host_ip),
+            b.host_port,
+            ipaddress.ip_address(b.container_ip),
+            b.container_port,
+            b,
         )
 
     @property
@@ -199,8 +159,8 @@ class FirewallState:
 
     networks: tuple[BridgeNetwork, ...] = ()
     ports: tuple[tuple[str, str], ...] = ()
-    # Published bindings are taken as they are (`PortMapping.of`).
-    mappings: tuple[PortMapping | PortBinding, ...] = field(default=())
+    # Published bindings, taken as they are (`PortMapping.of`).
+    mappings: tuple[PortBinding, ...] = ()
 
     @property
     def empty(self) -> bool:

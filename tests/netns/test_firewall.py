@@ -22,14 +22,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from driver_service.firewall import BridgeNetwork, Firewall, PortMapping, ruleset
+from driver_service.firewall import BridgeNetwork, Firewall, ruleset
 from driver_service.osl.nsenter import run_in_netns
 from harness import kernel_snapshot, netns
 from harness.wait import eventually
+from services.values.ports import PortBinding
 
 UPLINK4, OUTSIDE4 = "10.99.0.1", "10.99.0.2"
 UPLINK6, OUTSIDE6 = "fd99::1", "fd99::2"
 FAIL_FAST = 0.7  # seconds to wait for traffic that must NOT get through
+
+
+def published(
+    protocol: str, host_ip: str, host_port: int, container_ip: str, port: int
+) -> PortBinding:
+    """A published binding as the driver hands it to the firewall (already validated)."""
+    return PortBinding(protocol, host_ip, host_port, container_port=port, container_ip=container_ip)
 
 
 # --- world ---------------------------------------------------------------------------------
@@ -317,7 +325,7 @@ def test_published_tcp_port_is_reachable_everywhere_a_user_expects(
     fw.add_network(net_b)
     s1, s2 = on_a(world), on_a(world)
     b1 = world.sandbox("cnm-b", "172.31.2.2/24", "172.31.2.1")
-    mapping = PortMapping("tcp", "0.0.0.0", 8080, s1.ip4, 80)
+    mapping = published("tcp", "0.0.0.0", 8080, s1.ip4, 80)
     fw.add_port_mapping(mapping)
     fw.add_port_mapping(mapping)
     with PeerServer(s1.ns, "tcp", 80):
@@ -337,9 +345,9 @@ def test_published_ipv6_and_udp_ports(world: World, fw: Firewall) -> None:
     net_a, _ = two_bridges(world)
     fw.add_network(net_a)
     s1 = on_a(world)
-    fw.add_port_mapping(PortMapping("tcp", "::", 8080, s1.ip6, 80))
-    fw.add_port_mapping(PortMapping("udp", "0.0.0.0", 5353, s1.ip4, 53))
-    fw.add_port_mapping(PortMapping("udp", "::", 5353, s1.ip6, 53))
+    fw.add_port_mapping(published("tcp", "::", 8080, s1.ip6, 80))
+    fw.add_port_mapping(published("udp", "0.0.0.0", 5353, s1.ip4, 53))
+    fw.add_port_mapping(published("udp", "::", 5353, s1.ip6, 53))
     with PeerServer(s1.ns, "tcp", 80), PeerServer(s1.ns, "udp", 53):
         assert ask(world.outside, UPLINK6, 8080) == OUTSIDE6
         assert ask(world.host, UPLINK6, 8080) == UPLINK6
@@ -352,7 +360,7 @@ def test_port_on_one_host_address_is_published_there_only(world: World, fw: Fire
     net_a, _ = two_bridges(world)
     fw.add_network(net_a)
     s1 = on_a(world)
-    fw.add_port_mapping(PortMapping("tcp", UPLINK4, 8081, s1.ip4, 80))
+    fw.add_port_mapping(published("tcp", UPLINK4, 8081, s1.ip4, 80))
     with PeerServer(s1.ns, "tcp", 80):
         assert ask(world.outside, UPLINK4, 8081) == OUTSIDE4
         assert ask(world.host, "172.31.1.1", 8081, timeout=FAIL_FAST) is None
@@ -364,7 +372,7 @@ def test_port_published_on_127_0_0_1_is_not_reachable_from_the_segment(
     net_a, _ = two_bridges(world)
     fw.add_network(net_a)
     s1 = on_a(world)
-    fw.add_port_mapping(PortMapping("tcp", "127.0.0.1", 9090, s1.ip4, 80))
+    fw.add_port_mapping(published("tcp", "127.0.0.1", 9090, s1.ip4, 80))
     # The outside sends packets for 127.0.0.1 to the host, as a hostile neighbour can.
     out = world.outside
     world.ip("rule", "add", "pref", "100", "lookup", "local", ns=out)
@@ -387,7 +395,7 @@ def test_port_published_on_127_0_0_1_is_not_reachable_from_the_segment(
 def test_sctp_mapping_is_one_map_element(world: World, fw: Firewall) -> None:
     net_a, _ = two_bridges(world)
     fw.add_network(net_a)
-    fw.add_port_mapping(PortMapping("SCTP", "0.0.0.0", 3868, "172.31.1.2", 3868))
+    fw.add_port_mapping(published("sctp", "0.0.0.0", 3868, "172.31.1.2", 3868))
     listing = world.nft("list", "map", "inet", "cnm", ruleset.M_PORTS4_ANY)
     assert "sctp . 3868 : 172.31.1.2 . 3868" in listing
     try:
@@ -422,7 +430,7 @@ def test_flushed_ruleset_is_restored_by_the_watcher(world: World, fw: Firewall) 
     fw.add_network(net_b)
     s1 = on_a(world)
     b1 = world.sandbox("cnm-b", "172.31.2.2/24", "172.31.2.1")
-    fw.add_port_mapping(PortMapping("tcp", "0.0.0.0", 8080, s1.ip4, 80))
+    fw.add_port_mapping(published("tcp", "0.0.0.0", 8080, s1.ip4, 80))
     assert not fw.ensure(), "nothing to repair right after the changes"
     fw.start_watcher(interval=0.5)
     with PeerServer(s1.ns, "tcp", 80):
@@ -438,7 +446,7 @@ def test_flushed_ruleset_is_restored_by_the_watcher(world: World, fw: Firewall) 
 def test_edited_elements_and_rules_are_repaired(world: World, fw: Firewall) -> None:
     net_a, _ = two_bridges(world)
     fw.add_network(net_a)
-    fw.add_port_mapping(PortMapping("tcp", "0.0.0.0", 8080, "172.31.1.2", 80))
+    fw.add_port_mapping(published("tcp", "0.0.0.0", 8080, "172.31.1.2", 80))
     world.nft("delete", "element", "inet", "cnm", ruleset.M_PORTS4_ANY, "{ tcp . 8080 }")
     assert not fw.in_sync()
     assert fw.ensure() and fw.in_sync()
@@ -453,7 +461,7 @@ def test_last_network_removes_the_tables_and_cleanup_removes_all(
     net_a, net_b = two_bridges(world)
     fw.add_network(net_a)
     fw.add_network(net_b)
-    fw.add_port_mapping(PortMapping("tcp", "0.0.0.0", 8080, "172.31.1.2", 80))
+    fw.add_port_mapping(published("tcp", "0.0.0.0", 8080, "172.31.1.2", 80))
     assert world.host_tables() == ["table inet cnm", "table bridge cnm"]
     fw.remove_network("net-a")
     assert fw.list_port_mappings() == [], "mappings into a removed network go with it"
@@ -462,7 +470,7 @@ def test_last_network_removes_the_tables_and_cleanup_removes_all(
     fw.remove_network("net-b")
     assert world.host_tables() == []
     fw.add_network(net_a)
-    fw.add_port_mapping(PortMapping("udp", "::", 53, "fd31:1::2", 53))
+    fw.add_port_mapping(published("udp", "::", 53, "fd31:1::2", 53))
     fw.cleanup()
     assert world.host_tables() == []
     assert fw.state().empty
@@ -476,14 +484,14 @@ def _rule_count(world: World) -> int:
 def test_rule_count_does_not_grow_with_networks_or_containers(world: World, fw: Firewall) -> None:
     fw.add_network(BridgeNetwork("n0", "cnm-0", ("10.200.0.0/24",), icc=False))
     fw.attach_port("n0", "p0")
-    fw.add_port_mapping(PortMapping("tcp", "0.0.0.0", 10000, "10.200.0.2", 80))
+    fw.add_port_mapping(published("tcp", "0.0.0.0", 10000, "10.200.0.2", 80))
     rules = _rule_count(world)
     for i in range(1, 40):
         fw.add_network(BridgeNetwork(f"n{i}", f"cnm-{i}", (f"10.200.{i}.0/24",), icc=i % 2 == 0))
         fw.attach_port(f"n{i}", f"p{i}")
     for i in range(1, 400):
         fw.add_port_mapping(
-            PortMapping("tcp", "0.0.0.0", 10000 + i, f"10.200.{i % 40}.{2 + i // 40}", 80)
+            published("tcp", "0.0.0.0", 10000 + i, f"10.200.{i % 40}.{2 + i // 40}", 80)
         )
     assert _rule_count(world) == rules
     assert fw.in_sync()
@@ -495,8 +503,8 @@ def test_nft_command_backend_builds_the_same_tables(world: World, fw: Firewall) 
         lambda f: f.add_network(net_a),
         lambda f: f.add_network(BridgeNetwork("net-b", "cnm-b", ("172.31.2.0/24",), icc=False)),
         lambda f: f.attach_port("net-b", "p1"),
-        lambda f: f.add_port_mapping(PortMapping("tcp", "0.0.0.0", 8080, "172.31.1.2", 80)),
-        lambda f: f.add_port_mapping(PortMapping("udp", "fd99::1", 53, "fd31:1::2", 53)),
+        lambda f: f.add_port_mapping(published("tcp", "0.0.0.0", 8080, "172.31.1.2", 80)),
+        lambda f: f.add_port_mapping(published("udp", "fd99::1", 53, "fd31:1::2", 53)),
     ]
     for change in state_changes:
         change(fw)
