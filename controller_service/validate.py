@@ -21,6 +21,7 @@ from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
 from services.values import dns, names, ports
+from services.values import mac as values_mac
 
 DEFAULT_DRIVER = "bridge"
 # Built-in IPAM drivers: "default" (cnm's IPAM service) and "null" (no addresses).
@@ -30,7 +31,6 @@ IPAM_NULL = "null"
 
 _DRIVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}$")
 _IPAM_PLUGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
@@ -206,14 +206,7 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         if a.version != 6:
             raise _bad("ipv6_address", spec.ipv6_address, "not an IPv6 address")
         ipv6 = str(a)
-    mac = spec.mac_address.lower()
-    if mac:
-        if not _MAC.match(mac):
-            raise _bad(
-                "mac_address", spec.mac_address, "expected six hex octets like 02:42:ac:11:00:02"
-            )
-        if int(mac[:2], 16) & 1:
-            raise _bad("mac_address", spec.mac_address, "is a multicast address")
+    mac = values_mac.mac_address(spec.mac_address) if spec.mac_address else ""
     return dataclasses.replace(
         spec,
         ipv4_address=ipv4,

@@ -22,7 +22,7 @@ from driver_service.osl import validate
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
-from services.values import dns, names, ports
+from services.values import dns, mac, names, ports
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -95,7 +95,7 @@ def endpoint_spec(spec: EndpointSpec) -> EndpointSpec:
         address_ipv6=_interface(spec.address_ipv6, 6, "endpoint IPv6 address")
         if spec.address_ipv6
         else "",
-        mac=validate.mac(spec.mac) if spec.mac else "",
+        mac=mac.mac_address(spec.mac) if spec.mac else "",
         options=dict(spec.options),
         port_bindings=tuple(ports.validate_binding(p) for p in spec.port_bindings),
         exposed_ports=tuple(ports.validate_exposed(p) for p in spec.exposed_ports),

@@ -14,6 +14,7 @@ import re
 
 from services.errors import InvalidArgument
 from services.limits import shown
+from services.values import mac as mac_format
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -28,7 +29,6 @@ VNI_MAX = (1 << 24) - 1
 NETNS_NAME_MAX = 128
 
 _SAFE = re.compile(r"[A-Za-z0-9_.-]+")
-_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _SYSCTL_PART = re.compile(r"[A-Za-z0-9_.-]+")
 _SYSCTL_VALUE = re.compile(r"[A-Za-z0-9_.:/ -]*")
 
@@ -61,17 +61,7 @@ def mac(value: object, *, unicast: bool = True) -> str:
     With `unicast` (the default, for an interface's own address) multicast and
     all-zero addresses are rejected: the kernel refuses them with a bare EINVAL.
     """
-    if not isinstance(value, str):
-        raise InvalidArgument(f"invalid MAC address {shown(value)}")
-    norm = value.strip().lower().replace("-", ":")
-    if not _MAC.fullmatch(norm):
-        raise InvalidArgument(f"invalid MAC address {shown(value)}: expected xx:xx:xx:xx:xx:xx")
-    if unicast:
-        if int(norm[:2], 16) & 1:
-            raise InvalidArgument(f"invalid MAC address {shown(value)}: multicast bit set")
-        if norm == "00:00:00:00:00:00":
-            raise InvalidArgument(f"invalid MAC address {shown(value)}: all zero")
-    return norm
+    return mac_format.parse(value, unicast=unicast)
 
 
 def mtu(value: object) -> int:

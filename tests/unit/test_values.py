@@ -218,3 +218,35 @@ def test_controller_and_driver_refuse_a_name_with_the_same_error(field, value):
         assert err.reason == "INVALID_" + ("ALIAS" if field == "aliases" else field.upper())
         assert repr(value)[:20] in err.message, "the message shows the value as given"
     assert at_controller.value.message == at_driver.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        pytest.param("02:42:ac:11:00", "six hex octets", id="short"),
+        pytest.param("zz:42:ac:11:00:02", "six hex octets", id="not-hex"),
+        pytest.param("03:42:ac:11:00:02", "multicast", id="multicast"),
+        pytest.param("00:00:00:00:00:00", "all zero", id="all-zero"),
+    ],
+)
+def test_controller_and_driver_refuse_a_mac_with_the_same_error(value, why):
+    with pytest.raises(InvalidArgument, match=why) as at_controller:
+        controller_validate.endpoint_spec(c.EndpointSpec(mac_address=value))
+    with pytest.raises(InvalidArgument) as at_driver:
+        driver_specs.endpoint_spec(d.EndpointSpec(NID, EID, mac=value))
+    for err in (at_controller.value, at_driver.value):
+        assert (err.reason, err.field) == ("INVALID_MAC_ADDRESS", "mac_address")
+    assert at_controller.value.message == at_driver.value.message
+
+
+def test_a_mac_is_normalised_the_same_at_both_edges():
+    assert (
+        controller_validate.endpoint_spec(
+            c.EndpointSpec(mac_address="02-42-AC-11-00-02")
+        ).mac_address
+        == "02:42:ac:11:00:02"
+    )
+    assert (
+        driver_specs.endpoint_spec(d.EndpointSpec(NID, EID, mac="02-42-AC-11-00-02")).mac
+        == "02:42:ac:11:00:02"
+    )
