@@ -6,8 +6,6 @@ a host-networked sandbox joins `host`). Reads the driver's state only."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from driver_service.constants import (
     CONTAINER_IFACE_PREFIX,
     DRIVER_HOST,
@@ -70,19 +68,21 @@ def plan(
 
 
 def check_addresses_free(state: State, spec: EndpointSpec) -> None:
-    mine = {a for a in (spec.address, spec.address_ipv6) if a}
-    mine_ips = {ipaddress.ip_interface(a).ip for a in mine}
+    # Specs hold addresses in canonical CIDR text (specs.endpoint_spec), so the
+    # text before "/" is the canonical address: compared as text, without
+    # parsing every endpoint of the network on each create.
+    mine = {a.partition("/")[0] for a in (spec.address, spec.address_ipv6) if a}
+    if not mine:
+        return
     for other in state.endpoints_of_network(spec.network_id):
-        theirs = {
-            ipaddress.ip_interface(a).ip for a in (other.spec.address, other.spec.address_ipv6) if a
-        }
-        clash = mine_ips & theirs
-        if clash:
-            raise AlreadyExists(
-                f"address {sorted(map(str, clash))[0]} is already used by endpoint "
-                f"{other.id[:12]} on network {spec.network_id[:12]}",
-                reason="ADDRESS_IN_USE",
-            )
+        for theirs in (other.spec.address, other.spec.address_ipv6):
+            ip = theirs.partition("/")[0]
+            if ip and ip in mine:
+                raise AlreadyExists(
+                    f"address {ip} is already used by endpoint "
+                    f"{other.id[:12]} on network {spec.network_id[:12]}",
+                    reason="ADDRESS_IN_USE",
+                )
 
 
 def check_host_mode(net: NetworkRecord, sb: SandboxRecord) -> None:
