@@ -314,3 +314,18 @@ def test_metrics_per_operation_come_from_the_difference_of_two_scrapes():
     }
     [line] = metrics.lines({"driver": got})
     assert "Redis round trips 10; served Join 11.0 ms x1.5; steps netlink 6.0 ms x3" in line
+
+
+def test_profile_osl_batch_frames_count_for_the_module_that_sent_them():
+    compiled = [(re.compile(p), name) for p, name in profile.CATEGORIES["driver"]]
+    join = [
+        "join (driver_service/manager.py:300)",
+        "create_veth (driver_service/osl/links.py:250)",
+        "send (driver_service/osl/batch.py:110)",
+    ]
+    tombstone = [
+        "delete_link_async (driver_service/osl/reaper.py:90)",
+        "run (driver_service/osl/batch.py:130)",
+    ]
+    assert profile.categorize(join, compiled) == "netlink: veth, addresses, routes"
+    assert profile.categorize(tombstone, compiled) == "netlink: tombstone before async delete"
