@@ -11,6 +11,7 @@ CPU (and the GIL) for nothing.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import socket
@@ -26,6 +27,11 @@ IFLA_IFNAME = 3
 _NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFO_LEN = 16
 _RTA = struct.Struct("=HH")  # len, type
+SO_ATTACH_FILTER = 26
+_SOCK_FILTER = struct.Struct("=HBBI")  # code, jt, jf, k
+_BPF_LDH_ABS = 0x28
+_BPF_JEQ_K = 0x15
+_BPF_RET_K = 0x06
 
 
 def deleted_link_names(data: bytes) -> list[str]:
@@ -54,6 +60,29 @@ def deleted_link_names(data: bytes) -> list[str]:
     return names
 
 
+def attach_dellink_filter(sock: socket.socket) -> None:
+    """Drop every message but RTM_DELLINK in the kernel, before it is queued.
+
+    A broadcast netlink datagram holds one message; the filter reads its
+    nlmsg_type (offset 4, host byte order, while BPF loads big endian).
+    """
+    kind = int.from_bytes(struct.pack("=H", RTM_DELLINK), "big")
+    program = b"".join(
+        _SOCK_FILTER.pack(*insn)
+        for insn in (
+            (_BPF_LDH_ABS, 0, 0, 4),
+            (_BPF_JEQ_K, 0, 1, kind),
+            (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+            (_BPF_RET_K, 0, 0, 0),
+        )
+    )
+    buf = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog: the instruction count, then a pointer to them (the kernel copies).
+    sock.setsockopt(
+        socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("@HP", 4, ctypes.addressof(buf))
+    )
+
+
 class LinkDeletions:
     def __init__(self, on_delete: Callable[[str | None], None]) -> None:
         self.on_delete = on_delete
@@ -65,6 +94,7 @@ class LinkDeletions:
         """Subscribes now (in the calling thread's namespace), then listens on a thread."""
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        attach_dellink_filter(sock)
         sock.bind((0, RTMGRP_LINK))
         sock.settimeout(0.5)
         self._sock = sock
