@@ -20,6 +20,14 @@ was created in for its whole life, so everything after that runs on the
 caller's thread. This replaces pyroute2's `IPRoute(netns=...)`, which forks a
 child per socket (~5.5 ms here, against ~0.1 ms for the thread).
 
+Netlink sockets, which every Join and Leave opens in a sandbox's namespace,
+are made by one long-lived thread instead (`make_in_netns`): it enters the
+namespace, creates the socket, and goes back to its own namespace before it
+takes the next job (~0.05 ms of CPU against ~0.15 ms for a fresh thread, and
+~0.25 ms less wall time). It holds no reference to the namespace it visited,
+so nothing is pinned; if it ever cannot go back, it stops taking jobs and
+the next call starts a new one.
+
 This module and `osl.namespace` are the only places in cnm that call setns(2)
 or unshare(2).
 """
@@ -30,6 +38,7 @@ import ctypes
 import ctypes.util
 import fcntl
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -176,3 +185,80 @@ def run_in_netns(ref: NetnsRef, fn: Callable[[], T]) -> T:
         if fd is None:
             return fn()
         return run_on_thread(fn, setns_fd=fd)
+
+
+class _Job:
+    __slots__ = ("done", "error", "fd", "fn", "value")
+
+    def __init__(self, fd: int, fn: Callable[[], object]) -> None:
+        self.fd = fd
+        self.fn = fn
+        self.done = threading.Event()
+        self.value: object = None
+        self.error: BaseException | None = None
+
+
+class _Visitor:
+    """One long-lived thread that runs short jobs inside other namespaces."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.alive = True
+        # Where the visitor returns after each job: the process's namespace
+        # (the main thread's; cnm never moves it).
+        self._home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        threading.Thread(target=self._run, name="cnm-osl-netns-visitor", daemon=True).start()
+
+    def _run(self) -> None:
+        while self.alive:
+            job = self.jobs.get()
+            try:
+                libc_call("setns", job.fd, CLONE_NEWNET)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                job.error = e
+                job.done.set()
+                continue
+            try:
+                job.value = job.fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                job.error = e
+            try:
+                libc_call("setns", self._home, CLONE_NEWNET)
+            except BaseException:  # noqa: BLE001
+                # Stranded in another namespace: take no more jobs (see _drain).
+                self.alive = False
+            job.done.set()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Jobs queued before the callers saw this visitor die run on fresh threads."""
+        os.close(self._home)
+        while True:
+            try:
+                job = self.jobs.get(timeout=5.0)
+            except queue.Empty:
+                return
+            try:
+                job.value = run_on_thread(job.fn, setns_fd=job.fd)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                job.error = e
+            job.done.set()
+
+
+_visitor: _Visitor | None = None
+_visitor_lock = threading.Lock()
+
+
+def make_in_netns(fd: int, fn: Callable[[], T]) -> T:
+    """Run a short `fn` (e.g. create a socket) inside the namespace of `fd` on
+    osl's long-lived visitor thread; the caller's thread never changes namespace."""
+    global _visitor
+    with _visitor_lock:
+        if _visitor is None or not _visitor.alive:
+            _visitor = _Visitor()
+        job = _Job(fd, fn)
+        _visitor.jobs.put(job)
+    job.done.wait()
+    if job.error is not None:
+        raise job.error
+    return job.value  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Netlink handles bound to a namespace, and errno → domain error translation.
 
 `rtnl(netns)` yields a pyroute2 `IPRoute` whose socket lives in `netns`. The
-socket is created on a disposable thread (see `nsenter`), so opening a handle
+socket is created by osl's namespace visitor thread (see `nsenter`), so opening a handle
 costs ~0.6 ms (most of it pyroute2's own event-loop setup) instead of the
 ~5.5 ms fork of `IPRoute(netns=...)`. Handles are opened per operation and
 closed at once; there is deliberately no long-lived per-namespace cache,
@@ -37,7 +37,7 @@ from services.errors import (
     NotFound,
 )
 
-from .nsenter import NetnsRef, open_netns, run_on_thread
+from .nsenter import NetnsRef, make_in_netns, open_netns
 
 SOL_NETLINK = 270
 NETLINK_EXT_ACK = 11
@@ -65,7 +65,7 @@ def netlink_socket(netns: NetnsRef) -> socket.socket:
     with open_netns(netns) as fd:
         if fd is None:
             return _new_socket()
-        return run_on_thread(_new_socket, setns_fd=fd)
+        return make_in_netns(fd, _new_socket)
 
 
 @contextmanager

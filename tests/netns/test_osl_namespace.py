@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
 from driver_service import osl
-from driver_service.osl.rtnl import rtnl
+from driver_service.osl import batch
+from driver_service.osl.rtnl import raw_rtnl, rtnl
 from harness import netns as hn
 from services.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -84,6 +86,22 @@ def test_calling_thread_never_changes_namespace(netns_host):
     osl.list_links(netns=netns_host)
 
     assert os.readlink("/proc/thread-self/ns/net") == before
+
+
+def test_netlink_sockets_live_in_their_namespace_and_pin_none(netns_host):
+    """osl's long-lived visitor thread makes each socket inside the namespace it
+    names and goes back home after each: no thread of this process stays in it."""
+    osl.create_bridge("br-visit", netns=netns_host)
+    for _ in range(3):  # reused, and never stranded in the sandbox's namespace
+        with raw_rtnl(netns_host) as inside:
+            assert batch.find_link(inside, "br-visit") is not None
+        with raw_rtnl(None) as home:
+            assert batch.find_link(home, "br-visit") is None
+    target = os.stat(f"/run/netns/{netns_host}")
+    tasks = Path("/proc/self/task")
+    for task in tasks.iterdir():
+        with suppress(FileNotFoundError):  # a thread that just ended
+            assert os.stat(task / "ns" / "net").st_ino != target.st_ino, task.name
 
 
 @pytest.mark.parametrize(
