@@ -55,14 +55,23 @@ TEST_ADDRESS_SPACES = "blue,green,race"
 
 
 def start_ipam(
-    spawn, redis_url: str, run_dir: Path, name: str = "ipam", env: dict[str, str] | None = None
+    spawn,
+    redis_url: str,
+    run_dir: Path,
+    name: str = "ipam",
+    env: dict[str, str] | None = None,
+    *,
+    address_spaces: bool = True,
+    netns_name: str = "",
 ) -> str:
+    """`address_spaces`: declare TEST_ADDRESS_SPACES besides the two defaults;
+    `netns_name`: run inside that namespace (as start_driver does)."""
     address = f"unix://{run_dir}/{name}.sock"
-    proc = spawn(
-        [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url]
-        + ["--address-spaces", TEST_ADDRESS_SPACES],
-        env=env,
-    )
+    spaces = ["--address-spaces", TEST_ADDRESS_SPACES] if address_spaces else []
+    argv = [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url, *spaces]
+    if netns_name:
+        argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
+    proc = spawn(argv, env=env)
     wait_serving(address, proc=proc)
     return address
 

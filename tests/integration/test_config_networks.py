@@ -6,17 +6,17 @@ its exact code and reason and changes nothing, in Redis or on the host."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from controller_env import World, kernel_view, remove_run_dir, snapshot
+from controller_env import kernel_view, snapshot
 
 from clients.client import Client
 from clients.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from cnm.types.v1 import types_pb2
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot, stack
 from harness.netns import exec_in
 from harness.wait import until
+from harness.world import FAST_FAILOVER, World
 
 T = 15.0
 CNMCTL = str(stack.BIN / "cnmctl")
@@ -34,16 +34,14 @@ def world(redis_server, netns_prefix):
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    host_ns = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
-    spawn = Spawner()
-    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmcfg"))
+    w = World(
+        Spawner(), redis_server, netns_prefix, tmp_prefix="cnmcfg", controller_env=FAST_FAILOVER
+    )
     c = None
     try:
-        netns.create(host_ns)
-        w.start_ipam()
-        w.start_driver("h1", host_ns)
-        w.start_controller()
-        c = Client(w.controllers["controller"], timeout=T)
+        w.add_host("h1", start=False).build()
+        host_ns = w.hosts["h1"].netns
+        c = Client(w.controller, timeout=T)
         c.create_network(
             "cfg",
             config_only=True,
@@ -55,12 +53,9 @@ def world(redis_server, netns_prefix):
         c.create_sandbox("refusebox", host="h1")
         yield w, c, host_ns
     finally:
-        w.cleanup(w.stub() if w.controllers else None)
         if c is not None:
             c.close()
-        spawn.stop_all()
-        remove_run_dir(w.run_dir)
-        netns.delete(host_ns)
+        w.close()
 
 
 def test_config_only_network_is_a_record_that_makes_nothing(world):
@@ -99,7 +94,7 @@ def test_network_from_config_takes_its_configuration_and_works(world):
 def driver_idle(w: World) -> None:
     """Waits for the driver's background helpers (the conntrack flush after a
     leave) to exit: the module's world outlives the test's leftover check."""
-    pid = w.procs["driver-h1"].pid
+    pid = w.hosts["h1"].proc.pid
     until(lambda: not kernel_snapshot._children(pid), "driver helpers done", timeout=15)
 
 

@@ -8,11 +8,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
+from controller_env import T, ping_all, sandbox_netns
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-from harness import netns, stack
+from harness import netns
+from harness.world import FAST_FAILOVER, World
 
 SANDBOXES = 200
 CALLERS = 8
@@ -20,16 +21,14 @@ CALLERS = 8
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmp"))
+    w = World(spawn, redis_url, netns_prefix, tmp_prefix="cnmp", controller_env=FAST_FAILOVER)
     try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
+        w.add_host("h1", netns=netns_host).start_ipam()
         w.start_controller("c1")
         w.start_controller("c2")
         yield w
     finally:
         _teardown(w, netns_prefix)
-        remove_run_dir(w.run_dir)
 
 
 def _teardown(w: World, netns_prefix: str) -> None:
@@ -40,9 +39,7 @@ def _teardown(w: World, netns_prefix: str) -> None:
     (named with this run's prefix) are deleted; the host namespace, with the
     bridge and every veth host end, goes with the netns_host fixture; Redis is
     flushed before the next test."""
-    w.close()
-    if "driver-h1" in w.procs:
-        w.stop("driver-h1")
+    w.close(through_api=False)
     for line in netns.run("ip", "netns", "list").stdout.splitlines():
         name = line.split()[0]
         if name.startswith(netns_prefix):

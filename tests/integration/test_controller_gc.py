@@ -6,28 +6,22 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from controller_env import T, World, ping_all, remove_run_dir, sandbox_netns
+from controller_env import T, ping_all, sandbox_netns
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
 from driver_service.osl.query import TOMBSTONE_PREFIX
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot, netns
+from harness.world import FAST_FAILOVER, single_host
 
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmg"))
-    stub = None
-    try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
-        w.start_controller()
-        stub = w.stub()
+    with single_host(
+        spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmg", controller_env=FAST_FAILOVER
+    ) as w:
         yield w
-    finally:
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
 
 
 def _owners(world, network_id: str) -> set[str]:
@@ -42,7 +36,7 @@ def _owners(world, network_id: str) -> set[str]:
 def _host_links(world) -> set[str]:
     """Links of host h1, without tombstones: a left veth is renamed `cnmgc<ifindex>`,
     down and detached at once, and deleted by a background thread a moment later."""
-    out = netns.run("ip", "-n", world.host_netns["h1"], "-o", "link", "show").stdout
+    out = netns.run("ip", "-n", world.hosts["h1"].netns, "-o", "link", "show").stdout
     names = {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
     return {n for n in names if not n.startswith(TOMBSTONE_PREFIX)}
 

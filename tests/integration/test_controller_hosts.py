@@ -11,14 +11,14 @@ import signal
 import grpc
 import pytest
 import redis
-from controller_env import T, World, remove_run_dir, snapshot
+from controller_env import T, snapshot
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from controller_service.hosts import Hosts
 from controller_service.redis_repository import RedisRepository
-from harness import stack
 from harness.wait import until
+from harness.world import FAST_FAILOVER, single_host
 from services.errors import FailedPrecondition, Unavailable
 from services.store import Store
 
@@ -28,22 +28,19 @@ FAST = {"CNM_HOST_TTL": "2", "CNM_HEARTBEAT_INTERVAL": "0.5"}
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmh"))
-    stub = None
-    try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host, env=FAST)
-        w.start_controller()
-        stub = w.stub()
-        stub.CreateNetwork(pb.CreateNetworkRequest(name="hn"), timeout=T)
-        stub.CreateSandbox(pb.CreateSandboxRequest(name="hs"), timeout=T)
-        yield w
-    finally:
-        proc = w.procs.get("driver-h1")
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
+    with single_host(
+        spawn, redis_url, netns_host, netns_prefix, host_env=FAST, tmp_prefix="cnmh",
+        controller_env=FAST_FAILOVER,
+    ) as w:  # fmt: skip
+        try:
+            stub = w.stub()
+            stub.CreateNetwork(pb.CreateNetworkRequest(name="hn"), timeout=T)
+            stub.CreateSandbox(pb.CreateSandboxRequest(name="hs"), timeout=T)
+            yield w
+        finally:
+            proc = w.hosts["h1"].proc  # a frozen driver thaws before the clean-up
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
 
 
 def _state(c) -> int:
@@ -73,7 +70,7 @@ def _assert_unavailable_in_time(world, c, deadline: float) -> None:
 
 def test_frozen_driver_is_unavailable_within_the_deadline_then_unreachable(world):
     c = world.stub()
-    proc = world.procs["driver-h1"]
+    proc = world.hosts["h1"].proc
     os.kill(proc.pid, signal.SIGSTOP)  # accepts connections, answers nothing
     # Still within its TTL: the call reaches the frozen service and must not hang.
     _assert_unavailable_in_time(world, c, deadline=1.5)
@@ -89,7 +86,7 @@ def test_frozen_driver_is_unavailable_within_the_deadline_then_unreachable(world
 def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
     c = world.stub()
     watch = c.Watch(pb.WatchRequest(since_revision=0), timeout=60)
-    world.stop("driver-h1")
+    world.stop_host("h1")
     _assert_unavailable_in_time(world, c, deadline=3)
     until(lambda: _state(c) == pb.HOST_STATE_UNREACHABLE, "unreachable", timeout=10)
     listed = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
@@ -101,7 +98,7 @@ def test_stopped_driver_makes_host_unreachable_and_restarted_ready_again(world):
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
     assert "host 'h1' is unreachable" in err.value.details()
 
-    world.start_driver("h1", world.host_netns["h1"], env=FAST)
+    world.start_host("h1")
     until(lambda: _state(c) == pb.HOST_STATE_READY, "ready again", timeout=10)
     ep = c.Connect(pb.ConnectRequest(network="hn", sandbox="hs"), timeout=T)
     assert ep.state == pb.ENDPOINT_STATE_JOINED

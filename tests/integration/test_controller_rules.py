@@ -4,15 +4,14 @@ a link or namespace on the hosts."""
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
-from controller_env import T, World, kernel_view, remove_run_dir, snapshot
+from controller_env import T, kernel_view, snapshot
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot
+from harness.world import FAST_FAILOVER, World
 
 C = grpc.StatusCode
 
@@ -29,17 +28,11 @@ def world(redis_server, netns_prefix):
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    hosts = [f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}" for _ in range(2)]
-    spawn = Spawner()
-    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmr"))
-    stub = None
+    w = World(
+        Spawner(), redis_server, netns_prefix, tmp_prefix="cnmr", controller_env=FAST_FAILOVER
+    )
     try:
-        for name in hosts:
-            netns.create(name)
-        w.start_ipam()
-        w.start_driver("h1", hosts[0])
-        w.start_driver("h2", hosts[1])
-        w.start_controller()
+        w.add_host("h1", start=False).add_host("h2", start=False).build()
         stub = w.stub()
         ipam = pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet="10.79.0.0/29")])
         stub.CreateNetwork(pb.CreateNetworkRequest(name="n1", host="h1", ipam=ipam), timeout=T)
@@ -51,11 +44,7 @@ def world(redis_server, netns_prefix):
         )
         yield w
     finally:
-        w.cleanup(stub)
-        spawn.stop_all()
-        remove_run_dir(w.run_dir)
-        for name in hosts:
-            netns.delete(name)
+        w.close()
 
 
 def _ep_id(c, name: str) -> str:
@@ -315,7 +304,7 @@ CASES = [
 @pytest.mark.parametrize(("call", "code", "words"), CASES)
 def test_rule_has_its_code_and_changes_nothing(world, call, code, words):
     c = world.stub()
-    hosts = list(world.host_netns.values())
+    hosts = [h.netns for h in world.hosts.values()]
     before = (snapshot(world.redis_url), kernel_view(hosts, kernel_snapshot.TEST_TAG))
     with pytest.raises(grpc.RpcError) as err:
         call(c)

@@ -3,7 +3,6 @@ serve them, and a scrape after real calls counts those calls."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import sys
@@ -11,12 +10,12 @@ import urllib.request
 
 import grpc
 import pytest
-from controller_env import T, World, remove_run_dir
+from controller_env import T
 from prometheus_client.parser import text_string_to_metric_families
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2
-from harness import stack
+from harness.world import FAST_FAILOVER, World
 
 DRIVER_METRICS = "127.0.0.1:9464"  # inside the test host's own namespace: always free
 
@@ -61,24 +60,18 @@ def _scrape_in(netns: str, address: str) -> dict:
 
 
 @pytest.fixture
-def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmm"))
+def world(spawn, redis_url, netns_prefix):
+    w = World(spawn, redis_url, netns_prefix, tmp_prefix="cnmm", controller_env=FAST_FAILOVER)
     try:
         yield w
     finally:
-        stub = w.stub() if w.controllers else None
-        if stub is not None:
-            with contextlib.suppress(grpc.RpcError):
-                for sb in stub.ListSandboxes(pb.ListSandboxesRequest(), timeout=T).sandboxes:
-                    stub.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name=sb.id), timeout=T)
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
+        w.close()
 
 
 def test_each_service_counts_the_calls_it_served(world, netns_host):
     ipam_at, controller_at = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
     world.start_ipam(env={"CNM_METRICS_LISTEN": ipam_at})
-    world.start_driver("h1", netns_host, env={"CNM_METRICS_LISTEN": DRIVER_METRICS})
+    world.add_host("h1", netns=netns_host, env={"CNM_METRICS_LISTEN": DRIVER_METRICS})
     world.start_controller(env={"CNM_METRICS_LISTEN": controller_at})
     c = world.stub()
     c.CreateNetwork(

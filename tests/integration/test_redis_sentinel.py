@@ -14,7 +14,7 @@ import uuid
 
 import grpc
 import pytest
-from controller_env import BIN, World, ping_all, remove_run_dir, sandbox_netns
+from controller_env import World, ping_all, sandbox_netns
 
 from clients.client import Client
 from clients.errors import (
@@ -24,7 +24,6 @@ from clients.errors import (
     NotFoundError,
 )
 from cnm.types.v1 import types_pb2
-from harness import stack
 from harness.sentinel import SentinelSet
 from harness.wait import until
 from services import redis_url
@@ -35,39 +34,21 @@ SUBNET = "10.93.0.0/24"
 FAILOVER_BUDGET = 30.0
 
 
-def _start_in(w: World, netns_name: str, name: str, argv: list[str]) -> str:
-    """A service inside the test host's namespace (where the Redis set's
-    loopback is), answering on a unix socket the test reaches."""
-    address = f"unix://{w.run_dir}/{name}.sock"
-    proc = w.spawn(
-        ["nsenter", f"--net=/run/netns/{netns_name}", str(BIN / f"cnm-{name}"),
-         "--listen", address, "--redis-url", w.redis_url, *argv],
-        env={"CNM_INSTANCE_TTL": "1.5", "CNM_RECONCILE_INTERVAL": "0.3"},
-    )  # fmt: skip
-    w.procs[name] = proc
-    stack.wait_serving(address, proc=proc, timeout=30)
-    return address
-
-
 @pytest.fixture
 def sentinel_world(spawn, netns_prefix, netns_host):
-    w = World(spawn, "", netns_prefix, stack.short_tmp("cnmha"))
+    # The Redis set listens on the host namespace's loopback: IPAM and the
+    # controller run there too (they reach the test through unix sockets).
+    w = World(
+        spawn, "", netns_prefix, tmp_prefix="cnmha", services_netns=netns_host,
+        controller_env=FAST_FAILOVER,
+    )  # fmt: skip
     ha = SentinelSet(spawn, w.run_dir / "redis", netns_host)
     try:
         ha.start()
         w.redis_url = ha.url + "?wait=1&wait_timeout_ms=2000"
-        w.ipam = _start_in(w, netns_host, "ipam", [])
-        w.start_driver("h1", netns_host)
-        w.controllers["c1"] = _start_in(w, netns_host, "controller", ["--ipam", w.ipam])
-        yield w, ha
+        yield w.add_host("h1", netns=netns_host, start=False).build(), ha
     finally:
-        with Client(w.controllers.get("c1", "unix:///nonexistent"), timeout=20) as c:
-            for sb in _safe(c.list_sandboxes) or []:
-                _safe(c.delete_sandbox, sb.id)
-            for net in _safe(c.list_networks) or []:
-                _safe(c.delete_network, net.id)
         w.close()
-        remove_run_dir(w.run_dir)
 
 
 def _safe(fn, *args):
@@ -128,7 +109,7 @@ def test_url_parsing_and_redaction():
 
 def test_primary_killed_under_load_loses_no_acknowledged_allocation(sentinel_world):
     w, ha = sentinel_world
-    client = Client(w.controllers["c1"], timeout=10, retries=0)
+    client = Client(w.controller, timeout=10, retries=0)
     client.create_network("ha", subnets=[types_pb2.IpamConfig(subnet=SUBNET)])
     live: dict[str, tuple[str, int]] = {}  # sandbox name -> (address, host port)
     latencies: list[float] = []
