@@ -14,7 +14,7 @@ import uuid
 
 import grpc
 import pytest
-from controller_env import World, ping_all, sandbox_netns
+from controller_env import ping_all, sandbox_netns
 
 from clients.client import Client
 from clients.errors import (
@@ -26,6 +26,7 @@ from clients.errors import (
 from cnm.types.v1 import types_pb2
 from harness.sentinel import SentinelSet
 from harness.wait import until
+from harness.world import FAST_FAILOVER, World
 from services import redis_url
 
 SUBNET = "10.93.0.0/24"
