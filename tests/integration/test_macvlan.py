@@ -12,9 +12,10 @@ and reason and changes nothing; removing a network leaves no link behind.
 from __future__ import annotations
 
 import contextlib
+import uuid
 
 import pytest
-from controller_env import kernel_view, ping_all, snapshot
+from controller_env import World, kernel_view, ping_all, remove_run_dir, snapshot
 
 from clients.client import Client
 from clients.errors import (
@@ -24,10 +25,9 @@ from clients.errors import (
     NotFoundError,
 )
 from cnm.types.v1 import types_pb2
-from harness import kernel_snapshot, netns
+from harness import kernel_snapshot, netns, stack
 from harness.netns import exec_in, run
 from harness.wait import until
-from harness.world import FAST_FAILOVER, World
 
 T = 20.0
 # parent in the host namespace -> (router-side name, subnet, router = gateway address)
@@ -56,14 +56,14 @@ def world(redis_server, netns_prefix):
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    w = World(
-        Spawner(), redis_server, netns_prefix, tmp_prefix="cnmmv", controller_env=FAST_FAILOVER
-    )
-    host_ns, router_ns = f"{w.name}-h1", f"{w.name}-r"
+    tag = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:6]}"
+    host_ns, router_ns = f"{tag}-h", f"{tag}-r"
+    spawn = Spawner()
+    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmmv"))
     c = None
     try:
-        w.add_host("h1", start=False)  # started once its parents are wired
-        netns.create(router_ns)
+        for name in (host_ns, router_ns):
+            netns.create(name)
         for parent, (peer, _subnet, router) in PARENTS.items():
             run(
                 "ip",
@@ -89,8 +89,10 @@ def world(redis_server, netns_prefix):
             run("ip", "-n", router_ns, "link", "set", peer, "up")
         run("ip", "-n", host_ns, "addr", "add", f"{HOST_ADDR}/24", "dev", "mvb0")
         run("ip", "-n", router_ns, "addr", "add", "fd91::1/64", "dev", "rtc0", "nodad")
-        w.build()
-        c = Client(w.controller, timeout=T)
+        w.start_ipam()
+        w.start_driver("h1", host_ns)
+        w.start_controller()
+        c = Client(w.controllers["controller"], timeout=T)
         c.create_network(
             "mvbridge",
             driver="macvlan",
@@ -100,21 +102,27 @@ def world(redis_server, netns_prefix):
         c.create_sandbox("spare", host="h1")
         yield w, c, host_ns, router_ns
     finally:
+        w.cleanup(w.stub() if w.controllers else None)
         if c is not None:
             c.close()
-        try:
-            w.close()
-        finally:
-            netns.delete(router_ns)
+        spawn.stop_all()
+        remove_run_dir(w.run_dir)
+        for name in (host_ns, router_ns):
+            netns.delete(name)
 
 
 def _state(w: World, c: Client, host_ns: str) -> tuple:
     """Stored facts, the pools' usage, the host's links and tagged namespaces.
 
-    Left out: the address bitmaps, whose next-address cursor moves when an
-    address is taken and given back; the owners and counts say what is held.
+    Left out: request-id dedup records (a refused call carrying a request_id
+    leaves one) and the address bitmaps, whose next-address cursor moves when
+    an address is taken and given back; the owners and counts say what is held.
     """
-    facts = {k: v for k, v in snapshot(w.redis_url).items() if not k.endswith(":bits")}
+    facts = {
+        k: v
+        for k, v in snapshot(w.redis_url).items()
+        if not k.startswith("cnm:req:") and not k.endswith(":bits")
+    }
     pools = sorted((p.pool, p.owner, p.used, p.free) for p in c.list_pools())
     return facts, pools, kernel_view([host_ns], kernel_snapshot.TEST_TAG)
 
@@ -149,7 +157,7 @@ def _bare(cidr: str) -> str:
 def _driver_idle(w: World) -> None:
     """The module's world outlives each test's leftover check: wait for the
     driver's background helpers (conntrack flushes) to exit."""
-    pid = w.hosts["h1"].proc.pid
+    pid = w.procs["driver-h1"].pid
     until(lambda: not kernel_snapshot._children(pid), "driver helpers done", timeout=15)
 
 
