@@ -114,15 +114,10 @@ def world(redis_server, netns_prefix):
 def _state(w: World, c: Client, host_ns: str) -> tuple:
     """Stored facts, the pools' usage, the host's links and tagged namespaces.
 
-    Left out: request-id dedup records (a refused call carrying a request_id
-    leaves one) and the address bitmaps, whose next-address cursor moves when
-    an address is taken and given back; the owners and counts say what is held.
+    Left out: the address bitmaps, whose next-address cursor moves when an
+    address is taken and given back; the owners and counts say what is held.
     """
-    facts = {
-        k: v
-        for k, v in snapshot(w.redis_url).items()
-        if not k.startswith("cnm:req:") and not k.endswith(":bits")
-    }
+    facts = {k: v for k, v in snapshot(w.redis_url).items() if not k.endswith(":bits")}
     pools = sorted((p.pool, p.owner, p.used, p.free) for p in c.list_pools())
     return facts, pools, kernel_view([host_ns], kernel_snapshot.TEST_TAG)
 
