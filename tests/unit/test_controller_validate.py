@@ -245,3 +245,11 @@ def test_port_bindings_round_trip_and_default_to_tcp():
 def test_bad_scope_in_filter_is_invalid_argument(value):
     with pytest.raises(InvalidArgument, match="scope"):
         convert.filter_from(pb.NetworkFilter(scopes=[value]))
+
+
+def test_controller_takes_underscore_in_names_as_docker_does():
+    # Before issue 18 the controller refused '_' (RFC 1123) while the driver took it.
+    sb = validate.sandbox_spec(SandboxSpec(hostname="web_1", domainname="corp_net.example"))
+    assert (sb.hostname, sb.domainname) == ("web_1", "corp_net.example")
+    ep = validate.endpoint_spec(EndpointSpec(aliases=("db_primary",)))
+    assert ep.aliases == ("db_primary",)
