@@ -46,13 +46,14 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None  # we got the lock: nobody runs there (a stale pid file)
     except BlockingIOError:
-        pass
+        # Read through the open fd: a cnmd shutting down unlinks the pid and
+        # state files while it still holds the lock.
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
     finally:
         os.close(fd)
     try:
         return json.loads((run_dir / STATE_FILE).read_text())
     except (OSError, ValueError):
-        pid = pid_path.read_text().strip()
         return {"pid": int(pid) if pid.isdigit() else None, "ready": False, "components": []}
 
 
