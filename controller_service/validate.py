@@ -20,7 +20,7 @@ from controller_service.models import (
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
-from services.values import dns, names, ports
+from services.values import cidr, dns, names, ports
 from services.values import mac as values_mac
 
 DEFAULT_DRIVER = "bridge"
@@ -34,12 +34,16 @@ _IPAM_PLUGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _bad(field: str, value: object, why: str) -> InvalidArgument:
-    # A proto field name also goes out as a google.rpc.BadRequest field violation.
+    reason, proto_field = _blame(field)
     return InvalidArgument(
-        f"invalid {field} {shown(value)}: {why}",
-        reason="INVALID_" + _reason(field),
-        field=field if re.fullmatch(r"[a-z0-9_]+", field) else "",
+        f"invalid {field} {shown(value)}: {why}", reason=reason, field=proto_field
     )
+
+
+def _blame(field: str) -> tuple[str, str]:
+    """The reason for a bad `field`, and the field itself when it is a proto
+    field name (sent as a google.rpc.BadRequest field violation)."""
+    return "INVALID_" + _reason(field), field if re.fullmatch(r"[a-z0-9_]+", field) else ""
 
 
 def _reason(field: str) -> str:
@@ -141,10 +145,8 @@ def ipam_config(cfg: IpamConfig) -> IpamConfig:
 
 
 def _network(field: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    try:
-        return ipaddress.ip_network(text, strict=True)
-    except ValueError as e:
-        raise _bad(field, text, str(e)) from None
+    reason, proto_field = _blame(field)
+    return cidr.network(text, what=field, reason=reason, field=proto_field)
 
 
 def _host_in(

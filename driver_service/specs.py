@@ -22,7 +22,7 @@ from driver_service.osl import validate
 from services.errors import InvalidArgument
 from services.ids import validate_name
 from services.limits import shown
-from services.values import dns, mac, names, ports
+from services.values import cidr, dns, mac, names, ports
 
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -44,7 +44,7 @@ def _interface(value: str, version: int, what: str) -> str:
 
 
 def _ipam(data: IpamData, version: int) -> IpamData:
-    pool = validate.ip_network(data.pool, f"IPv{version} pool")
+    pool = cidr.network(data.pool, what=f"IPv{version} pool")
     if pool.version != version:
         raise InvalidArgument(f"invalid IPv{version} pool {shown(data.pool)}: wrong address family")
     gateway = ""

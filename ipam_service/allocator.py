@@ -27,6 +27,7 @@ from functools import lru_cache
 
 from services.errors import InvalidArgument
 from services.limits import shown
+from services.values import cidr
 
 from .spaces import Network, validate_space
 
@@ -44,7 +45,6 @@ __all__ = [
     "PoolRequest",
     "address_request",
     "parse_address",
-    "parse_network",
     "parse_pool_id",
     "pool_request",
     "saturate_u64",
@@ -72,23 +72,6 @@ _AUX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 # --- parsing ------------------------------------------------------------------------------
-
-
-def parse_network(what: str, text: str) -> Network:
-    """A subnet in canonical CIDR form (no host bits set); `what` names the field."""
-    try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        raise InvalidArgument(
-            f"invalid {what} {shown(text)}: not a CIDR such as 172.20.0.0/16"
-        ) from None
-    if "/" not in text:
-        raise InvalidArgument(f"invalid {what} {shown(text)}: give a prefix length, e.g. {net}")
-    if int(ipaddress.ip_interface(text).ip) != int(net.network_address):
-        raise InvalidArgument(
-            f"invalid {what} {shown(text)}: host bits are set (did you mean {net}?)"
-        )
-    return net
 
 
 def parse_address(what: str, text: str) -> tuple[Address, int | None]:
@@ -224,8 +207,8 @@ def parse_pool_id(text: str) -> PoolId:
         )
     try:
         space = validate_space(parts[0])
-        subnet = parse_network("subnet", "/".join(parts[1:3]))
-        sub_pool = parse_network("sub-pool", "/".join(parts[3:5])) if len(parts) == 5 else None
+        subnet = cidr.network("/".join(parts[1:3]), what="subnet")
+        sub_pool = cidr.network("/".join(parts[3:5]), what="sub-pool") if len(parts) == 5 else None
         _check_geometry(subnet, sub_pool)
     except InvalidArgument as e:
         raise InvalidArgument(
@@ -316,8 +299,8 @@ def pool_request(
     _check_owner(owner)
     _check_request_id(request_id)
     _own_options(options, (AUX_ADDRESS_PREFIX,))
-    subnet = parse_network("pool", pool) if pool else None
-    sub = parse_network("sub_pool", sub_pool) if sub_pool else None
+    subnet = cidr.network(pool, what="pool") if pool else None
+    sub = cidr.network(sub_pool, what="sub_pool") if sub_pool else None
     if subnet is None and sub is not None:
         raise InvalidArgument(f"sub_pool {shown(sub_pool)} needs a pool to be inside of")
     if subnet is not None:

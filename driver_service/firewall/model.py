@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from driver_service.osl import validate
 from services.errors import InvalidArgument
+from services.values import cidr
 from services.values.ports import PortBinding
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,7 +48,7 @@ def _flag(value: object, what: str) -> bool:
 
 
 def _subnet(value: object) -> IPNetwork:
-    net = validate.ip_network(value, "subnet")
+    net = cidr.network(value, what="subnet")
     if net.prefixlen == 0 or net.is_loopback or net.is_multicast or net.is_unspecified:
         # A /0 would make the masquerade set match every source on the host.
         raise InvalidArgument(f"invalid subnet {value!r}: not a usable bridge subnet")

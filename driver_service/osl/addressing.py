@@ -17,6 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from services.errors import InvalidArgument, NotFound
+from services.values import cidr
 
 from . import sysctl, validate
 from .nsenter import NetnsRef
@@ -73,7 +74,7 @@ def add_address_on(
 
 
 def route_kwargs(route: Route, oif: int | None) -> dict[str, object]:
-    dst = validate.ip_network(route.dst, "route destination")
+    dst = cidr.network(route.dst, what="route destination")
     kwargs: dict[str, object] = {
         "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
         "dst_len": dst.prefixlen,

@@ -106,16 +106,6 @@ def ip_interface(value: object, what: str = "interface address") -> IPInterface:
     return iface
 
 
-def ip_network(value: object, what: str = "CIDR") -> IPNetwork:
-    """A network in CIDR form with no host bits set ('10.1.0.0/16', '::/0')."""
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except ValueError as e:
-        raise InvalidArgument(f"invalid {what} {shown(value)}: {e}") from e
-
-
 def vni(value: object) -> int:
     """A VXLAN network identifier, 1..16777215."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= VNI_MAX:

@@ -12,7 +12,6 @@ from ipam_service.allocator import (
     REQUEST_ADDRESS_TYPE,
     PoolId,
     address_request,
-    parse_network,
     parse_pool_id,
     pool_request,
 )
@@ -145,11 +144,6 @@ def test_bad_address_arguments_are_invalid(text: str) -> None:
     pid = parse_pool_id("s/10.0.0.0/24") if "fe80" not in text else parse_pool_id("s/fe80::/64")
     with pytest.raises(InvalidArgument, match="invalid address"):
         pid.check_address_arg("address", text)
-
-
-def test_parse_network_suggests_the_canonical_subnet() -> None:
-    with pytest.raises(InvalidArgument, match=r"did you mean 10\.1\.0\.0/16"):
-        parse_network("pool", "10.1.2.3/16")
 
 
 # --- request validation ------------------------------------------------------------------------

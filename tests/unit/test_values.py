@@ -10,8 +10,9 @@ from controller_service import models as c
 from controller_service import validate as controller_validate
 from driver_service import models as d
 from driver_service import specs as driver_specs
+from ipam_service import allocator as ipam_allocator
 from services.errors import InvalidArgument
-from services.values import proto
+from services.values import cidr, proto
 from services.values.codec import from_json, to_json
 from services.values.dns import DnsConfig, ExtraHost, validate_dns, validate_extra_host
 from services.values.ports import ExposedPort, PortBinding, validate_binding
@@ -250,3 +251,45 @@ def test_a_mac_is_normalised_the_same_at_both_edges():
         driver_specs.endpoint_spec(d.EndpointSpec(NID, EID, mac="02-42-AC-11-00-02")).mac
         == "02:42:ac:11:00:02"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        pytest.param(
+            "10.1.2.3/16", "host bits are set (did you mean 10.1.0.0/16?)", id="host-bits"
+        ),
+        pytest.param("10.1.0.0", "give a prefix length, e.g. 10.1.0.0/32", id="no-prefix"),
+        pytest.param("10.1.0.0/33", "not a CIDR such as 172.20.0.0/16", id="prefix-33"),
+        pytest.param(
+            "fd00::1/64", "host bits are set (did you mean fd00::/64?)", id="v6-host-bits"
+        ),
+        pytest.param("x" * 100, "not a CIDR such as 172.20.0.0/16", id="oversized"),
+    ],
+)
+def test_controller_driver_and_ipam_refuse_a_cidr_with_the_same_words(value, why):
+    """One CIDR rule at every edge: the user reads the same reason wherever it is caught."""
+    with pytest.raises(InvalidArgument) as at_controller:
+        controller_validate.ipam_config(c.IpamConfig(subnet=value))
+    with pytest.raises(InvalidArgument) as at_driver:
+        driver_specs.network_spec(
+            d.NetworkSpec(NID, "net1", "bridge", ipv4=(d.IpamData(pool=value),))
+        )
+    with pytest.raises(InvalidArgument) as at_ipam:
+        ipam_allocator.pool_request(
+            space="LocalDefault",
+            pool=value,
+            sub_pool="",
+            options={},
+            v6=False,
+            owner="",
+            request_id="",
+        )
+    for err in (at_controller.value, at_driver.value, at_ipam.value):
+        assert err.message.endswith(why), err.message
+    assert (at_controller.value.reason, at_controller.value.field) == ("INVALID_SUBNET", "subnet")
+
+
+def test_a_cidr_is_returned_as_a_network():
+    assert str(cidr.network("fd00:1::/64")) == "fd00:1::/64"
+    assert cidr.network("10.0.0.0/8").prefixlen == 8
