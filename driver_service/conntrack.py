@@ -15,6 +15,10 @@ The wait must never let the next owner of an address inherit (or lose) its
 flows: a Join calls `settle` with its addresses first, which flushes any of
 them still queued at once, in the caller, before the address is plumbed.
 `wait_idle` (shutdown, tests) runs what is queued without waiting.
+
+What is queued lives in memory only: a driver killed in the lull loses it.
+So a starting driver `sweep`s once: every entry with an address inside one
+of its networks' subnets that no endpoint (nor gateway) holds goes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import ipaddress
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from driver_service import ctnetlink
 
@@ -103,6 +108,29 @@ class ConntrackFlusher:
             ctnetlink.flush_addresses(ips)
         except OSError as e:
             log.warning("conntrack flush of %s failed: %s", ", ".join(sorted(ips)), e)
+
+    def sweep(self, subnets: Iterable[str], held: Iterable[str]) -> int:
+        """Delete the entries of every address inside `subnets` (CIDRs) that is
+        not in `held` (bare addresses): the flushes a crash may have lost.
+        One pass, in the caller; how many entries went."""
+        nets = [ipaddress.ip_network(s, strict=False) for s in subnets if s]
+        keep = {ipaddress.ip_address(a).packed for a in held if a}
+        if not nets:
+            return 0
+
+        def stale(found: set[bytes]) -> bool:
+            return any(
+                a not in keep and any(ipaddress.ip_address(a) in n for n in nets) for a in found
+            )
+
+        try:
+            deleted = ctnetlink.flush_matching(stale)
+        except OSError as e:
+            log.warning("conntrack sweep of %s failed: %s", ", ".join(map(str, nets)), e)
+            return 0
+        if deleted:
+            log.info("conntrack: %d entries of addresses no endpoint holds deleted", deleted)
+        return deleted
 
     def wait_idle(self, timeout: float | None = 10.0) -> bool:
         """Run what is queued now and wait for it; False on timeout."""

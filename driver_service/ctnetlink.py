@@ -17,7 +17,7 @@ import itertools
 import os
 import socket
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 NETLINK_NETFILTER = 12
 _NFNL_SUBSYS_CTNETLINK = 1
@@ -89,6 +89,12 @@ def flush_addresses(addresses: Iterable[str]) -> int:
     wanted = {ipaddress.ip_address(a).packed for a in addresses if a}
     if not wanted:
         return 0
+    return flush_matching(lambda found: bool(found & wanted))
+
+
+def flush_matching(doomed_if: Callable[[set[bytes]], bool]) -> int:
+    """Delete every entry for which `doomed_if(addresses)` holds, `addresses`
+    being the packed addresses of both its tuples; how many were deleted."""
     with socket.socket(
         socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
     ) as sock:
@@ -100,13 +106,13 @@ def flush_addresses(addresses: Iterable[str]) -> int:
         for _kind, body in _replies(sock, seq):
             family = body[0]
             keep = b""
-            hit = False
+            found: set[bytes] = set()
             for kind, payload, whole in _attrs(body[4:]):
                 if kind in (_CTA_TUPLE_ORIG, _CTA_TUPLE_REPLY):
-                    hit = hit or bool(_tuple_addresses(payload) & wanted)
+                    found |= _tuple_addresses(payload)
                 if kind in (_CTA_TUPLE_ORIG, _CTA_ID, _CTA_ZONE):
                     keep += whole
-            if hit:
+            if doomed_if(found):
                 doomed.append((family, keep))
         deleted = 0
         for family, keep in doomed:

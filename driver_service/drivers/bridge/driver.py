@@ -441,6 +441,16 @@ class BridgeDriver:
                 if ep.attachment is not None and ep.attachment.state == JOINED
             }
         )
+        # Flushes queued before a crash were lost with it.
+        pools = [d for n in nets for d in (*n.spec.ipv4, *n.spec.ipv6)]
+        self.conntrack.sweep(
+            [d.pool for d in pools],
+            [
+                *(_bare(d.gateway) for d in pools),
+                *(_bare(a) for d in pools for a in d.aux_addresses.values()),
+                *(_bare(a) for ep in eps for a in (ep.spec.address, ep.spec.address_ipv6)),
+            ],
+        )
 
     def owned_link_names(
         self, nets: Sequence[NetworkRecord], eps: Sequence[EndpointRecord]
