@@ -12,8 +12,7 @@ import pytest
 from dns_env import RESOLVER_DOWN, answers, ask, getent, rcode_is, values
 
 from clients.client import Client, IpamConfig
-from harness import kernel_snapshot, stack
-from harness.cluster import Cluster
+from harness import kernel_snapshot, stack, world
 from harness.wait import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
@@ -21,11 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 @pytest.fixture
 def cluster(spawn, redis_url, netns_prefix):
-    c = Cluster(
+    c = world.cluster(
         spawn, redis_url, name=f"cnmd-{kernel_snapshot.TEST_TAG}", netns_prefix=netns_prefix,
         hosts=2,
     )  # fmt: skip
-    c.build()
     try:
         resolv = Path(c.run_dir) / "resolv.conf"
         resolv.write_text("# no upstream\n")

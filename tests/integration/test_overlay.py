@@ -1,4 +1,4 @@
-"""Overlay networks on a simulated 3-host cluster (tests/harness/cluster.py).
+"""Overlay networks on a simulated 3-host cluster (harness.world.cluster).
 
 Every host is a namespace running its own cnm-driver with --advertise-addr on
 an underlay bridge; packets between sandboxes of different hosts really are
@@ -25,10 +25,10 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
 from driver_service import osl
 from driver_service.drivers.overlay import options as ov
-from harness import kernel_snapshot, netns
-from harness.cluster import Cluster
+from harness import kernel_snapshot, netns, world
 from harness.stack import BIN
 from harness.wait import until
+from harness.world import World
 
 VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
 # Heartbeats fast enough that a silent host is noticed within seconds; the ttl
@@ -39,19 +39,18 @@ FAST = {"CNM_HEARTBEAT_INTERVAL": str(HEARTBEAT), "CNM_HOST_TTL": str(TTL)}
 
 @pytest.fixture
 def make_cluster(spawn, redis_url, netns_prefix):
-    made: list[Cluster] = []
+    made: list[World] = []
 
-    def make(**kw) -> Cluster:
+    def make(**kw) -> World:
         name = f"cnmc-{kernel_snapshot.TEST_TAG}-{len(made)}"
-        cluster = Cluster(spawn, redis_url, name=name, netns_prefix=netns_prefix, **kw)
-        made.append(cluster)
-        return cluster.build()
+        made.append(world.cluster(spawn, redis_url, name=name, netns_prefix=netns_prefix, **kw))
+        return made[-1]
 
     yield make
     errors = []
-    for cluster in made:
+    for w in made:
         try:
-            cluster.close()
+            w.close()
         except RuntimeError as e:
             errors.append(str(e))
     assert not errors, errors
@@ -78,11 +77,11 @@ def ip_of(ep: pb.Endpoint) -> str:
     return ep.ipv4_address.split("/")[0]
 
 
-def ov_netns(cluster: Cluster, host: str, net_id: str) -> str:
+def ov_netns(cluster: World, host: str, net_id: str) -> str:
     return ov.netns_name(cluster.netns_prefix, host, net_id)
 
 
-def entries(cluster: Cluster, host: str, net_id: str) -> tuple[set, set]:
+def entries(cluster: World, host: str, net_id: str) -> tuple[set, set]:
     """(FDB {(mac, vtep)}, neighbours {(ip, mac)}) of a host's VXLAN device; empty
     when the overlay is not built there."""
     ns = ov_netns(cluster, host, net_id)
@@ -97,7 +96,7 @@ def entries(cluster: Cluster, host: str, net_id: str) -> tuple[set, set]:
     return fdb, neigh
 
 
-def expected_entries(cluster: Cluster, host: str, placed: dict) -> tuple[set, set]:
+def expected_entries(cluster: World, host: str, placed: dict) -> tuple[set, set]:
     """What `host` must carry: every endpoint placed on another host."""
     fdb, neigh = set(), set()
     for ep, where, _ns in placed.values():
@@ -109,7 +108,7 @@ def expected_entries(cluster: Cluster, host: str, placed: dict) -> tuple[set, se
     return fdb, neigh
 
 
-def wait_converged(cluster: Cluster, net_id: str, placed: dict, timeout: float = 1.0) -> float:
+def wait_converged(cluster: World, net_id: str, placed: dict, timeout: float = 1.0) -> float:
     """Wait until every host carries exactly the entries for `placed`; returns the
     seconds it took. Joins are announced asynchronously (pub/sub): a peer that just
     joined may be unknown elsewhere for a few milliseconds."""

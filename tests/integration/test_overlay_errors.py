@@ -12,9 +12,9 @@ from controller_env import T, snapshot
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from harness import kernel_snapshot, netns
-from harness.cluster import Cluster
+from harness import kernel_snapshot, netns, world
 from harness.spawner import Spawner
+from harness.world import World
 
 VNI_KEY = "com.docker.network.driver.overlay.vxlanid_list"
 PORT_KEY = "com.cnm.overlay.vxlan_port"
@@ -26,16 +26,16 @@ def cluster(redis_server, netns_prefix):
     client.flushall()
     client.close()
     spawn = Spawner()
-    cl = Cluster(
-        spawn,
-        redis_server,
-        name=f"cnmc-{kernel_snapshot.TEST_TAG}-e",
-        netns_prefix=netns_prefix,
-        hosts=1,
-        controller_env={"CNM_OVERLAY_VNI_RANGE": "300-301"},
-    )
+    cl = None
     try:
-        cl.build()
+        cl = world.cluster(
+            spawn,
+            redis_server,
+            name=f"cnmc-{kernel_snapshot.TEST_TAG}-e",
+            netns_prefix=netns_prefix,
+            hosts=1,
+            controller_env={"CNM_OVERLAY_VNI_RANGE": "300-301"},
+        )
         c = cl.stub()
         first = c.CreateNetwork(
             pb.CreateNetworkRequest(
@@ -48,12 +48,13 @@ def cluster(redis_server, netns_prefix):
         assert first.options[VNI_KEY] == "300"
         yield cl
     finally:
-        cl.close()
+        if cl is not None:
+            cl.close()
         for proc in spawn.procs:
             spawn.stop(proc)
 
 
-def state(cl: Cluster) -> tuple[dict, list, list[str]]:
+def state(cl: World) -> tuple[dict, list, list[str]]:
     """Stored facts, IPAM pools, and the overlay namespaces that exist."""
     pools = sorted(
         (p.pool, p.owner, p.used)
