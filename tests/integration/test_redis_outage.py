@@ -1,5 +1,5 @@
 """A multi-host overlay survives its store (issue 21), on one simulated cluster
-(tests/harness/cluster.py) whose Redis the test kills and starts again.
+(harness.world.cluster) whose Redis the test kills and starts again.
 
 Pings every 100 ms run throughout between sandboxes on different hosts, one
 of them a host whose clock is 30 s behind (CNM_TEST_CLOCK_OFFSET). Phases,
@@ -40,8 +40,7 @@ from controller_env import T
 from cnm.controller.v1 import controller_pb2 as pb
 from driver_service import osl
 from driver_service.drivers.overlay import options as ov
-from harness import kernel_snapshot, netns
-from harness.cluster import Cluster
+from harness import kernel_snapshot, netns, world
 from harness.redis_proc import RedisProcess
 from harness.wait import until
 
@@ -131,7 +130,7 @@ def store():
 
 @pytest.fixture
 def cluster(spawn, store, netns_prefix):
-    c = Cluster(
+    c = world.cluster(
         spawn,
         store.url,
         name=f"cnmr-{kernel_snapshot.TEST_TAG}",
@@ -140,7 +139,6 @@ def cluster(spawn, store, netns_prefix):
         driver_env=FAST,
     )
     try:
-        c.build()
         c.add_host("h3", env={"CNM_TEST_CLOCK_OFFSET": str(SKEW)})
         yield c
     finally:
