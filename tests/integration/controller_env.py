@@ -22,6 +22,7 @@ import grpc
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
+from driver_service.osl.query import TOMBSTONE_PREFIX
 from harness import stack
 from harness.netns import exec_in
 
@@ -126,7 +127,14 @@ def sandbox_netns(sandbox: pb.Sandbox) -> str:
 
 
 def addresses_in(netns_name: str) -> str:
-    return exec_in(netns_name, "ip", "-o", "addr", "show").stdout
+    """`ip -o addr` of a namespace without the driver's tombstones: a left veth is
+    renamed cnmgc<n> and set down at once, but deleted (with its IPv4 address) by
+    a background thread a moment later (driver_service/osl/reaper.py)."""
+    out = exec_in(netns_name, "ip", "-o", "addr", "show").stdout
+    return "".join(
+        line for line in out.splitlines(keepends=True)
+        if not line.split()[1].startswith(TOMBSTONE_PREFIX)
+    )  # fmt: skip
 
 
 def ping_all(src_netns: str, addresses: list[str], timeout: float = 1) -> list[str]:

@@ -7,27 +7,21 @@ import threading
 
 import grpc
 import pytest
-from controller_env import T, World, addresses_in, ping_all, remove_run_dir, sandbox_netns
+from controller_env import T, addresses_in, ping_all, sandbox_netns
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.events.v1 import events_pb2
 from cnm.types.v1 import types_pb2
-from harness import netns, stack
+from harness import netns
+from harness.world import FAST_FAILOVER, single_host
 
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmc"))
-    stub = None
-    try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
-        w.start_controller()
-        stub = w.stub()
+    with single_host(
+        spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmc", controller_env=FAST_FAILOVER
+    ) as w:
         yield w
-    finally:
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
 
 
 def test_full_lifecycle_network_sandboxes_connect_ping_disconnect_delete(world):
@@ -200,7 +194,7 @@ def test_hosts_drivers_and_pools_are_listed(world):
     c = world.stub()
     hosts = c.ListHosts(pb.ListHostsRequest(), timeout=T).hosts
     assert [h.id for h in hosts] == ["h1"] and hosts[0].state == pb.HOST_STATE_READY
-    assert hosts[0].address == world.drivers["h1"] and hosts[0].last_heartbeat.seconds > 0
+    assert hosts[0].address == world.hosts["h1"].driver and hosts[0].last_heartbeat.seconds > 0
     assert c.GetHost(pb.GetHostRequest(id="h1"), timeout=T).id == "h1"
     drivers = {d.name: d for d in c.ListDrivers(pb.ListDriversRequest(), timeout=T).drivers}
     assert drivers["bridge"].scope == types_pb2.SCOPE_LOCAL and list(drivers["bridge"].hosts) == [
