@@ -6,26 +6,24 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from controller_env import T, World, kernel_view, remove_run_dir
+from controller_env import T, kernel_view
 
 from cnm.controller.v1 import controller_pb2 as pb
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
-from harness import kernel_snapshot, stack
+from harness import kernel_snapshot
 from harness.wait import until
+from harness.world import FAST_FAILOVER, World
 
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmk"))
+    w = World(spawn, redis_url, netns_prefix, tmp_prefix="cnmk", controller_env=FAST_FAILOVER)
     try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
+        w.add_host("h1", netns=netns_host).start_ipam()
         yield w
     finally:
-        stub = w.stub("survivor") if "survivor" in w.controllers else None
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
+        w.close()  # through a controller still running (the survivor), if any
 
 
 def _owned(world, pool_id: str, owner: str) -> list[str]:
@@ -62,7 +60,7 @@ def test_killed_mid_connect_is_rolled_back_by_the_next_controller(world, point):
         timeout=T,
     )
     c.CreateSandbox(pb.CreateSandboxRequest(name="victim"), timeout=T)
-    hosts = list(world.host_netns.values())
+    hosts = [h.netns for h in world.hosts.values()]
     kernel_before = kernel_view(hosts, kernel_snapshot.TEST_TAG)
 
     with pytest.raises(grpc.RpcError) as err:
@@ -125,7 +123,7 @@ def _world_view(world, s) -> dict:
             for e in s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
         ),
         "pools": sorted((p.pool, p.used) for p in pools),
-        "kernel": kernel_view(list(world.host_netns.values()), kernel_snapshot.TEST_TAG),
+        "kernel": kernel_view([h.netns for h in world.hosts.values()], kernel_snapshot.TEST_TAG),
     }
 
 
@@ -206,9 +204,8 @@ def test_driver_dying_mid_join_leaves_an_intent_the_reconciler_undoes_once_it_is
     """The controller lives, the host's driver service dies inside Join: the
     controller's own rollback cannot reach it, so it hands the intent to the
     reconciler, which undoes the connection once the driver is back."""
-    netns_name = world.host_netns["h1"]
-    world.stop("driver-h1")
-    world.start_driver("h1", netns_name, env={"CNM_TEST_CRASH_AT": "after_veth"})
+    world.stop_host("h1")
+    world.start_host("h1", env={"CNM_TEST_CRASH_AT": "after_veth"})
     world.start_controller("survivor")
     s = world.stub("survivor")
     s.CreateNetwork(
@@ -223,12 +220,12 @@ def test_driver_dying_mid_join_leaves_an_intent_the_reconciler_undoes_once_it_is
     with pytest.raises(grpc.RpcError) as err:
         s.Connect(pb.ConnectRequest(network="n", sandbox="victim"), timeout=T)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert world.procs["driver-h1"].wait(5) == 137
+    assert world.hosts["h1"].proc.wait(5) == 137
     assert world.procs["survivor"].poll() is None
     endpoints = s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints
     assert [e.state for e in endpoints] == [pb.ENDPOINT_STATE_CREATING]
 
-    world.start_driver("h1", netns_name)
+    world.start_host("h1")
     until(
         lambda: not s.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints,
         "connection undone",
