@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 from cni_env import make_bin_dir
-from controller_env import World, remove_run_dir
 
 from clients.client import Client, IpamConfig
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot, netns
 from harness.wait import until
+from harness.world import FAST_FAILOVER, single_host
 
 SUBNET = "10.94.0.0/24"
 HOST_PORT = 18081
@@ -90,17 +90,13 @@ def make_rootfs(path: Path) -> Path:
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmctr"))
-    try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
-        w.start_controller()
-        with Client(w.controllers["controller"]) as cnm:
+    with single_host(
+        spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmctr",
+        controller_env=FAST_FAILOVER,
+    ) as w:  # fmt: skip
+        with Client(w.controller) as cnm:
             cnm.create_network("ctrnet", subnets=[IpamConfig(subnet=SUBNET)])
         yield w
-    finally:
-        w.cleanup(w.stub() if w.controllers else None)
-        remove_run_dir(w.run_dir)
 
 
 class Containerd:
@@ -169,7 +165,7 @@ class Containerd:
 
 
 def test_ctr_run_cni_gets_address_pings_publishes_and_del_on_task_removal(world, spawn, netns_host):
-    controller = world.controllers["controller"]
+    controller = world.controller
     with Client(controller) as cnm:
         peer = cnm.create_sandbox("ctrpeer")
         peer_ip = cnm.connect("ctrnet", peer.id).ipv4_address.split("/")[0]

@@ -14,12 +14,13 @@ import uuid
 
 import pytest
 from cni_env import LibCni, exec_plugin, make_bin_dir, validate_error, validate_result
-from controller_env import World, remove_run_dir, snapshot
+from controller_env import snapshot
 from ports_world import ask, serve
 
 from clients.client import Client
 from clients.cni.commands import DEFAULT_ROUTE_OPTION, IFNAME_OPTION
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot, netns
+from harness.world import FAST_FAILOVER, World, single_host
 
 SUBNET = "10.93.0.0/24"
 # The gateway is the one address a bridge network holds by itself.
@@ -28,22 +29,16 @@ EMPTY = {"sandboxes": [], "endpoints": [], "addresses_used": 1}
 
 @pytest.fixture
 def world(spawn, redis_url, netns_prefix, netns_host):
-    w = World(spawn, redis_url, netns_prefix, stack.short_tmp("cnmcni"))
-    stub = None
-    try:
-        w.start_ipam()
-        w.start_driver("h1", netns_host)
-        w.start_controller()
-        stub = w.stub()
-        with Client(w.controllers["controller"]) as cnm:
+    with single_host(
+        spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmcni",
+        controller_env=FAST_FAILOVER,
+    ) as w:  # fmt: skip
+        with Client(w.controller) as cnm:
             cnm.create_network("cninet", subnets=[_ipam(SUBNET)])
         w.bin_dir = make_bin_dir(w.run_dir / "bin", "loopback", "tuning", "bandwidth")
         yield w
-    finally:
-        if "controller" in w.procs and w.procs["controller"].poll() is not None:
+        if w.procs["controller"].poll() is not None:
             w.start_controller()  # a test stopped it: cleanup goes through the API
-        w.cleanup(stub)
-        remove_run_dir(w.run_dir)
 
 
 def _ipam(subnet: str):
@@ -74,7 +69,7 @@ def conflist(world: World, version: str, *plugins: dict, name: str = "cninet") -
     cnm = {
         "type": "cnm",
         "network": "cninet",
-        "controller": world.controllers["controller"],
+        "controller": world.controller,
         "capabilities": {"portMappings": True},
     }
     chain = [cnm if p == "cnm" else p for p in plugins] if plugins else [cnm]
@@ -83,7 +78,7 @@ def conflist(world: World, version: str, *plugins: dict, name: str = "cninet") -
 
 def cnm_state(world: World) -> dict:
     """What cnm holds: sandboxes, endpoints, addresses in use."""
-    with Client(world.controllers["controller"]) as cnm:
+    with Client(world.controller) as cnm:
         return {
             "sandboxes": sorted(s.name for s in cnm.list_sandboxes()),
             "endpoints": sorted(e.id for e in cnm.list_endpoints()),
@@ -240,7 +235,7 @@ def _bad_cases(world: World, c_path: str) -> list[tuple[str, str, dict, object, 
         "name": "cninet",
         "type": "cnm",
         "network": "cninet",
-        "controller": world.controllers["controller"],
+        "controller": world.controller,
     }
     env = {"container_id": "bad1", "netns": c_path, "ifname": "eth0"}
     return [
@@ -309,7 +304,7 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
     """The endpoint option cnm-cni relies on, through the controller's API."""
     from clients.errors import AlreadyExistsError, InvalidArgumentError
 
-    with Client(world.controllers["controller"]) as cnm:
+    with Client(world.controller) as cnm:
         used = sum(p.used for p in cnm.list_pools())
         with pytest.raises(InvalidArgumentError, match="interface name"):
             cnm.create_endpoint("cninet", options={IFNAME_OPTION: "no/slash"})
@@ -340,7 +335,7 @@ def test_endpoint_ifname_option_is_validated_and_unique_per_sandbox(world):
 def test_second_network_without_default_route(world, containers, netns_host):
     """One container on two cnm networks through two CNI networks: the second,
     configured `defaultRoute: false`, adds its subnet but not a default route."""
-    with Client(world.controllers["controller"]) as cnm:
+    with Client(world.controller) as cnm:
         cnm.create_network("cninet2", subnets=[_ipam("10.95.0.0/24")])
     first = LibCni(conflist(world, "1.1.0"), world.bin_dir, netns_host)
     plugin = dict(conflist(world, "1.1.0")["plugins"][0], network="cninet2", defaultRoute=False)
@@ -358,6 +353,6 @@ def test_second_network_without_default_route(world, containers, netns_host):
     assert second.check("multi", path, ifname="net1").code == 0
     assert second.delete("multi", path, ifname="net1").code == 0
     assert first.delete("multi", path).code == 0
-    with Client(world.controllers["controller"]) as cnm:
+    with Client(world.controller) as cnm:
         cnm.delete_network("cninet2")
     assert cnm_state(world) == EMPTY
