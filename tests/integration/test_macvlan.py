@@ -12,10 +12,9 @@ and reason and changes nothing; removing a network leaves no link behind.
 from __future__ import annotations
 
 import contextlib
-import uuid
 
 import pytest
-from controller_env import World, kernel_view, ping_all, remove_run_dir, snapshot
+from controller_env import kernel_view, ping_all, snapshot
 
 from clients.client import Client
 from clients.errors import (
@@ -25,9 +24,10 @@ from clients.errors import (
     NotFoundError,
 )
 from cnm.types.v1 import types_pb2
-from harness import kernel_snapshot, netns, stack
+from harness import kernel_snapshot, netns
 from harness.netns import exec_in, run
 from harness.wait import until
+from harness.world import FAST_FAILOVER, World
 
 T = 20.0
 # parent in the host namespace -> (router-side name, subnet, router = gateway address)
@@ -56,14 +56,14 @@ def world(redis_server, netns_prefix):
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    tag = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:6]}"
-    host_ns, router_ns = f"{tag}-h", f"{tag}-r"
-    spawn = Spawner()
-    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmmv"))
+    w = World(
+        Spawner(), redis_server, netns_prefix, tmp_prefix="cnmmv", controller_env=FAST_FAILOVER
+    )
+    host_ns, router_ns = f"{w.name}-h1", f"{w.name}-r"
     c = None
     try:
-        for name in (host_ns, router_ns):
-            netns.create(name)
+        w.add_host("h1", start=False)  # started once its parents are wired
+        netns.create(router_ns)
         for parent, (peer, _subnet, router) in PARENTS.items():
             run(
                 "ip",
@@ -89,10 +89,8 @@ def world(redis_server, netns_prefix):
             run("ip", "-n", router_ns, "link", "set", peer, "up")
         run("ip", "-n", host_ns, "addr", "add", f"{HOST_ADDR}/24", "dev", "mvb0")
         run("ip", "-n", router_ns, "addr", "add", "fd91::1/64", "dev", "rtc0", "nodad")
-        w.start_ipam()
-        w.start_driver("h1", host_ns)
-        w.start_controller()
-        c = Client(w.controllers["controller"], timeout=T)
+        w.build()
+        c = Client(w.controller, timeout=T)
         c.create_network(
             "mvbridge",
             driver="macvlan",
@@ -102,13 +100,12 @@ def world(redis_server, netns_prefix):
         c.create_sandbox("spare", host="h1")
         yield w, c, host_ns, router_ns
     finally:
-        w.cleanup(w.stub() if w.controllers else None)
         if c is not None:
             c.close()
-        spawn.stop_all()
-        remove_run_dir(w.run_dir)
-        for name in (host_ns, router_ns):
-            netns.delete(name)
+        try:
+            w.close()
+        finally:
+            netns.delete(router_ns)
 
 
 def _state(w: World, c: Client, host_ns: str) -> tuple:
@@ -152,7 +149,7 @@ def _bare(cidr: str) -> str:
 def _driver_idle(w: World) -> None:
     """The module's world outlives each test's leftover check: wait for the
     driver's background helpers (conntrack flushes) to exit."""
-    pid = w.procs["driver-h1"].pid
+    pid = w.hosts["h1"].proc.pid
     until(lambda: not kernel_snapshot._children(pid), "driver helpers done", timeout=15)
 
 
