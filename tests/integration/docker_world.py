@@ -2,12 +2,12 @@
 dockerd on each host, shared by every test of a module (a dockerd takes
 seconds to start).
 
-    cluster (tests/harness/cluster.py): Redis, IPAM, controller; per host a
-        namespace with cnm-driver
+    cluster (harness.world.cluster): IPAM, controller; per host a namespace
+        with cnm-driver, on an underlay bridge; Redis is the caller's
     per host: cnm-docker-plugin (root namespace: it only talks to the
         controller) on <run>/<host>/plugins/<name>.sock, and dockerd inside
         the host's namespace with that directory as its /run/docker/plugins
-        (tests/harness/dockerd.py)
+        (tests/harness/dockerd.py); <run> is the world's run directory
 
 Traffic stays inside the cluster's namespaces: containers ping each other,
 HTTP goes from a host's own namespace to its address or 127.0.0.1.
@@ -18,21 +18,19 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.client import Client
 from conftest import Spawner
-from harness import kernel_snapshot, stack
-from harness.cluster import Cluster
+from harness import kernel_snapshot, world
 from harness.dockerd import Dockerd
+from harness.wait import until
 
 BIN = Path(sys.executable).parent
 
@@ -48,16 +46,14 @@ class Plugin:
         log = open(self.socket.parent.parent / f"{self.socket.stem}.log", "ab")  # noqa: SIM115
         self.proc = self.spawn(self.argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if call(self.socket, "Plugin.Activate")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.socket.name} did not start")
-            time.sleep(0.05)
+        until(self._answers, f"{self.socket.name} answering Plugin.Activate", timeout=timeout,
+              interval=0.05, retry_on=(OSError,))  # fmt: skip
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.socket.name} exited with {self.proc.returncode}")
+        return call(self.socket, "Plugin.Activate")[0] == 200
 
     def kill(self) -> None:
         self.spawn.stop(self.proc, signal.SIGKILL)
@@ -99,21 +95,29 @@ class DockerWorld:
     def __init__(self, redis_url: str, netns_prefix: str, *, hosts: int, plugins: dict) -> None:
         """`plugins`: socket name -> extra cnm-docker-plugin arguments, on every host."""
         self.spawn = Spawner()
-        self.run_dir = stack.short_tmp("cnmdk")
-        self.cluster = Cluster(
-            self.spawn,
-            redis_url,
-            name=f"cnmdk-{kernel_snapshot.TEST_TAG}",
-            netns_prefix=netns_prefix,
-            hosts=hosts,
-        )
+        self.redis_url = redis_url
+        self.netns_prefix = netns_prefix
+        self.n_hosts = hosts
+        self.cluster: world.World | None = None
         self.plugin_args = plugins
         self.hosts: dict[str, HostWorld] = {}
         self.cnm: Client | None = None
 
+    @property
+    def run_dir(self) -> Path:
+        assert self.cluster is not None
+        return self.cluster.run_dir
+
     def build(self) -> DockerWorld:
         try:
-            self.cluster.build()
+            self.cluster = world.cluster(
+                self.spawn,
+                self.redis_url,
+                name=f"cnmdk-{kernel_snapshot.TEST_TAG}",
+                netns_prefix=self.netns_prefix,
+                hosts=self.n_hosts,
+                tmp_prefix="cnmdk",
+            )
             self.cnm = Client(self.cluster.controller, timeout=30)
             for host in self.cluster.hosts.values():
                 hw = HostWorld(host.id, host.netns, host.address)
@@ -143,9 +147,14 @@ class DockerWorld:
         home = self.run_dir / host_id
         sock = home / "plugins" / f"{name}.sock"
         argv = [str(BIN / "cnm-docker-plugin"), "--socket", str(sock),
-                "--controller", self.cluster.controller, "--host", host_id,
+                "--controller", self.controller, "--host", host_id,
                 "--state-dir", str(home / f"state-{name}"), "--log-level", "debug", *extra]  # fmt: skip
         return Plugin(self.spawn, sock, argv)
+
+    @property
+    def controller(self) -> str:
+        assert self.cluster is not None
+        return self.cluster.controller
 
     def docker(self, host_id: str = "h1") -> Dockerd:
         d = self.hosts[host_id].docker
@@ -153,23 +162,30 @@ class DockerWorld:
         return d
 
     def http_get(self, host_id: str, url: str, timeout: float = 30) -> str:
-        """GET `url` from the host's own namespace, retried until it answers."""
+        """GET `url` from the host's own namespace, retried until it answers;
+        "ERROR: ..." when it never does."""
         code = (
             "import sys, urllib.request\n"
             "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end='')"
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            r = subprocess.run(
+        last: list[subprocess.CompletedProcess] = []
+
+        def get() -> bool:
+            last[:] = [subprocess.run(
                 ["nsenter", f"--net=/run/netns/{self.hosts[host_id].netns}", "--",
                  sys.executable, "-c", code, url],
                 capture_output=True, text=True, timeout=30,
-            )  # fmt: skip
-            if r.returncode == 0 or time.monotonic() > deadline:
-                return r.stdout if r.returncode == 0 else f"ERROR: {r.stderr.strip()[-300:]}"
-            time.sleep(0.2)
+            )]  # fmt: skip
+            return last[0].returncode == 0
+
+        with contextlib.suppress(AssertionError):
+            until(get, f"GET {url}", timeout=timeout, interval=0.2)
+        r = last[0]
+        return r.stdout if r.returncode == 0 else f"ERROR: {r.stderr.strip()[-300:]}"
 
     def close(self) -> None:
+        """Containers and networks through each dockerd, the daemons, then the
+        cluster (World.close); every process by PID."""
         errors = []
         for hw in self.hosts.values():
             if hw.docker is not None and hw.docker.proc is not None:
@@ -181,10 +197,10 @@ class DockerWorld:
             with contextlib.suppress(Exception):
                 self.cnm.close()
         try:
-            self.cluster.close()
+            if self.cluster is not None:
+                self.cluster.close()
         finally:
             self.spawn.stop_all()
-            shutil.rmtree(self.run_dir, ignore_errors=True)
         if errors:
             raise RuntimeError(f"docker clean-up: {errors}")
 
