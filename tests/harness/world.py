@@ -272,8 +272,9 @@ class World:
     # ------------------------------------------------------------------ teardown
 
     def delete_everything(self) -> None:
-        """Sandboxes, endpoints and networks, through the API (best effort)."""
-        live = [n for n in self.controllers if self.procs[n].poll() is None]
+        """Sandboxes, endpoints and networks, through the API (best effort). A
+        controller in `controllers` that this world did not start is taken as live."""
+        live = [n for n in self.controllers if n not in self.procs or self.procs[n].poll() is None]
         if not live:
             return
         c = self.stub(live[0])
