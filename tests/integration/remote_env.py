@@ -1,5 +1,5 @@
 """Remote-plugin worlds: the test plugin (tests/plugins/netplugin.py) in a temp
-plugin dir, and a controller World whose driver and IPAM services look there.
+plugin dir, and a harness.world.World whose driver and IPAM services look there.
 
 Plugins run inside the test host's namespace (their links are made there) and
 are stopped by PID (`spawn`); their sockets live in a short temp dir given to
@@ -9,22 +9,19 @@ the services as CNM_PLUGIN_DIRS, never in /run/docker/plugins.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from controller_env import World, remove_run_dir
-
 from conftest import Spawner
-from harness import kernel_snapshot, netns, stack
+from harness import stack
 from harness.wait import until
+from harness.world import FAST_FAILOVER, World
 
-BIN = Path(sys.executable).parent
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins" / "netplugin.py"
 
 
@@ -91,40 +88,32 @@ def remote_world(
     ipam_plugins: bool = False,
     driver_args: list[str] | None = None,
 ) -> Iterator[tuple[World, dict[str, Plugin], Path]]:
-    """A module-scoped world: redis flushed, one host namespace "h1" with the
-    given plugins running in it, IPAM (looking in the plugin dir when
-    `ipam_plugins`), a driver service for h1 and a controller."""
+    """A module-scoped world (harness.world.World): redis flushed, one host "h1"
+    (a namespace the world makes) with the given plugins running in it, IPAM
+    (looking in the plugin dir when `ipam_plugins`), h1's driver service
+    (always looking there) and a controller."""
     import redis
 
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    host = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
     spawn = Spawner()
-    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmrw"))
     plugin_dir = stack.short_tmp("cnmp")
     env = {"CNM_PLUGIN_DIRS": str(plugin_dir)}
-    stub = None
+    w = World(spawn, redis_server, netns_prefix, tmp_prefix="cnmrw", controller_env=FAST_FAILOVER)
     try:
-        netns.create(host)
+        w.add_host("h1", start=False, env=env, extra=driver_args)
         started = {
-            name: Plugin(spawn, plugin_dir, name, host, *args).start() for name, args in plugins
+            name: Plugin(spawn, plugin_dir, name, w.hosts["h1"].netns, *args).start()
+            for name, args in plugins
         }
-        w.ipam = f"unix://{w.run_dir}/ipam.sock"
-        proc = spawn(
-            [str(BIN / "cnm-ipam"), "--listen", w.ipam, "--redis-url", redis_server],
-            env=env if ipam_plugins else None,
-        )
-        stack.wait_serving(w.ipam, proc=proc)
-        w.start_driver("h1", host, env=env, extra=driver_args)
+        w.start_ipam(env if ipam_plugins else None, address_spaces=False)
+        w.start_host("h1")
         w.start_controller()
-        stub = w.stub()
         yield w, started, plugin_dir
     finally:
-        w.cleanup(stub)
-        spawn.stop_all()
-        remove_run_dir(w.run_dir)
-        for f in plugin_dir.iterdir():
-            f.unlink()
-        os.rmdir(plugin_dir)
-        netns.delete(host)
+        try:
+            w.close()  # through the API while the plugins still answer
+        finally:
+            spawn.stop_all()
+            shutil.rmtree(plugin_dir, ignore_errors=True)

@@ -45,7 +45,7 @@ def _ipam(subnet: str) -> pb.IpamSpec:
 
 
 def _host_links(w) -> set[str]:
-    out = run("ip", "-n", w.host_netns["h1"], "-o", "link", "show").stdout
+    out = run("ip", "-n", w.hosts["h1"].netns, "-o", "link", "show").stdout
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines()}
 
 
@@ -128,7 +128,7 @@ def test_network_end_to_end_ping_and_exact_requests(env, c):
             }
 
         # EndpointOperInfo through the driver service: the plugin's Value.
-        with grpc.insecure_channel(w.drivers["h1"]) as ch:
+        with grpc.insecure_channel(w.hosts["h1"].driver) as ch:
             info = driver_pb2_grpc.DriverStub(ch).EndpointOperInfo(
                 driver_pb2.EndpointOperInfoRequest(network_id=net.id, endpoint_id=eps[0].id),
                 timeout=T,
@@ -329,7 +329,7 @@ def test_plugin_killed_mid_run_unavailable_nothing_half_made_then_works_again(en
         assert net.subnets[0].ips_in_use == 2  # gateway + k0
         assert "eth0" not in addresses_in(sandbox_netns(sbs[1]))
         assert _host_links(w) == links_before
-        with grpc.insecure_channel(w.drivers["h1"]) as ch, pytest.raises(grpc.RpcError) as e:
+        with grpc.insecure_channel(w.hosts["h1"].driver) as ch, pytest.raises(grpc.RpcError) as e:
             driver_pb2_grpc.DriverStub(ch).EndpointOperInfo(
                 driver_pb2.EndpointOperInfoRequest(network_id=net.id, endpoint_id=ep0.id),
                 timeout=T,

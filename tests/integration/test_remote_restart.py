@@ -14,7 +14,7 @@ from harness.wait import until
 
 
 def test_driver_service_restart_keeps_remote_networks_working(redis_server, netns_prefix):
-    with remote_world(redis_server, netns_prefix, [("netplug", [])]) as (w, plugins, plugin_dir):
+    with remote_world(redis_server, netns_prefix, [("netplug", [])]) as (w, plugins, _dir):
         c = w.stub()
         try:
             ipam = pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet="10.98.0.0/24")])
@@ -26,8 +26,8 @@ def test_driver_service_restart_keeps_remote_networks_working(redis_server, netn
             ]
             ep0 = c.Connect(pb.ConnectRequest(network="n", sandbox="s0"), timeout=T)
 
-            w.stop("driver-h1")
-            w.start_driver("h1", w.host_netns["h1"], env={"CNM_PLUGIN_DIRS": str(plugin_dir)})
+            w.stop_host("h1")
+            w.start_host("h1")  # with its environment: the same plugin dir
             ep1 = c.Connect(pb.ConnectRequest(network="n", sandbox="s1"), timeout=T)
             peer = ep0.ipv4_address.split("/")[0]
             assert ping_all(sandbox_netns(sbs[1]), [peer]) == []
@@ -49,7 +49,7 @@ def test_plugin_started_after_the_driver_service_is_registered_then(redis_server
         c = w.stub()
         drivers = c.ListDrivers(pb.ListDriversRequest(), timeout=T).drivers
         assert "slowplug" not in {d.name for d in drivers}
-        plug = Plugin(w.spawn, plugin_dir, "slowplug", w.host_netns["h1"]).start()
+        plug = Plugin(w.spawn, plugin_dir, "slowplug", w.hosts["h1"].netns).start()
         until(
             lambda: any(
                 d.name == "slowplug" and d.scope == types_pb2.SCOPE_LOCAL and not d.error

@@ -73,7 +73,7 @@ def test_driver_list_shows_negotiated_scopes_and_libnetwork_reasons(c):
 def test_cnmctl_driver_ls_shows_the_reason(env):
     w, _plugins, _dir = env
     res = subprocess.run(
-        [str(Path(sys.executable).parent / "cnmctl"), "--controller", w.controllers["controller"],
+        [str(Path(sys.executable).parent / "cnmctl"), "--controller", w.controller,
          "driver", "ls"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -131,8 +131,9 @@ def test_unregistered_plugin_refuses_networks_and_is_not_called(env, c, driver):
 
 def test_rescan_registers_a_new_plugin_and_a_fixed_one(env, c):
     w, plugins, plugin_dir = env
+    host_ns = w.hosts["h1"].netns
     late = Plugin(
-        w.spawn, plugin_dir, "latecomer", w.host_netns["h1"], "--capabilities", '{"Scope":"global"}'
+        w.spawn, plugin_dir, "latecomer", host_ns, "--capabilities", '{"Scope":"global"}'
     ).start()
     fixed = plugins["numscope"]
     try:
