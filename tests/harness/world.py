@@ -18,9 +18,9 @@ Every process goes through `spawn` (harness.spawner: stopped by PID). `close()`
 removes everything, whatever state the world is in: what was made through the
 API is deleted through the API, the processes are stopped, `cnm-driver
 --cleanup` runs in every namespace the world made, then those namespaces, the
-underlay and the run directory go. Named configurations: `single_host` and
-`cluster` below; tests/harness/cluster.py is the shell's front end
-(scripts/cluster-demo.sh).
+underlay and the run directory go. Named configurations: `single_host`,
+`cluster` and `driver_only` (a host's driver alone) below;
+tests/harness/cluster.py is the shell's front end (scripts/cluster-demo.sh).
 """
 
 from __future__ import annotations
@@ -366,3 +366,19 @@ def cluster(spawn, redis_url: str, *, name: str, netns_prefix: str, hosts: int =
     kw.setdefault("driver_args", ["--log-format", "text"])
     kw.setdefault("tmp_prefix", "cnmcl")
     return World(spawn, redis_url, netns_prefix, name=name, sweep=True, **kw).build(hosts)
+
+
+def driver_only(
+    spawn, redis_url: str, netns_prefix: str, *, host_id: str = "h1", start: bool = True, **kw
+) -> World:
+    """One fresh host with its driver service and nothing else (no IPAM, no
+    controller), for tests that call the driver directly
+    (tests/integration/driver_world.py); not `start`: the test starts the driver
+    (`start_host`); `kw`: World's options. Built; the caller closes it (which runs
+    `cnm-driver --cleanup` in the host)."""
+    w = World(spawn, redis_url, netns_prefix, **kw)
+    try:
+        return w.add_host(host_id, start=start)
+    except BaseException:
+        w.close()
+        raise

@@ -1,27 +1,23 @@
-"""A test host running a real cnm-driver, and helpers to call it (tests of issue 4).
+"""A client of a driver-only World's host, and helpers to call it (tests of issue 4).
 
-`DriverHost` starts the driver service inside a namespace "host"
-(`stack.start_driver`) and talks to it over its unix socket with the
-generated stubs. Objects made through its helpers are remembered, and
-`reset()` deletes them through the API (sandboxes, then endpoints, then
-networks) and checks that the host's records are empty again, so one driver
-can serve every test of a module (`shared_host`) while each test still
-removes everything it made. `close()` runs `cnm-driver --cleanup` in the host
-namespace and stops the service.
+The host is built by `harness.world.driver_only` (one namespace with a
+cnm-driver in it, no IPAM, no controller); `DriverHost` talks to that driver
+over its unix socket with the generated stubs. Objects made through its helpers
+are remembered, and `reset()` deletes them through the API (sandboxes, then
+endpoints, then networks) and checks that the host's records are empty again,
+so one driver can serve every test of a module (`shared_host`) while each test
+still removes everything it made. Closing the world (`close()`) stops the
+driver, runs `cnm-driver --cleanup` in the host and removes it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -32,82 +28,75 @@ from cnm.driver.v1 import driver_pb2_grpc
 from driver_service.osl.query import TOMBSTONE_PREFIX
 from harness import kernel_snapshot, netns
 from harness.spawner import Spawner
-from harness.stack import BIN, short_tmp, start_driver
 from harness.wait import eventually
+from harness.world import World, driver_only
 from services.ids import new_id
 
 T = 10  # every RPC's timeout, seconds
 
 
-@dataclass
 class DriverHost:
-    spawn: object
-    redis_url: str
-    host_ns: str
-    netns_prefix: str
-    host_id: str = "h1"
-    env: dict[str, str] = field(default_factory=dict)
-    run_dir: Path = field(default_factory=lambda: short_tmp("cnmdrv"))
-    address: str = ""
-    channel: grpc.Channel | None = None
-    stub: driver_pb2_grpc.DriverStub | None = None
-    made_networks: list[str] = field(default_factory=list)
-    made_endpoints: list[tuple[str, str]] = field(default_factory=list)
-    made_sandboxes: list[str] = field(default_factory=list)
+    """Host `host_id` of `world` and a client of its driver."""
 
-    def start(self, env: dict[str, str] | None = None) -> DriverHost:
-        self.address = start_driver(
-            self.spawn,
-            self.redis_url,
-            self.run_dir,
-            host_id=self.host_id,
-            netns_name=self.host_ns,
-            netns_prefix=self.netns_prefix,
-            env={**self.env, **(env or {})},
-        )
+    def __init__(self, world: World, host_id: str = "h1") -> None:
+        self.world = world
+        self.host_id = host_id
+        self.channel: grpc.Channel | None = None
+        self.stub: driver_pb2_grpc.DriverStub | None = None
+        self.made_networks: list[str] = []
+        self.made_endpoints: list[tuple[str, str]] = []
+        self.made_sandboxes: list[str] = []
+        if self.address:  # a driver already started
+            self._connect()
+
+    def _connect(self) -> None:
         if self.channel is not None:
             self.channel.close()
         self.channel = grpc.insecure_channel(self.address)
         self.stub = driver_pb2_grpc.DriverStub(self.channel)
-        return self
+
+    @property
+    def host_ns(self) -> str:
+        return self.world.hosts[self.host_id].netns
+
+    @property
+    def redis_url(self) -> str:
+        return self.world.redis_url
+
+    @property
+    def netns_prefix(self) -> str:
+        return self.world.netns_prefix
+
+    @property
+    def address(self) -> str:
+        return self.world.hosts[self.host_id].driver
 
     @property
     def proc(self) -> subprocess.Popen:
-        return self.spawn.procs[-1]  # type: ignore[attr-defined]
+        proc = self.world.hosts[self.host_id].proc
+        assert proc is not None
+        return proc
 
     @property
     def state_dir(self) -> Path:
-        return self.run_dir / f"state-{self.host_id}"
+        return self.world.state_dir(self.host_id)
+
+    def start(self, env: dict[str, str] | None = None) -> DriverHost:
+        """(Re)start the driver (`env`: for this start only) and reconnect to it."""
+        self.world.start_host(self.host_id, env)
+        self._connect()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the driver by its PID (SIGKILL: a crash)."""
+        self.world.stop_host(self.host_id, sig)
 
     def kill9(self) -> None:
-        proc = self.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        self.stop(signal.SIGKILL)
 
     def cleanup(self) -> subprocess.CompletedProcess:
         """`cnm-driver --cleanup` inside the host namespace."""
-        return subprocess.run(
-            [
-                "nsenter",
-                f"--net=/run/netns/{self.host_ns}",
-                "--",
-                str(BIN / "cnm-driver"),
-                "--cleanup",
-                "--redis-url",
-                self.redis_url,
-                "--host-id",
-                self.host_id,
-                "--state-dir",
-                str(self.state_dir),
-                "--log-format",
-                "text",
-            ],
-            env={**os.environ, "CNM_NETNS_PREFIX": self.netns_prefix},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return self.world.cleanup_host(self.host_id)
 
     def reset(self) -> None:
         """Delete what the helpers made, through the API; then the records must be empty."""
@@ -146,8 +135,7 @@ class DriverHost:
         try:
             self.reset()
         except BaseException:
-            for proc in self.spawn.procs:  # type: ignore[attr-defined]
-                self.spawn.stop(proc)  # type: ignore[attr-defined]
+            self.stop()
             self.cleanup()
             self.made_sandboxes.clear()
             self.made_endpoints.clear()
@@ -166,16 +154,10 @@ class DriverHost:
             client.close()
 
     def close(self) -> None:
+        """The whole world goes: the driver, what cnm made in the host, the host."""
         if self.channel is not None:
             self.channel.close()
-        for proc in self.spawn.procs:  # type: ignore[attr-defined]
-            self.spawn.stop(proc)  # type: ignore[attr-defined]
-        self.cleanup()
-        for name in netns.run("ip", "netns", "list", check=False).stdout.split("\n"):
-            name = name.split(" ")[0]
-            if name.startswith(self.netns_prefix):
-                netns.delete(name)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.world.close()
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -319,16 +301,31 @@ def hosts_text(sb: pb.Sandbox, *, has: tuple[str, ...] = (), lacks: tuple[str, .
 
 
 @contextmanager
-def shared_host(redis_url: str, netns_prefix: str, host_id: str = "h1") -> Iterator[DriverHost]:
-    """A driver in its own namespace host, for a whole module (see `DriverHost.reset`)."""
-    name = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
-    netns.create(name)
-    host = DriverHost(Spawner(), redis_url, name, netns_prefix, host_id=host_id)
+def driver_host(
+    spawn, redis_url: str, netns_prefix: str, host_id: str = "h1", *, start: bool = True
+) -> Iterator[DriverHost]:
+    """A driver-only world (`harness.world.driver_only`) and its client; not `start`:
+    the test starts the driver (`DriverHost.start`)."""
+    world = driver_only(spawn, redis_url, netns_prefix, host_id=host_id, start=start,
+                        tmp_prefix="cnmdrv", sweep=True)  # fmt: skip
+    host = DriverHost(world, host_id)  # a channel, nothing that can fail
     try:
-        host.start()
         yield host
     finally:
-        try:
-            host.close()
-        finally:
-            netns.delete(name)
+        host.close()
+
+
+@contextmanager
+def shared_host(redis_url: str, netns_prefix: str, host_id: str = "h1") -> Iterator[DriverHost]:
+    """`driver_host` for a whole module (see `DriverHost.reset`), with its own
+    spawner (the `spawn` fixture is per test), on the session's Redis emptied
+    first as the `redis_url` fixture empties it for a test: an earlier module's
+    records of host `host_id` would otherwise be this driver's from its start (a
+    controller test's null network named "none" is one the API cannot delete)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    with driver_host(Spawner(), redis_url, netns_prefix, host_id) as host:
+        yield host

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis
-from driver_world import DriverHost, T, hosts_text, links, netns_name, ping
+from driver_world import DriverHost, T, driver_host, hosts_text, links, netns_name, ping
 
 from cnm.driver.v1 import driver_pb2 as pb
 from harness import netns
@@ -21,12 +21,10 @@ from services.ids import new_id
 
 
 @pytest.fixture
-def host(spawn, redis_url, netns_host, netns_prefix):
-    h = DriverHost(spawn, redis_url, netns_host, netns_prefix)
-    try:
+def host(spawn, redis_url, netns_prefix):
+    """A host of its own; each test starts its driver (some with a crash point set)."""
+    with driver_host(spawn, redis_url, netns_prefix, start=False) as h:
         yield h
-    finally:
-        h.close()
 
 
 def host_links(host: DriverHost) -> set[str]:
@@ -110,7 +108,7 @@ def test_restart_removes_orphans_and_leaves_endpoints_of_vanished_sandboxes(host
     host.start()
     nid = host.network("10.43.0.0/24")
     sb, eid = host.attach(nid, "10.43.0.2/24", "orphaned")
-    host.spawn.stop(host.proc)
+    host.stop()
     # While the driver is down: its sandbox's namespace is deleted, and things carrying
     # cnm's marks appear that no record knows.
     netns.delete(netns_name(sb))

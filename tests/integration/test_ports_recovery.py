@@ -50,7 +50,7 @@ def restart(host, env: dict[str, str] | None = None, *, kill: bool = False) -> N
     if kill:
         host.kill9()
     else:
-        host.spawn.stop(host.proc)
+        host.stop()
     host.start(env=env)
 
 
@@ -66,7 +66,7 @@ def test_mappings_keep_working_across_a_restart_and_a_kill9(host, ext):
     with serve(netns_name(sb), "tcp", 80, 81):
         want = [f"{OUTSIDE} 80", f"{OUTSIDE} 81"]
         assert ask(ext, (HOST, 8080), (HOST, dynamic)) == want
-        host.spawn.stop(host.proc)
+        host.stop()
         # The kernel keeps forwarding while the service is down.
         assert ask(ext, (HOST, 8080), (HOST, dynamic)) == want
         host.start()
@@ -124,7 +124,7 @@ def test_kill9_mid_join_then_restart_leaves_no_map_element_and_no_port(host, ext
 def test_a_restart_removes_allocations_and_map_elements_nobody_owns(host, ext):
     nid = host.network("10.92.0.0/24")
     host.attach(nid, "10.92.0.2/24", "keeps-the-tables")
-    host.spawn.stop(host.proc)
+    host.stop()
     # Leftovers of some earlier life: an allocation whose endpoint does not exist, and
     # a map element no allocation accounts for.
     store = Store(host.redis_url)
@@ -150,7 +150,7 @@ def test_cleanup_drops_the_hosts_port_allocations_and_maps(host):
     eid = host.endpoint(nid, "10.93.0.2/24", name="web", port_bindings=[binding(8989)])
     host.join(nid, eid, sb.sandbox_id)
     assert allocations(host)["owners"] and "8989" in map_elements(host)
-    host.spawn.stop(host.proc)
+    host.stop()
     res = host.cleanup()
     assert res.returncode == 0, res.stderr
     assert allocations(host) == {"alloc": {}, "owners": {}}
