@@ -2,19 +2,15 @@
 
 Each starter runs the real console script from the venv through the test's
 `spawn` fixture (so it is stopped by PID after the test) and returns the
-service's address once its health check says SERVING.
+service's address once its health check says SERVING. These are the low-level
+starters: a test's world (hosts, IPAM, controllers) is built by harness/world.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -117,31 +113,6 @@ def start_driver(
     return address
 
 
-def start_controller(
-    spawn,
-    redis_url: str,
-    run_dir: Path,
-    ipam: str,
-    name: str = "controller",
-    env: dict[str, str] | None = None,
-) -> str:
-    address = f"unix://{run_dir}/{name}.sock"
-    proc = spawn(
-        [
-            str(BIN / "cnm-controller"),
-            "--listen",
-            address,
-            "--redis-url",
-            redis_url,
-            "--ipam",
-            ipam,
-        ],
-        env=env,
-    )
-    wait_serving(address, proc=proc)
-    return address
-
-
 def short_tmp(prefix: str = "cnm") -> Path:
     """A short directory path: unix socket paths must stay under 108 bytes."""
     import tempfile
@@ -179,53 +150,3 @@ def start_dns(
     proc = spawn(argv, env=env)
     wait_serving(address, proc=proc)
     return address, proc
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One host's cnm: IPAM, a driver in namespace `host_ns`, a controller."""
-
-    controller: str
-    host_ns: str
-    run_dir: Path
-
-
-@contextmanager
-def single_host(
-    spawn,
-    redis_url: str,
-    host_ns: str,
-    netns_prefix: str,
-    *,
-    host_id: str = "h1",
-    controller_env: dict[str, str] | None = None,
-    tmp_prefix: str = "cnm",
-) -> Iterator[Stack]:
-    """cnm-ipam, cnm-driver (host `host_id`, in `host_ns`) and cnm-controller.
-
-    After the test, whatever it left is released through the controller
-    (`cnmctl gc --all`, `network prune -f`), then the processes are stopped
-    by PID and the run directory removed.
-    """
-    run_dir = short_tmp(tmp_prefix)
-    try:
-        ipam = start_ipam(spawn, redis_url, run_dir)
-        start_driver(
-            spawn,
-            redis_url,
-            run_dir,
-            host_id=host_id,
-            netns_name=host_ns,
-            netns_prefix=netns_prefix,
-        )
-        controller = start_controller(spawn, redis_url, run_dir, ipam, env=controller_env)
-        yield Stack(controller, host_ns, run_dir)
-        for argv in (["gc", "--all"], ["network", "prune", "-f"]):
-            subprocess.run(
-                [str(BIN / "cnmctl"), "--controller", controller, "--timeout", "15", *argv],
-                capture_output=True,
-                timeout=30,
-            )
-    finally:
-        spawn.stop_all()
-        shutil.rmtree(run_dir, ignore_errors=True)

@@ -23,12 +23,9 @@ import pytest
 
 from harness import kernel_snapshot, netns
 from harness.netns import exec_in
-from harness.stack import (
-    BIN,
-    Stack,
-    single_host,
-)
+from harness.stack import BIN
 from harness.wait import eventually, until
+from harness.world import World, single_host
 
 CNMCTL = str(BIN / "cnmctl")
 HOST_ID = "h1"
@@ -36,7 +33,7 @@ FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def cnmctl(
-    stack: Stack, *argv: str, timeout: float = 30, stdin: str | None = None
+    stack: World, *argv: str, timeout: float = 30, stdin: str | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CNMCTL, "--controller", stack.controller, "--timeout", "15", *argv],
@@ -47,13 +44,13 @@ def cnmctl(
     )
 
 
-def ok(stack: Stack, *argv: str, timeout: float = 30) -> str:
+def ok(stack: World, *argv: str, timeout: float = 30) -> str:
     res = cnmctl(stack, *argv, timeout=timeout)
     assert res.returncode == 0, f"cnmctl {' '.join(argv)}: {res.returncode} {res.stderr}"
     return res.stdout
 
 
-def fails(stack: Stack, *argv: str, code: int = 1) -> str:
+def fails(stack: World, *argv: str, code: int = 1) -> str:
     """The one error line of a refused command."""
     res = cnmctl(stack, *argv)
     assert res.returncode == code, f"cnmctl {' '.join(argv)}: {res.returncode} {res.stdout}"
@@ -63,7 +60,7 @@ def fails(stack: Stack, *argv: str, code: int = 1) -> str:
 
 
 @pytest.fixture
-def stack(redis_url, netns_host, netns_prefix, spawn) -> Iterator[Stack]:
+def stack(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
     with single_host(spawn, redis_url, netns_host, netns_prefix, tmp_prefix="cnmcli") as st:
         yield st
 
@@ -252,7 +249,7 @@ def test_published_port_reaches_the_sandbox(stack, spawn):
     try:
         res = until(
             lambda: (r := exec_in(
-                stack.host_ns,
+                stack.hosts[HOST_ID].netns,
                 "python3", "-c",
                 "import urllib.request as u;"
                 "print(u.urlopen('http://127.0.0.1:18080/', timeout=2).status)",
@@ -326,7 +323,7 @@ def test_the_host_namespace_is_never_a_sandbox(stack, spawn):
     err = fails(stack, "sandbox", "create", "--netns", "/proc/self/ns/net", "hostself", code=2)
     assert "sandbox key '/proc/self/ns/net' is not allowed" in err
     # A process of the driver's host namespace: an allowed place, the wrong namespace.
-    proc = spawn(["nsenter", f"--net=/run/netns/{stack.host_ns}", "--", "sleep", "60"])
+    proc = spawn(["nsenter", f"--net=/run/netns/{stack.hosts[HOST_ID].netns}", "--", "sleep", "60"])
     key = f"/proc/{proc.pid}/ns/net"
     until(
         lambda: os.readlink(key) != os.readlink("/proc/self/ns/net"),

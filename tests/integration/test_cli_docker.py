@@ -22,8 +22,8 @@ from cnm.controller.v1 import controller_pb2 as pb
 from cnm.controller.v1 import controller_pb2_grpc
 from cnm.events.v1 import events_pb2
 from cnm.ipam.v1 import ipam_pb2, ipam_pb2_grpc
-from harness.stack import single_host
 from harness.wait import until
+from harness.world import single_host
 from services.rpc_errors import error_info
 
 # test_cli's fixture: a real ipam + driver (in its own namespace) + controller.
@@ -270,7 +270,7 @@ def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     assert res.returncode == 0, res.stderr
     assert res.stderr == "WARNING: Published ports are discarded when using host network mode\n"
     (sb,) = json.loads(ok(st, "sandbox", "inspect", "hosted"))
-    assert sb["NetworkMode"] == "host" and sb["Key"] == f"/run/netns/{st.host_ns}"
+    assert sb["NetworkMode"] == "host" and sb["Key"] == f"/run/netns/{st.hosts['h1'].netns}"
     assert [(e["Network"], e["Ports"]) for e in sb["Endpoints"]] == [("host", {})]
     err = fails(st, "network", "connect", "br", "hosted")
     assert "cannot be disconnected from host network or connected to host network" in err
@@ -284,7 +284,7 @@ def test_builtin_host_and_none_networks_as_docker(builtin_stack):
     (sb,) = json.loads(ok(st, "sandbox", "inspect", "plain"))
     assert sb["NetworkMode"] == "default" and sb["Endpoints"] == []
     ok(st, "sandbox", "rm", "hosted")
-    assert Path(f"/run/netns/{st.host_ns}").exists()
+    assert Path(f"/run/netns/{st.hosts['h1'].netns}").exists()
     with Client(st.controller, timeout=15) as client:
         for kw in ({"external_key": "/proc/1/ns/net"}, {"runtime_moves_interfaces": True}):
             with pytest.raises(ClientError) as exc:

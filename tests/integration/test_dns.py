@@ -22,6 +22,7 @@ from clients.client import Client, IpamConfig
 from clients.errors import ClientError
 from harness import stack
 from harness.wait import until
+from harness.world import single_host
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -56,7 +57,7 @@ class World:
 
 @pytest.fixture
 def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
-    with stack.single_host(
+    with single_host(
         spawn, redis_url, netns_host, netns_prefix, host_id=HOST, tmp_prefix="cnmdns"
     ) as st:
         _addr, dns = stack.start_dns(

@@ -14,7 +14,8 @@ import pytest
 from ports_world import ask, serve
 
 from harness.netns import exec_in
-from harness.stack import BIN, single_host
+from harness.stack import BIN
+from harness.world import single_host
 
 CNMCTL = str(BIN / "cnmctl")
 
