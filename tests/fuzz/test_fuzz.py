@@ -89,7 +89,7 @@ def test_bad_rpc_input_gets_its_exact_code_and_changes_nothing(unchanged, c: Cas
 def test_bad_cnmctl_command_line_fails_cleanly_and_changes_nothing(
     unchanged, capsys, argv: list[str], kind: str, text: str
 ) -> None:
-    address = unchanged.world.controllers["controller"]
+    address = unchanged.world.controller
     try:
         code = cli.main(["--controller", address, "--timeout", str(T), *argv])
     except SystemExit as e:

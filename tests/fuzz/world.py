@@ -1,8 +1,8 @@
 """The one cnm world the fuzz catalogue runs against, and what "unchanged" means.
 
 Redis (the session's), IPAM, one driver service inside a test "host"
-namespace and a controller, started once per module. The world holds a
-bridge network `n1` with a connected sandbox `s1`, an idle sandbox `s2`, a
+namespace and a controller (a harness.world.World), started once per module.
+The world holds a bridge network `n1` with a connected sandbox `s1`, an idle sandbox `s2`, a
 free endpoint `free`, an IPAM pool in space `blue` and an id range `vni`:
 enough for every RPC to find real objects next to the bad input.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -28,8 +27,9 @@ from cnm.ipam.v1 import ipam_pb2 as ipb
 from cnm.ipam.v1 import ipam_pb2_grpc
 from cnm.types.v1 import types_pb2
 from driver_service import osl
-from harness import kernel_snapshot, netns, stack
-from integration.controller_env import World, remove_run_dir, snapshot
+from harness import kernel_snapshot, netns
+from harness.world import FAST_FAILOVER, World
+from integration.controller_env import snapshot
 from ipam_service.bitseq import BitSequence
 
 T = 10
@@ -85,22 +85,17 @@ def fuzz_world(redis_server: str, netns_prefix: str) -> Iterator[Fuzz]:
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
-    host_ns = f"cnmtest-{kernel_snapshot.TEST_TAG}-{uuid.uuid4().hex[:8]}"
     spawn = Spawner()
-    w = World(spawn, redis_server, netns_prefix, stack.short_tmp("cnmfz"))
-    stub = None
+    w = World(spawn, redis_server, netns_prefix, tmp_prefix="cnmfz", controller_env=FAST_FAILOVER)
     try:
-        netns.create(host_ns)
-        w.start_ipam()
-        w.start_driver("h1", host_ns)
-        w.start_controller()
+        w.add_host("h1", start=False).build()
         stub = w.stub()
-        f = Fuzz(w, host_ns)
+        f = Fuzz(w, w.hosts["h1"].netns)
         f.stubs = {
             "Controller": stub,
             "Ipam": ipam_pb2_grpc.IpamStub(_channel(w, w.ipam)),
             "IdAllocator": ipam_pb2_grpc.IdAllocatorStub(_channel(w, w.ipam)),
-            "Driver": driver_pb2_grpc.DriverStub(_channel(w, w.drivers["h1"])),
+            "Driver": driver_pb2_grpc.DriverStub(_channel(w, w.hosts["h1"].driver)),
         }
         ipam = pb.IpamSpec(configs=[types_pb2.IpamConfig(subnet=SUBNET)])
         net = stub.CreateNetwork(pb.CreateNetworkRequest(name="n1", ipam=ipam), timeout=T)
@@ -130,11 +125,7 @@ def fuzz_world(redis_server: str, netns_prefix: str) -> Iterator[Fuzz]:
         }
         yield f
     finally:
-        if stub is not None:
-            with contextlib.suppress(grpc.RpcError):
-                for name in ("s1", "s2"):
-                    stub.DeleteSandbox(pb.DeleteSandboxRequest(id_or_name=name), timeout=T)
-        w.cleanup(stub)
-        spawn.stop_all()
-        remove_run_dir(w.run_dir)
-        netns.delete(host_ns)
+        try:
+            w.close()  # sandboxes, endpoints and networks through the API first
+        finally:
+            spawn.stop_all()
