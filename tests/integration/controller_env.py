@@ -1,123 +1,18 @@
-"""A real cnm world for the controller's integration tests.
+"""Helpers for the controller's integration tests: reading what a world holds.
 
-Redis (the session's), the IPAM service and controller(s) in the root
-namespace on unix sockets, and one driver service per test "host", each
-inside its own fresh network namespace. Everything is started through the
-test's `spawn` fixture (stopped by PID afterwards); `cleanup()` deletes every
-sandbox and network through the API first, so the driver removes its kernel
-state even when the test failed halfway.
+The world itself (Redis, IPAM, driver services in host namespaces, controllers)
+is built by tests/harness/world.py; these functions look at one: a sandbox's
+namespace and addresses, who answers a ping, every stored fact, the links of
+the host namespaces.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import signal
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import grpc
-
 from cnm.controller.v1 import controller_pb2 as pb
-from cnm.controller.v1 import controller_pb2_grpc
 from driver_service.osl.query import TOMBSTONE_PREFIX
-from harness import stack
 from harness.netns import exec_in
 
-BIN = Path(sys.executable).parent
 T = 10  # seconds: the timeout= of every RPC in these tests
-
-
-@dataclass
-class World:
-    spawn: object
-    redis_url: str
-    netns_prefix: str
-    run_dir: Path
-    ipam: str = ""
-    controllers: dict[str, str] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    drivers: dict[str, str] = field(default_factory=dict)
-    host_netns: dict[str, str] = field(default_factory=dict)
-    channels: list[grpc.Channel] = field(default_factory=list)
-
-    # ------------------------------------------------------------------ processes
-
-    def start_ipam(self, env: dict[str, str] | None = None) -> str:
-        self.ipam = stack.start_ipam(self.spawn, self.redis_url, self.run_dir, env=env)
-        return self.ipam
-
-    def start_controller(self, name: str = "controller", env: dict[str, str] | None = None) -> str:
-        """A controller process; its Popen is kept (for kill -9 tests)."""
-        address = f"unix://{self.run_dir}/{name}.sock"
-        proc = self.spawn(
-            [
-                str(BIN / "cnm-controller"),
-                "--listen",
-                address,
-                "--redis-url",
-                self.redis_url,
-                "--ipam",
-                self.ipam,
-                "--log-format",
-                "text",
-            ],
-            # Fast failure detection so crash tests take seconds, not minutes.
-            env={"CNM_INSTANCE_TTL": "1.5", "CNM_RECONCILE_INTERVAL": "0.3", **(env or {})},
-            stderr=open(self.run_dir / f"{name}.log", "ab"),  # noqa: SIM115 - closed with the process
-        )
-        self.procs[name] = proc
-        stack.wait_serving(address, proc=proc)
-        self.controllers[name] = address
-        return address
-
-    def start_driver(self, host_id: str, netns_name: str, **kw) -> str:
-        self.host_netns[host_id] = netns_name
-        address = stack.start_driver(
-            self.spawn,
-            self.redis_url,
-            self.run_dir,
-            host_id=host_id,
-            netns_name=netns_name,
-            netns_prefix=self.netns_prefix,
-            **kw,
-        )
-        self.drivers[host_id] = address
-        self.procs[f"driver-{host_id}"] = self.spawn.procs[-1]
-        return address
-
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        self.spawn.stop(self.procs[name], sig)
-
-    # ------------------------------------------------------------------ clients
-
-    def stub(self, name: str = "controller") -> controller_pb2_grpc.ControllerStub:
-        channel = grpc.insecure_channel(self.controllers[name])
-        self.channels.append(channel)
-        return controller_pb2_grpc.ControllerStub(channel)
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
-
-    # ------------------------------------------------------------------ teardown
-
-    def cleanup(self, stub: controller_pb2_grpc.ControllerStub | None) -> None:
-        """Everything made through the API is deleted through the API (best effort)."""
-        if stub is not None:
-            with contextlib.suppress(grpc.RpcError):
-                stub.GarbageCollect(pb.GarbageCollectRequest(), timeout=60)
-            with contextlib.suppress(grpc.RpcError):
-                for ep in stub.ListEndpoints(pb.ListEndpointsRequest(), timeout=T).endpoints:
-                    with contextlib.suppress(grpc.RpcError):
-                        stub.DeleteEndpoint(pb.DeleteEndpointRequest(id=ep.id), timeout=T)
-            with contextlib.suppress(grpc.RpcError):
-                for net in stub.ListNetworks(pb.ListNetworksRequest(), timeout=T).networks:
-                    with contextlib.suppress(grpc.RpcError):
-                        stub.DeleteNetwork(pb.DeleteNetworkRequest(id_or_name=net.id), timeout=T)
-        self.close()
 
 
 def sandbox_netns(sandbox: pb.Sandbox) -> str:
@@ -149,10 +44,6 @@ def ping_all(src_netns: str, addresses: list[str], timeout: float = 1) -> list[s
     )
     res = exec_in(src_netns, "sh", "-c", script, check=False, timeout=30 + 4 * len(addresses))
     return res.stdout.split()
-
-
-def remove_run_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # Keys that change by themselves (heartbeats, liveness, leases, the event log).
