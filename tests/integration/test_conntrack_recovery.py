@@ -10,16 +10,13 @@ down, for an address nobody holds and for one that an endpoint still holds.
 from __future__ import annotations
 
 import pytest
-from driver_world import DriverHost
+from driver_world import DriverHost, driver_host
 
 
 @pytest.fixture
-def host(spawn, redis_url, netns_host, netns_prefix):
-    h = DriverHost(spawn, redis_url, netns_host, netns_prefix)
-    try:
+def host(spawn, redis_url, netns_prefix):
+    with driver_host(spawn, redis_url, netns_prefix, start=False) as h:
         yield h
-    finally:
-        h.close()
 
 
 def _entry(host: DriverHost, src: str, dst: str, sport: int) -> None:
