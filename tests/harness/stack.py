@@ -9,12 +9,16 @@ starters: a test's world (hosts, IPAM, controllers) is built by harness/world.py
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from harness.wait import until
 
 BIN = Path(sys.executable).parent
 
@@ -46,6 +50,47 @@ def wait_serving(address: str, service: str = "", timeout: float = 40.0, proc=No
     raise TimeoutError(f"{address} not SERVING after {timeout}s (last: {last})")
 
 
+@dataclass(frozen=True)
+class Tls:
+    """Mutual TLS on a service's TCP listener (README, "Security model"), with the
+    certificates scripts/make-certs.sh made in `certs`. A world with `tls`
+    (harness.world) listens on 127.0.0.1 of each service's namespace, on ports
+    `first_port`, `first_port` + 1, ... in the order its services first start."""
+
+    certs: Path
+    first_port: int = 7101
+
+    def server(self) -> list[str]:
+        """A service's flags (the server certificate is a client one too: a
+        controller shows it to IPAM and the drivers)."""
+        d = self.certs
+        return ["--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
+                "--tls-ca", f"{d}/ca.pem"]  # fmt: skip
+
+    def client(self) -> list[str]:
+        """cnmctl's or a probe's flags."""
+        d = self.certs
+        return ["--tls-ca", f"{d}/ca.pem", "--tls-cert", f"{d}/client.pem",
+                "--tls-key", f"{d}/client-key.pem"]  # fmt: skip
+
+    def wait_serving(
+        self, address: str, *, netns_name: str = "", proc=None, timeout: float = 40.0
+    ) -> None:
+        """`wait_serving` over mutual TLS, probed from inside `netns_name` (the
+        service's loopback is out of the test's reach) by services.healthcheck."""
+        argv = [sys.executable, "-m", "services.healthcheck", "--timeout", "3",
+                *self.client(), address]  # fmt: skip
+        if netns_name:
+            argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
+
+        def serving() -> bool:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"service at {address} exited with {proc.returncode}")
+            return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
+
+        until(serving, f"{address} SERVING over mutual TLS", timeout=timeout, interval=0.05)
+
+
 # Address spaces the IPAM tests use besides LocalDefault and GlobalDefault.
 TEST_ADDRESS_SPACES = "blue,green,race"
 
@@ -59,16 +104,19 @@ def start_ipam(
     *,
     address_spaces: bool = True,
     netns_name: str = "",
+    listen: str = "",
+    tls: Tls | None = None,
 ) -> str:
     """`address_spaces`: declare TEST_ADDRESS_SPACES besides the two defaults;
-    `netns_name`: run inside that namespace (as start_driver does)."""
-    address = f"unix://{run_dir}/{name}.sock"
+    `netns_name`: run inside that namespace (as start_driver does); `listen`: the
+    address (default: a unix socket in `run_dir`), with `tls` on it."""
+    address = listen or f"unix://{run_dir}/{name}.sock"
     spaces = ["--address-spaces", TEST_ADDRESS_SPACES] if address_spaces else []
     argv = [str(BIN / "cnm-ipam"), "--listen", address, "--redis-url", redis_url, *spaces]
     if netns_name:
         argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
-    proc = spawn(argv, env=env)
-    wait_serving(address, proc=proc)
+    proc = spawn(argv + (tls.server() if tls else []), env=env)
+    await_serving(address, proc, netns_name, tls)
     return address
 
 
@@ -83,9 +131,12 @@ def start_driver(
     advertise_addr: str = "",
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
+    listen: str = "",
+    tls: Tls | None = None,
 ) -> str:
-    """A driver service inside namespace `netns_name` (a test "host")."""
-    address = f"unix://{run_dir}/driver-{host_id}.sock"
+    """A driver service inside namespace `netns_name` (a test "host"); `listen`: the
+    address (default: a unix socket in `run_dir`), with `tls` on it."""
+    address = listen or f"unix://{run_dir}/driver-{host_id}.sock"
     state_dir = run_dir / f"state-{host_id}"
     argv = [
         str(BIN / "cnm-driver"),
@@ -106,11 +157,19 @@ def start_driver(
         # under /run/netns would be invisible to the test and would vanish with it.
         argv = ["nsenter", f"--net=/run/netns/{netns_name}", "--", *argv]
     proc = spawn(
-        argv + (extra or []),
+        argv + (tls.server() if tls else []) + (extra or []),
         env={"CNM_NETNS_PREFIX": netns_prefix, **(env or {})},
     )
-    wait_serving(address, proc=proc)
+    await_serving(address, proc, netns_name, tls)
     return address
+
+
+def await_serving(address: str, proc, netns_name: str | None, tls: Tls | None) -> None:
+    """`wait_serving`, or with `tls` its mutual-TLS probe from inside `netns_name`."""
+    if tls is None:
+        wait_serving(address, proc=proc)
+    else:
+        tls.wait_serving(address, netns_name=netns_name or "", proc=proc)
 
 
 def short_tmp(prefix: str = "cnm") -> Path:

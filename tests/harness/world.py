@@ -79,10 +79,13 @@ class World:
         controller_env: dict[str, str] | None = None,
         services_netns: str = "",
         sweep: bool = False,
+        tls: stack.Tls | None = None,
     ) -> None:
         """`underlay`: a subnet ("192.0.2.0/24") for hosts on an underlay bridge;
         `services_netns`: run IPAM and the controllers in that namespace instead
         of the root one (where a Redis only reachable there is);
+        `tls`: every service on TCP 127.0.0.1 of its namespace with mutual TLS
+        instead of a unix socket (its API is then out of `stub()`'s reach);
         `sweep`: at close, remove (and complain about) every namespace under
         `netns_prefix` still there (only for a world alone in its test)."""
         self.spawn = spawn
@@ -96,6 +99,8 @@ class World:
         self.controller_env = dict(controller_env or {})
         self.services_netns = services_netns
         self.sweep = sweep
+        self.tls = tls
+        self._ports: dict[str, int] = {}  # with tls: each service's port, by name
         self.underlay_net = ipaddress.ip_network(underlay) if underlay else None
         self.underlay_ns = f"{self.name}-ul" if underlay else ""
         self._underlay_made = False
@@ -178,20 +183,29 @@ class World:
 
     # ------------------------------------------------------------------ processes
 
+    def _listen(self, service: str) -> str:
+        """Where `service` listens: "" (a unix socket in the run dir, the default),
+        or with `tls` its own port on 127.0.0.1, the same at every restart."""
+        if self.tls is None:
+            return ""
+        port = self._ports.setdefault(service, self.tls.first_port + len(self._ports))
+        return f"127.0.0.1:{port}"
+
     def start_ipam(self, env: dict[str, str] | None = None, *, address_spaces: bool = True) -> str:
         """`address_spaces`: declare the tests' extra spaces (stack.TEST_ADDRESS_SPACES)."""
         self.ipam = stack.start_ipam(
             self.spawn, self.redis_url, self.run_dir, env=env, address_spaces=address_spaces,
-            netns_name=self.services_netns,
+            netns_name=self.services_netns, listen=self._listen("ipam"), tls=self.tls,
         )  # fmt: skip
         self.procs["ipam"] = self.spawn.procs[-1]
         return self.ipam
 
     def start_controller(self, name: str = "controller", env: dict[str, str] | None = None) -> str:
         """A controller process (its log in the run dir); its Popen is `procs[name]`."""
-        address = f"unix://{self.run_dir}/{name}.sock"
+        address = self._listen(name) or f"unix://{self.run_dir}/{name}.sock"
         argv = [str(stack.BIN / "cnm-controller"), "--listen", address,
-                "--redis-url", self.redis_url, "--ipam", self.ipam, "--log-format", "text"]  # fmt: skip
+                "--redis-url", self.redis_url, "--ipam", self.ipam, "--log-format", "text",
+                *(self.tls.server() if self.tls else [])]  # fmt: skip
         if self.services_netns:
             argv = ["nsenter", f"--net=/run/netns/{self.services_netns}", "--", *argv]
         with open(self.run_dir / f"{name}.log", "ab") as log:
@@ -201,7 +215,7 @@ class World:
                 stderr=log,
             )  # fmt: skip
         self.procs[name] = proc
-        stack.wait_serving(address, proc=proc)
+        stack.await_serving(address, proc, self.services_netns, self.tls)
         self.controllers[name] = address
         return address
 
@@ -219,6 +233,8 @@ class World:
             advertise_addr=host.address,
             extra=[*self.driver_args, *host.extra],
             env={**self.driver_env, **host.env, **(env or {})},
+            listen=self._listen(f"driver-{host.id}"),
+            tls=self.tls,
         )
         host.proc = self.spawn.procs[-1]
         return host.driver
@@ -273,7 +289,10 @@ class World:
 
     def delete_everything(self) -> None:
         """Sandboxes, endpoints and networks, through the API (best effort). A
-        controller in `controllers` that this world did not start is taken as live."""
+        controller in `controllers` that this world did not start is taken as live.
+        With `tls` nothing: the API is out of reach, the test deletes what it made."""
+        if self.tls is not None:
+            return
         live = [n for n in self.controllers if n not in self.procs or self.procs[n].poll() is None]
         if not live:
             return

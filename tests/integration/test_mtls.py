@@ -1,13 +1,15 @@
 """Mutual TLS on every TCP listener (README, "Security model").
 
 The three services run inside a fresh namespace (the `netns_host` fixture) on
-its loopback, TCP with certificates made by scripts/make-certs.sh; the
-controller reaches IPAM and the driver over mutual TLS too. Probes and cnmctl
-run in that namespace (nsenter --net). A second CA stands for a stranger.
+its loopback, TCP with certificates made by scripts/make-certs.sh (a
+harness.world World with `tls`); the controller reaches IPAM and the driver
+over mutual TLS too. Probes and cnmctl run in that namespace (nsenter --net).
+A second CA stands for a stranger.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import stat
@@ -19,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import BIN, short_tmp
+from harness import world as harness_world
+from harness.stack import BIN, Tls, short_tmp
 from harness.wait import until
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = {"ipam": 7101, "controller": 7102, "driver": 7103}
 HOST_ID = "tls-h1"
+SERVICES = ("ipam", "controller", "driver")
 
 
 def in_ns(ns: str, argv: list[str], timeout: float = 30, **kw) -> subprocess.CompletedProcess:
@@ -41,11 +44,6 @@ def in_ns(ns: str, argv: list[str], timeout: float = 30, **kw) -> subprocess.Com
 class Certs:
     dir: Path
 
-    def server(self) -> list[str]:
-        d = self.dir
-        return ["--tls-cert", f"{d}/server.pem", "--tls-key", f"{d}/server-key.pem",
-                "--tls-ca", f"{d}/ca.pem"]  # fmt: skip
-
     def client(self, ca: Certs | None = None, cert: bool = True) -> list[str]:
         """A client's flags: trusting `ca` (default: its own), showing its client cert."""
         d = self.dir
@@ -55,20 +53,37 @@ class Certs:
 
 
 @dataclass(frozen=True)
-class World:
-    ns: str
+class TlsWorld:
+    """A world on mutual TLS with the good CA's certificates, and the rogue CA's."""
+
+    world: harness_world.World
     good: Certs
     rogue: Certs
-    state_dir: Path
+
+    @property
+    def ns(self) -> str:
+        return self.world.services_netns
+
+    @property
+    def controller(self) -> str:
+        return self.world.controller
+
+    @property
+    def state_dir(self) -> Path:
+        return self.world.state_dir(HOST_ID)
+
+    def address(self, service: str) -> str:
+        w = self.world
+        addresses = {"ipam": w.ipam, "controller": w.controller, "driver": w.hosts[HOST_ID].driver}
+        return addresses[service]
 
     def probe(self, service: str, tls: list[str]) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", "services.healthcheck", "--timeout", "3", *tls,
-                f"127.0.0.1:{PORTS[service]}"]  # fmt: skip
+                self.address(service)]  # fmt: skip
         return in_ns(self.ns, argv, cwd=ROOT)
 
     def cnmctl(self, tls: list[str], *argv: str) -> subprocess.CompletedProcess:
-        controller = f"127.0.0.1:{PORTS['controller']}"
-        return in_ns(self.ns, [str(BIN / "cnmctl"), "--controller", controller,
+        return in_ns(self.ns, [str(BIN / "cnmctl"), "--controller", self.controller,
                                "--timeout", "15", *tls, *argv])  # fmt: skip
 
 
@@ -78,43 +93,21 @@ def make_certs(d: Path) -> Certs:
     return Certs(d)
 
 
-def wait_serving(w: World, service: str, proc: subprocess.Popen) -> None:
-    def serving() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{service} exited with {proc.returncode}: {proc.stderr.read()}")
-        return w.probe(service, w.good.client()).returncode == 0
-
-    until(serving, f"{service} SERVING over mutual TLS", timeout=30)
-
-
 @pytest.fixture
-def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[World]:
-    base = short_tmp("cnmtls")
+def world(redis_url, netns_host, netns_prefix, spawn) -> Iterator[TlsWorld]:
+    """IPAM, the driver of host HOST_ID and a controller, all in `netns_host`."""
+    certs = short_tmp("cnmtls")
     try:
-        w = World(netns_host, make_certs(base / "good"), make_certs(base / "rogue"), base / "state")
-        common = ["--redis-url", redis_url, "--log-format", "text", *w.good.server()]
-        extra = {
-            "ipam": [],
-            "driver": ["--host-id", HOST_ID, "--state-dir", str(w.state_dir)],
-            "controller": ["--ipam", f"127.0.0.1:{PORTS['ipam']}"],
-        }
-        for name in ("ipam", "driver", "controller"):
-            argv = [str(BIN / f"cnm-{name}"), "--listen", f"127.0.0.1:{PORTS[name]}",
-                    *common, *extra[name]]  # fmt: skip
-            proc = spawn(
-                ["nsenter", f"--net=/run/netns/{netns_host}", "--", *argv],
-                env={"CNM_NETNS_PREFIX": netns_prefix},
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            wait_serving(w, name, proc)
-        yield w
+        good, rogue = make_certs(certs / "good"), make_certs(certs / "rogue")
+        w = harness_world.World(spawn, redis_url, netns_prefix, tmp_prefix="cnmtls",
+                                services_netns=netns_host, tls=Tls(good.dir))  # fmt: skip
+        with contextlib.closing(w):
+            yield TlsWorld(w.add_host(HOST_ID, netns=netns_host, start=False).build(), good, rogue)
     finally:
-        spawn.stop_all()
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(certs, ignore_errors=True)
 
 
-@pytest.mark.parametrize("service", list(PORTS))
+@pytest.mark.parametrize("service", SERVICES)
 def test_each_listener_serves_only_clients_with_a_certificate_of_its_ca(world, service):
     refused = {
         "plaintext": [],
@@ -133,7 +126,7 @@ def test_cnmctl_with_the_right_certificate_works_end_to_end(world):
     for tls in (world.good.client(cert=False), world.rogue.client()):
         res = world.cnmctl(tls, "network", "ls")
         assert res.returncode == 125 and res.stdout == ""  # unreachable, as Docker's
-        assert res.stderr.startswith("Error: cannot reach the controller at 127.0.0.1:7102")
+        assert res.stderr.startswith(f"Error: cannot reach the controller at {world.controller}")
     tls = world.good.client()
     # Creating a bridge network and a sandbox takes the controller to IPAM and to
     # the driver: both over mutual TLS with the controller's certificate.
