@@ -282,9 +282,10 @@ finish() {
         run "${CNMD[@]}" stop
         return
     fi
-    local bin=$ROOT/.venv/bin run_dir_flag=""
+    local bin=$ROOT/.venv/bin run_dir_flag="" data_dir_flag=""
     # Spelled out when not the default, so the commands work without CNM_RUN_DIR.
     [[ $RUN_DIR == /run/cnm ]] || run_dir_flag=" --run-dir $RUN_DIR"
+    [[ $DATA_DIR == /var/lib/cnm ]] || data_dir_flag=" --data-dir $DATA_DIR"
     say "done"
     cat <<EOF
 cnmd keeps running in the background, and so do the demo's network and sandboxes.
@@ -307,6 +308,9 @@ Stop and clean up:
   ${CNMD[*]} stop$run_dir_flag
 cnm's state stays in $DATA_DIR (Redis' append-only file, sandbox files, logs);
 remove that directory after cnmd stop to start afresh.
+If cnmd is no longer running, this removes what it left (namespaces, links,
+nftables tables, its private store):
+  ${CNMD[*]} cleanup$run_dir_flag$data_dir_flag
 EOF
 }
 

@@ -4,6 +4,8 @@
          [--daemon] [--log-level L] [--log-format json|text]
     cnmd status [--run-dir DIR]    exit 0: all SERVING, 1: some not SERVING, 3: not running
     cnmd stop   [--run-dir DIR]    exit 0 also when cnmd was not running
+    cnmd cleanup [--config FILE] [--run-dir DIR] [--data-dir DIR] [--redis-url URL] [--host-id ID]
+                                   remove what a stopped cnmd left (services/cnmd_cleanup.py)
 
 Starts a private redis-server (unless a Redis URL is given) and cnm-ipam,
 cnm-controller, cnm-driver and cnm-dns as child processes on unix sockets in the run
@@ -35,6 +37,7 @@ from typing import Any, NoReturn
 
 from services import healthcheck
 from services.address import parse_address
+from services.cnmd_cleanup import cleanup
 from services.cnmd_control import PID_FILE, SERVICES, STATE_FILE, daemonize, status, stop
 from services.config import ConfigError, load
 from services.logsetup import setup_logging
@@ -95,10 +98,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run in the background (logs in DATA_DIR/log); return once all are SERVING",
     )
-    sub = p.add_subparsers(dest="command", metavar="{status,stop}")
-    for name, text in (("status", "health of each component"), ("stop", "stop a running cnmd")):
+    sub = p.add_subparsers(dest="command", metavar="{status,stop,cleanup}")
+    commands = (
+        ("status", "health of each component"),
+        ("stop", "stop a running cnmd"),
+        ("cleanup", "remove the networks, sandboxes and state a stopped cnmd left"),
+    )
+    for name, text in commands:
         sp = sub.add_parser(name, help=text, parents=[common], argument_default=argparse.SUPPRESS)
         sp.error = p.error  # type: ignore[method-assign]
+        if name == "cleanup":
+            # The settings that say where the driver's state is.
+            sp.add_argument("--data-dir", metavar="DIR", help="Redis data, sandbox files, logs")
+            sp.add_argument("--redis-url", metavar="URL", help="the Redis cnmd was given")
+            sp.add_argument("--host-id", metavar="ID", help="this host's id (default: hostname)")
     return p
 
 
@@ -116,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "stop":
             return stop(Path(cfg.run_dir).absolute())
         plan = Plan.build(cfg, getattr(args, "config", None), flags)
+        if args.command == "cleanup":
+            return cleanup(plan)
         if args.daemon:
             return daemonize(plan, list(argv if argv is not None else sys.argv[1:]))
         return Cnmd(plan).run()

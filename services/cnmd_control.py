@@ -35,7 +35,7 @@ STATUS_NOT_SERVING = 1
 STATUS_NOT_RUNNING = 3
 
 
-def _read_state(run_dir: Path) -> dict[str, Any] | None:
+def read_state(run_dir: Path) -> dict[str, Any] | None:
     """cnmd's state file, or None when no cnmd holds the run dir's lock."""
     pid_path = run_dir / PID_FILE
     try:
@@ -59,7 +59,7 @@ def _read_state(run_dir: Path) -> dict[str, Any] | None:
 
 def daemonize(plan: Plan, argv: list[str]) -> int:
     """Starts cnmd in the background; returns once it is SERVING (0) or has failed."""
-    if (other := _read_state(plan.run_dir)) is not None:
+    if (other := read_state(plan.run_dir)) is not None:
         raise ConfigError(
             f"another cnmd (pid {other.get('pid')}) is running with run dir {plan.run_dir}"
         )
@@ -80,7 +80,7 @@ def daemonize(plan: Plan, argv: list[str]) -> int:
             last = Child(ChildSpec("cnmd", (), log_path, "")).last_log_line()
             print(last or f"cnmd: exited with {proc.returncode}", file=sys.stderr)
             return proc.returncode or 1
-        state = _read_state(plan.run_dir)
+        state = read_state(plan.run_dir)
         if state and state.get("pid") == proc.pid and state.get("ready"):
             print(f"cnmd started (pid {proc.pid}); run dir {plan.run_dir}, logs {log_path.parent}")
             return 0
@@ -95,7 +95,7 @@ def daemonize(plan: Plan, argv: list[str]) -> int:
 
 
 def status(run_dir: Path) -> int:
-    state = _read_state(run_dir)
+    state = read_state(run_dir)
     if state is None:
         print(f"cnmd: not running (run dir {run_dir})")
         return STATUS_NOT_RUNNING
@@ -118,14 +118,14 @@ def status(run_dir: Path) -> int:
 
 
 def stop(run_dir: Path, timeout: float = 20.0) -> int:
-    state = _read_state(run_dir)
+    state = read_state(run_dir)
     if state is None or not state.get("pid"):
         print(f"cnmd: not running (run dir {run_dir})")
         return 0
     pid = int(state["pid"])
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    if wait_until(lambda: _read_state(run_dir) is None, timeout, 0.1):
+    if wait_until(lambda: read_state(run_dir) is None, timeout, 0.1):
         print(f"cnmd (pid {pid}) stopped")
         return 0
     print(f"cnmd: pid {pid} did not stop within {timeout:.0f}s", file=sys.stderr)

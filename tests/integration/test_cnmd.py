@@ -428,3 +428,71 @@ def test_service_with_unreachable_redis_is_not_serving(
     assert proc.returncode == 0, err
     assert "Traceback" not in err + out
     assert url in err, err
+
+
+# --- cnmd cleanup: what a dead cnmd left -------------------------------------------------------
+
+
+def _netns_names(prefix: str) -> set[str]:
+    return {n for n in os.listdir("/run/netns") if n.startswith(prefix)}
+
+
+def _in_host(netns_name: str, *argv: str) -> str:
+    return subprocess.run(
+        in_netns(netns_name, list(argv)), capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+
+
+@needs_all_services
+def test_cleanup_removes_what_a_killed_cnmd_left(dirs, netns_host, netns_prefix, cnmd_env, spawn):
+    proc = start_cnmd(spawn, dirs, netns_host, cnmd_env)
+    ctl = {**cnmd_env, "CNM_CONTROLLER": f"unix://{dirs.run}/controller.sock"}
+
+    def cnmctl(*args: str) -> None:
+        res = subprocess.run(
+            [str(BIN / "cnmctl"), *args], capture_output=True, text=True, timeout=30,
+            env={**os.environ, **ctl},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+
+    cnmctl("network", "create", "--subnet", "10.231.0.0/24", "left")
+    cnmctl("sandbox", "create", "c1")
+    cnmctl("network", "connect", "-p", "8080:80", "left", "c1")
+    sandboxes = _netns_names(netns_prefix)
+    assert sandboxes
+    assert "bridge" in _in_host(netns_host, "ip", "-d", "link", "show", "type", "bridge")
+    assert "table inet cnm" in _in_host(netns_host, "nft", "list", "tables")
+
+    # Refused while cnmd runs: it would bring everything back.
+    refused = cnmd("cleanup", *dirs.args(), "--host-id", HOST_ID, env=cnmd_env,
+                   netns_name=netns_host)  # fmt: skip
+    assert refused.returncode == 2
+    assert f"cnmd (pid {proc.pid}) is running with run dir {dirs.run}" in refused.stderr
+    assert _netns_names(netns_prefix) == sandboxes
+
+    # A SIGKILLed cnmd: its children go with it (pdeathsig); the kernel state stays.
+    children = dirs.pids().values()
+    proc.kill()
+    proc.wait(timeout=10)
+    until(lambda: not any(alive(p) for p in children), "children gone", timeout=10)
+    assert _netns_names(netns_prefix) == sandboxes
+
+    res = cnmd("cleanup", *dirs.args(), "--host-id", HOST_ID, env=cnmd_env, netns_name=netns_host)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "removed this host's networks, sandboxes and state" in res.stdout
+    assert _netns_names(netns_prefix) == set()
+    assert _in_host(netns_host, "ip", "-d", "link", "show", "type", "bridge").strip() == ""
+    assert _in_host(netns_host, "ip", "link", "show", "type", "veth").strip() == ""
+    assert "cnm" not in _in_host(netns_host, "nft", "list", "tables")
+    assert not (dirs.data / "redis").exists() and not (dirs.data / "driver").exists()
+    assert (dirs.data / "log").is_dir()
+
+    # Afresh: the next cnmd knows nothing of them; a second cleanup has nothing to do.
+    again = cnmd("cleanup", *dirs.args(), "--host-id", HOST_ID, env=cnmd_env, netns_name=netns_host)
+    assert again.returncode == 0, again.stderr
+    start_cnmd(spawn, dirs, netns_host, cnmd_env)
+    res = subprocess.run(
+        [str(BIN / "cnmctl"), "network", "ls", "--format", "{{.Name}}"],
+        capture_output=True, text=True, timeout=30, env={**os.environ, **ctl},
+    )  # fmt: skip
+    assert sorted(res.stdout.split()) == ["host", "none"], res.stderr

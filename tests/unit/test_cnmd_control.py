@@ -25,7 +25,7 @@ def locked_run_dir(tmp_path: Path):
 
 def test_state_file_is_read_while_the_lock_is_held(locked_run_dir: Path) -> None:
     (locked_run_dir / STATE_FILE).write_text('{"pid": 4242, "ready": true, "components": []}')
-    assert cnmd_control._read_state(locked_run_dir) == {
+    assert cnmd_control.read_state(locked_run_dir) == {
         "pid": 4242,
         "ready": True,
         "components": [],
@@ -34,7 +34,7 @@ def test_state_file_is_read_while_the_lock_is_held(locked_run_dir: Path) -> None
 
 def test_no_lock_means_not_running(tmp_path: Path) -> None:
     (tmp_path / PID_FILE).write_text("4242\n")
-    assert cnmd_control._read_state(tmp_path) is None
+    assert cnmd_control.read_state(tmp_path) is None
 
 
 def test_files_unlinked_by_a_stopping_cnmd_still_give_its_pid(
@@ -50,5 +50,5 @@ def test_files_unlinked_by_a_stopping_cnmd_still_give_its_pid(
         real_flock(fd, op)
 
     monkeypatch.setattr(cnmd_control.fcntl, "flock", flock_then_shutdown)
-    state = cnmd_control._read_state(locked_run_dir)
+    state = cnmd_control.read_state(locked_run_dir)
     assert state == {"pid": 4242, "ready": False, "components": []}
