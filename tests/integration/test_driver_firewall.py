@@ -2,7 +2,7 @@
 masquerade, internal networks, published ports, self-healing after `nft flush ruleset`,
 and cnm's tables going away with the last network.
 
-The "outside world" is a namespace of its own, wired to the test host by a veth
+The "outside world" is ports_world's namespace, wired to the test host by a veth
 (192.0.2.1 on the host side, 192.0.2.2 outside) and with NO route back to any
 sandbox subnet: a sandbox reaches it only when its traffic is masqueraded.
 """
@@ -13,35 +13,22 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
-from driver_world import T, default_routes, netns_name, ping, shared_host
+from driver_world import T, default_routes, netns_name, ping
+from ports_world import HOST as HOST_UPLINK
+from ports_world import OUTSIDE, ports_world
 
 from cnm.driver.v1 import driver_pb2 as pb
 from cnm.types.v1 import types_pb2 as tpb
-from harness import kernel_snapshot, netns
+from harness import netns
 from harness.wait import eventually
-
-OUTSIDE = "192.0.2.2"
-HOST_UPLINK = "192.0.2.1"
 
 
 @pytest.fixture(scope="module")
 def world(redis_server, netns_prefix):
-    with shared_host(redis_server, netns_prefix) as h:
-        ext = f"cnmtest-{kernel_snapshot.TEST_TAG}-ext{uuid.uuid4().hex[:5]}"
-        netns.create(ext)
-        try:
-            h.host_exec("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "wan",
-                        "netns", ext)  # fmt: skip
-            h.host_exec("ip", "addr", "add", f"{HOST_UPLINK}/24", "dev", "uplink")
-            h.host_exec("ip", "link", "set", "uplink", "up")
-            netns.exec_in(ext, "ip", "addr", "add", f"{OUTSIDE}/24", "dev", "wan")
-            netns.exec_in(ext, "ip", "link", "set", "wan", "up")
-            yield h, ext
-        finally:
-            netns.delete(ext)
+    with ports_world(redis_server, netns_prefix) as w:
+        yield w
 
 
 @pytest.fixture
