@@ -117,7 +117,9 @@ class LinkRepair:
         nets = self._bridge_networks()
         if not nets:
             return 0
-        links = {li.name for li in osl.list_links()}
+        # Names only: this pass runs every `interval` seconds and on every deletion
+        # of a link cnm owns; decoding every veth fully grew RSS with the veths.
+        links = osl.link_names()
         done = 0
         for net, driver in nets:
             if driver.bridge_name(net) not in links:

@@ -63,6 +63,7 @@ from .namespace import (
 )
 from .nsenter import NETNS_RUN_DIR, NetnsRef, netns_path
 from .query import (
+    link_names,
     list_addresses,
     list_fdb,
     list_links,
@@ -129,6 +130,7 @@ __all__ = [
     "get_sysctl",
     "is_netns",
     "link_exists",
+    "link_names",
     "list_addresses",
     "list_fdb",
     "list_links",

@@ -16,8 +16,9 @@ from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_TENTATIVE
 
 from . import validate
+from .batch import dump_link_names
 from .nsenter import NetnsRef
-from .rtnl import kernel_errors, rtnl
+from .rtnl import kernel_errors, raw_rtnl, rtnl
 from .types import (
     AddressInfo,
     FdbInfo,
@@ -149,6 +150,20 @@ def list_links(*, netns: NetnsRef = None, tombstones: bool = False) -> list[Link
     """Every interface of `netns`."""
     with kernel_errors(f"list links in {netns or 'the host namespace'}"), rtnl(netns) as ipr:
         return _links(ipr, tombstones)
+
+
+def link_names(*, netns: NetnsRef = None, tombstones: bool = False) -> set[str]:
+    """The names of the interfaces of `netns`: `list_links` without decoding
+    anything but the names, for callers that look at every link often (the
+    link repair pass); its cost and garbage stay small however many veths."""
+    with kernel_errors(f"list links in {netns or 'the host namespace'}"), raw_rtnl(netns) as sock:
+        for attempt in range(5):
+            names, interrupted = dump_link_names(sock)
+            if not interrupted:
+                break
+            if attempt == 4:
+                raise NetlinkDumpInterrupted()
+        return {n for n in names if tombstones or not is_tombstone(n)}
 
 
 def list_addresses(*, netns: NetnsRef = None, ifname: str | None = None) -> list[AddressInfo]:
