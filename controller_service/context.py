@@ -115,13 +115,15 @@ class Context:
         return self.probe(self.hosts.ready(host_id))
 
     def reachable_later(self, host_id: str) -> Callable[[], Host]:
-        """reachable(), begun now and concluded by calling the result: the
-        driver's health probe is in flight while the caller does its other
-        reads and checks. Errors (a host not READY, a probe that fails) are
-        raised by that call, so the caller's own checks keep their order."""
+        """reachable(), concluded by calling the result: the host is judged
+        READY now, its driver's health probe is made by that call (just
+        before the caller's first write, after its own reads and checks).
+        Errors (a host not READY, a probe that fails) are raised by that
+        call, so the caller's own checks keep their order. The probe is made
+        once, however often the result is called (a transaction retried)."""
         try:
             host = self.hosts.ready(host_id)
-            answered = self.drivers.for_host(host).start_probe()
+            client = self.drivers.for_host(host)
         except CnmError as e:
             failure = e
 
@@ -130,8 +132,12 @@ class Context:
 
             return fail
 
+        probed: list[bool] = []
+
         def verdict() -> Host:
-            answered()
+            if not probed:
+                client.probe()
+                probed.append(True)
             return host
 
         return verdict

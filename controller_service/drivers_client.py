@@ -99,35 +99,25 @@ class DriverClient:
         before an operation's first change: a heartbeat within its TTL does
         not prove the service still answers (it may hang or have just died),
         and a failure here leaves nothing behind. Half of the remaining time
-        is kept for the operation itself."""
-        self.start_probe()()
-
-    def start_probe(self) -> Callable[[], None]:
-        """probe() in two halves: the request leaves now, the returned
-        function waits for the answer, so the caller's own reads overlap it."""
+        is kept for the operation itself. A blocking call: a future would
+        start grpc's channel thread for it (when no other future is in
+        flight), which cost more than the round trip it overlapped."""
         timeout = min(PROBE_TIMEOUT, max(deadline.MINIMUM, deadline.timeout(self.timeout) / 2))
-        answer = self._health.Check.future(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout
-        )
-
-        def wait() -> None:
-            try:
-                resp = answer.result()
-            except grpc.RpcError as e:
-                self._on_unavailable()
-                raise Unavailable(
-                    f"driver service of host {self.host_id!r} does not answer: {e.code().name}",
-                    reason="HOST_UNREACHABLE",
-                    metadata={"host": self.host_id},
-                ) from e
-            if resp.status != health_pb2.HealthCheckResponse.SERVING:
-                raise Unavailable(
-                    f"driver service of host {self.host_id!r} is not serving",
-                    reason="HOST_UNREACHABLE",
-                    metadata={"host": self.host_id},
-                )
-
-        return wait
+        try:
+            resp = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as e:
+            self._on_unavailable()
+            raise Unavailable(
+                f"driver service of host {self.host_id!r} does not answer: {e.code().name}",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": self.host_id},
+            ) from e
+        if resp.status != health_pb2.HealthCheckResponse.SERVING:
+            raise Unavailable(
+                f"driver service of host {self.host_id!r} is not serving",
+                reason="HOST_UNREACHABLE",
+                metadata={"host": self.host_id},
+            )
 
     def _call(self, method: str, fn: Callable[..., T], request: Any) -> T:
         try:

@@ -114,7 +114,7 @@ class Endpoints:
             log.warning("Published ports are discarded when using host network mode")
             spec = dataclasses.replace(spec, port_bindings=())
         host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
-        # The driver's health probe overlaps the reads below (awaited before the first write).
+        # The host must be READY now; its driver is probed just before the first write.
         verdict = ctx.reachable_later(host) if host else None
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)

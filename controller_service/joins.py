@@ -197,7 +197,7 @@ class Joins:
         ctx = self.ctx
         net = ctx.network(network)
         sb = ctx.sandbox(sandbox)
-        # The driver's health probe overlaps the two reads below.
+        # The host must be READY now; its driver is probed just before the first write.
         verdict = (sb.host, ctx.reachable_later(sb.host)) if sb.host else None
         ep = ctx.repo.sandbox_endpoint(sb.id, net.id)
         if ep is None:

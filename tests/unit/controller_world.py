@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,10 +145,6 @@ class FakeDriver:
 
     def probe(self) -> None:
         self._call("probe")
-
-    def start_probe(self) -> Callable[[], None]:
-        self._call("probe")
-        return lambda: None
 
     def create_network(self, net: Network, space: str) -> None:
         self._call("create_network")
