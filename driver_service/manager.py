@@ -169,33 +169,47 @@ class Manager:
 
     def create_endpoint(self, spec: EndpointSpec) -> EndpointRecord:
         spec = specs.endpoint_spec(spec)
+        with self.locks.endpoint(spec.endpoint_id):
+            existing, rec = self._plan_endpoint(spec)
+            if existing is not None:
+                return existing
+            self._record_new_endpoint(rec, rec)
+            return rec
+
+    def _plan_endpoint(self, spec: EndpointSpec) -> tuple[EndpointRecord | None, EndpointRecord]:
+        """(the recorded endpoint of an identical earlier request, or None;
+        the new record, not written yet: the driver's EndpointHooks have
+        made it when the first is None). Under the endpoint's lock."""
         net = self._ready_network(spec.network_id)
         driver = self.driver_of(net)
         option_keys.check_endpoint(net.spec.driver, spec.options)
         hooks = driver if isinstance(driver, EndpointHooks) else None
-        with self.locks.endpoint(spec.endpoint_id):
-            existing = self.state.endpoint(spec.endpoint_id)
-            if existing is not None:
-                if existing.spec == spec or (hooks and _same_request(existing.spec, spec)):
-                    return existing
-                raise AlreadyExists(
-                    f"endpoint {spec.endpoint_id!r} already exists with different parameters",
-                    reason="ENDPOINT_EXISTS",
-                    metadata={"endpoint_id": spec.endpoint_id},
-                )
-            rec = EndpointRecord(spec=spec, mac=driver.plan_endpoint(net, spec))
-            if hooks is not None:
-                rec = hooks.create_endpoint(net, rec)
-            try:
-                with self.locks.network(net.id):
-                    self._ready_network(net.id)
-                    attachment_plan.check_addresses_free(self.state, rec.spec)
-                    self.state.put_endpoint(rec)
-            except BaseException:
-                if hooks is not None:
-                    self._driver_forget_endpoint(net.id, spec.endpoint_id, quiet=True)
-                raise
-            return rec
+        existing = self.state.endpoint(spec.endpoint_id)
+        if existing is not None:
+            if existing.spec == spec or (hooks and _same_request(existing.spec, spec)):
+                return existing, existing
+            raise AlreadyExists(
+                f"endpoint {spec.endpoint_id!r} already exists with different parameters",
+                reason="ENDPOINT_EXISTS",
+                metadata={"endpoint_id": spec.endpoint_id},
+            )
+        rec = EndpointRecord(spec=spec, mac=driver.plan_endpoint(net, spec))
+        if hooks is not None:
+            rec = hooks.create_endpoint(net, rec)
+        return None, rec
+
+    def _record_new_endpoint(self, rec: EndpointRecord, written: EndpointRecord) -> None:
+        """The first write of a new endpoint's record (`written`: `rec`, or
+        `rec` with its join intent), once its network is still ready and its
+        addresses free; on failure the driver's hooks forget it again."""
+        try:
+            with self.locks.network(rec.network_id):
+                self._ready_network(rec.network_id)
+                attachment_plan.check_addresses_free(self.state, rec.spec)
+                self.state.put_endpoint(written)
+        except BaseException:
+            self._driver_forget_endpoint(rec.network_id, rec.id, quiet=True)
+            raise
 
     def _driver_forget_endpoint(self, network_id: str, endpoint_id: str, *, quiet: bool) -> None:
         """Tell a driver with endpoint state of its own (EndpointHooks) to
@@ -261,74 +275,112 @@ class Manager:
         specs.object_id("endpoint", endpoint_id)
         specs.object_id("sandbox", sandbox_id)
         with self.locks.sandbox(sandbox_id), self.locks.endpoint(endpoint_id):
-            sb = self.state.sandbox(sandbox_id)
-            if sb is None or sb.state != READY:
-                raise not_found.no_sandbox(sandbox_id)
+            sb = self._ready_sandbox(sandbox_id)
             ep = self._endpoint(network_id, endpoint_id)
-            net = self._ready_network(network_id)
-            driver = self.driver_of(net)
-            option_keys.check_join(net.spec.driver, options or {})
-            att = ep.attachment
-            if att is not None:
-                if att.sandbox_id != sandbox_id:
-                    raise FailedPrecondition(
-                        f"endpoint {endpoint_id!r} is already joined to sandbox {att.sandbox_id!r}",
-                        reason="ENDPOINT_JOINED",
-                    )
-                if att.state == JOINED:
-                    return self._result(ep, att)
-                # A join or leave stopped half-way: finish undoing it, then join afresh.
-                ep = self.detach(net, ep, att, sb)
-            if not self.sandboxes.alive(sb):
-                raise NotFound(
-                    f"the network namespace of sandbox {sandbox_id!r} ({sb.key}) is gone",
-                    reason="NETNS_NOT_FOUND",
-                    metadata={"sandbox_id": sandbox_id},
+            result, changed = self._join_locked(ep, sb, options, new=False)
+        if changed:
+            self._refresh_network(network_id, sandbox_id)
+        return result
+
+    def _ready_sandbox(self, sandbox_id: str) -> SandboxRecord:
+        sb = self.state.sandbox(sandbox_id)
+        if sb is None or sb.state != READY:
+            raise not_found.no_sandbox(sandbox_id)
+        return sb
+
+    def _join_locked(
+        self,
+        ep: EndpointRecord,
+        sb: SandboxRecord,
+        options: Mapping[str, str] | None,
+        *,
+        new: bool,
+    ) -> tuple[JoinResult, bool]:
+        """Join under the sandbox's and the endpoint's locks; (result, whether
+        anything changed: not for a repeat). `new`: the endpoint's record is
+        not written yet (Connect): its first write is the join intent."""
+        net = self._ready_network(ep.network_id)
+        driver = self.driver_of(net)
+        option_keys.check_join(net.spec.driver, options or {})
+        att = ep.attachment
+        if att is not None:
+            if att.sandbox_id != sb.id:
+                raise FailedPrecondition(
+                    f"endpoint {ep.id!r} is already joined to sandbox {att.sandbox_id!r}",
+                    reason="ENDPOINT_JOINED",
                 )
-            attachment_plan.check_host_mode(net, sb)
-            if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
-                self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
-            att = dataclasses.replace(
-                attachment_plan.plan(self.state, driver, net, ep, sb), options=dict(options or {})
+            if att.state == JOINED:
+                return self._result(ep, att), False
+            # A join or leave stopped half-way: finish undoing it, then join afresh.
+            ep = self.detach(net, ep, att, sb)
+        if not self.sandboxes.alive(sb):
+            raise NotFound(
+                f"the network namespace of sandbox {sb.id!r} ({sb.key}) is gone",
+                reason="NETNS_NOT_FOUND",
+                metadata={"sandbox_id": sb.id},
             )
-            with self.locks.network(network_id):
-                self._ready_network(network_id)
-                self.state.put_endpoint(dataclasses.replace(ep, attachment=att))
-            try:
-                att = driver.join(net, ep, sb, att)
-            except BaseException:
-                self._forget_attachment_quietly(ep)
-                raise
-            att = dataclasses.replace(att, state=JOINED)
-            ep = dataclasses.replace(ep, attachment=att)
-            self.state.put_endpoint(ep)
-        self._refresh_network(network_id, sandbox_id)
-        return self._result(ep, att)
+        attachment_plan.check_host_mode(net, sb)
+        if sb.spec.external_key and not sb.spec.runtime_moves_interfaces:
+            self.sandboxes.keys.check(sb.key)  # a /proc/PID may name another process now
+        att = dataclasses.replace(
+            attachment_plan.plan(self.state, driver, net, ep, sb), options=dict(options or {})
+        )
+        intent = dataclasses.replace(ep, attachment=att)
+        if new:
+            self._record_new_endpoint(ep, intent)
+        else:
+            with self.locks.network(net.id):
+                self._ready_network(net.id)
+                self.state.put_endpoint(intent)
+        try:
+            att = driver.join(net, ep, sb, att)
+        except BaseException:
+            self._forget_attachment_quietly(ep)
+            raise
+        att = dataclasses.replace(att, state=JOINED)
+        ep = dataclasses.replace(ep, attachment=att)
+        self.state.put_endpoint(ep)
+        return self._result(ep, att), True
 
     def connect(
         self, spec: EndpointSpec, sandbox_id: str, options: Mapping[str, str] | None = None
     ) -> JoinResult:
-        """CreateEndpoint then Join in one call. Each half keeps its own
-        records and intents, so a crash between them leaves a created endpoint,
-        exactly as two calls would (the controller deletes it). A Join that
-        fails forgets an endpoint this call created."""
-        created = self.state.endpoint(spec.endpoint_id) is None
+        """CreateEndpoint then Join in one call. A new endpoint's record is
+        first written with its join intent (one write, not two): a crash
+        after it leaves a join to undo, and reconcile's undo leaves a created
+        endpoint, exactly as a crash between two calls would (the controller
+        deletes it). A Join that fails forgets an endpoint this call created."""
+        spec = specs.endpoint_spec(spec)
+        specs.object_id("sandbox", sandbox_id)
         self._forgotten.pop(spec.endpoint_id, None)
-        self.create_endpoint(spec)
+        created = False
         try:
-            return self.join(spec.network_id, spec.endpoint_id, sandbox_id, options)
+            with self.locks.sandbox(sandbox_id), self.locks.endpoint(spec.endpoint_id):
+                existing, rec = self._plan_endpoint(spec)
+                if existing is None:
+                    created = True
+                    sb = self._ready_sandbox(sandbox_id)
+                    result, _ = self._join_locked(rec, sb, options, new=True)
         except BaseException:
             if created:
-                try:
-                    self.delete_endpoint(spec.network_id, spec.endpoint_id)
-                    self._remember_forgotten(spec.endpoint_id)
-                except CnmError as e:
-                    log.warning(
-                        "endpoint %s: not forgotten after a failed join: %s",
-                        spec.endpoint_id[:12],
-                        e,
-                    )
+                self._forget_failed_connect(spec)
             raise
+        if existing is not None:
+            # A repeat, or an endpoint created by an earlier call: Join alone.
+            return self.join(spec.network_id, spec.endpoint_id, sandbox_id, options)
+        self._refresh_network(spec.network_id, sandbox_id)
+        return result
+
+    def _forget_failed_connect(self, spec: EndpointSpec) -> None:
+        """The endpoint a failed Connect created goes again (record and the
+        driver's hooks): the controller's rollback then finds nothing."""
+        try:
+            self.delete_endpoint(spec.network_id, spec.endpoint_id)
+            self._remember_forgotten(spec.endpoint_id)
+        except CnmError as e:
+            log.warning(
+                "endpoint %s: not forgotten after a failed join: %s", spec.endpoint_id[:12], e
+            )
 
     def _remember_forgotten(self, endpoint_id: str) -> None:
         self._forgotten[endpoint_id] = None
