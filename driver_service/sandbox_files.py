@@ -5,6 +5,9 @@ kernel. Writing goes through a temporary file in the same directory and
 rename(2): a reader (the container) sees the old file or the new one, never a
 half-written one. No fsync: a crash can at worst lose the newest version, and
 the driver rewrites every sandbox's files when it starts (`reconcile.py`).
+An existing file is replaced by renameat2(RENAME_EXCHANGE), then the old one
+unlinked: as atomic for readers, and ext4 does not flush the new file's data
+on it (it does on a rename over an existing file, auto_da_alloc: ~0.2 ms).
 
 Note for runtimes: rename replaces the inode, so mount the sandbox's directory
 (or re-read the path) rather than bind-mounting the file itself, or updates
@@ -13,6 +16,9 @@ made as peers join and leave will not be seen inside the container.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import ipaddress
 import os
 import tempfile
@@ -216,16 +222,46 @@ def read_text(path: str) -> str:
         return ""
 
 
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc >= 2.28
+if _renameat2 is not None:
+    _renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two names in one step; False when `b` does not exist or the
+    filesystem (or libc) cannot (the caller renames instead)."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 @metrics.step("files")
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` in one rename (temp file in the same directory)."""
+    """Replace `path` with `text` in one step (temp file in the same directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if not _exchange(tmp, str(path)):
+            os.replace(tmp, path)
+            return
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    Path(tmp).unlink(missing_ok=True)  # the old version, swapped out
