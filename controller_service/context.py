@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from controller_service.config import ControllerConfig
 from controller_service.drivers_client import DriverClient, DriverClients
-from controller_service.hosts import Hosts
+from controller_service.hosts import HostRecords, Hosts
 from controller_service.ipam_client import IpamClient
 from controller_service.models import Endpoint, Host, Network, Sandbox, Scope
 from controller_service.repository import Read, Record, Repository, Tx, kind_of
@@ -114,15 +114,18 @@ class Context:
         operation changes anything, so an unreachable host changes nothing."""
         return self.probe(self.hosts.ready(host_id))
 
-    def reachable_later(self, host_id: str) -> Callable[[], Host]:
+    def reachable_later(
+        self, host_id: str, records: HostRecords | None = None
+    ) -> Callable[[], Host]:
         """reachable(), concluded by calling the result: the host is judged
         READY now, its driver's health probe is made by that call (just
         before the caller's first write, after its own reads and checks).
         Errors (a host not READY, a probe that fails) are raised by that
         call, so the caller's own checks keep their order. The probe is made
-        once, however often the result is called (a transaction retried)."""
+        once, however often the result is called (a transaction retried).
+        `records`: the hosts' records as the caller just read them."""
         try:
-            host = self.hosts.ready(host_id)
+            host = self.hosts.ready(host_id, records)
             client = self.drivers.for_host(host)
         except CnmError as e:
             failure = e

@@ -12,6 +12,7 @@ from typing import Any
 from controller_service import builtin, config_networks, listing, rules, validate
 from controller_service.context import Context, describe
 from controller_service.events import EventType
+from controller_service.hosts import HostRecords
 from controller_service.models import (
     Endpoint,
     EndpointSpec,
@@ -94,18 +95,21 @@ class Endpoints:
 
     def create(
         self,
-        network: str,
+        network: str | Network,
         spec: EndpointSpec,
         ep_id: str,
         *,
         sandbox: Sandbox | None = None,
         join_options: dict[str, str] | None = None,
+        hosts: HostRecords | None = None,
     ) -> Endpoint:
         """Creates an endpoint; with `sandbox` also joins it (Connect), so a
-        crash anywhere rolls the whole connection back."""
+        crash anywhere rolls the whole connection back. `network`: its name
+        or id, or the network as the caller just read it (Repository.first_reads,
+        with `hosts`)."""
         ctx = self.ctx
         spec = validate.endpoint_spec(spec)
-        net = ctx.network(network)
+        net = network if isinstance(network, Network) else ctx.network(network)
         config_networks.check_takes_endpoints(net)
         rules.check_network_ready(net)
         self._check_static(net, spec)
@@ -115,7 +119,7 @@ class Endpoints:
             spec = dataclasses.replace(spec, port_bindings=())
         host = (sandbox.host if sandbox else "") if builtin.follows_sandbox(net) else net.host
         # The host must be READY now; its driver is probed just before the first write.
-        verdict = ctx.reachable_later(host) if host else None
+        verdict = ctx.reachable_later(host, hosts) if host else None
         if sandbox is not None:
             rules.check_sandbox_ready(sandbox)
             rules.check_same_host(net, sandbox)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What Repository.host_records() returns: fields by host id, and the store's clock.
+HostRecords = tuple[dict[str, dict[str, str]], liveness.StoreClock]
+
 # A host silent for up to this many of its TTLs counts as restarting (a driver
 # service restart takes seconds; its TTL is 10 s by default).
 RESTART_WINDOW_TTLS = 6
@@ -106,10 +109,11 @@ class Hosts:
         self.repo = repo
         self.default_ttl = default_ttl
 
-    def _read(self) -> tuple[list[Host], liveness.StoreClock]:
+    def _read(self, records: HostRecords | None = None) -> tuple[list[Host], liveness.StoreClock]:
         """Every registered host, judged together on Redis' clock (a host's
-        liveness after a Redis restart depends on the others' heartbeats)."""
-        found, clock = self.repo.host_records()
+        liveness after a Redis restart depends on the others' heartbeats).
+        `records`: repo.host_records() as the caller just read them."""
+        found, clock = records if records is not None else self.repo.host_records()
         beats = {h: heartbeat_of(f, self.default_ttl) for h, f in found.items()}
         live = liveness.judge(beats, clock)
         hosts = [parse_host(h, f, self.default_ttl, live[h]) for h, f in found.items()]
@@ -128,9 +132,10 @@ class Hosts:
     def all(self) -> list[Host]:
         return self._read()[0]
 
-    def ready(self, host_id: str) -> Host:
-        """The host, READY; UNAVAILABLE naming it when it missed its heartbeat."""
-        hosts, clock = self._read() if host_id else ([], None)
+    def ready(self, host_id: str, records: HostRecords | None = None) -> Host:
+        """The host, READY; UNAVAILABLE naming it when it missed its heartbeat.
+        `records`: repo.host_records() as the caller just read them."""
+        hosts, clock = self._read(records) if host_id else ([], None)
         host = next((h for h in hosts if h.id == host_id), None)
         if host is None or clock is None:
             raise NotFound(f"no such host {host_id!r}", reason="HOST_NOT_FOUND")

@@ -190,15 +190,19 @@ class Joins:
     # ------------------------------------------------------------------ connect / disconnect
 
     def connect(self, network: str, sandbox: str, spec: EndpointSpec, ep_id: str) -> Endpoint:
-        sb = self.ctx.sandbox(sandbox)
-        return self.endpoints.create(network, spec, ep_id, sandbox=sb)
+        # Network, sandbox and hosts in one read; what it missed (a prefix,
+        # or nothing there) is resolved the long way, the sandbox first.
+        net, sb, hosts = self.ctx.repo.first_reads(network, sandbox)
+        sb = sb or self.ctx.sandbox(sandbox)
+        return self.endpoints.create(net or network, spec, ep_id, sandbox=sb, hosts=hosts)
 
     def disconnect(self, network: str, sandbox: str) -> None:
         ctx = self.ctx
-        net = ctx.network(network)
-        sb = ctx.sandbox(sandbox)
+        net, sb, hosts = ctx.repo.first_reads(network, sandbox)
+        net = net or ctx.network(network)
+        sb = sb or ctx.sandbox(sandbox)
         # The host must be READY now; its driver is probed just before the first write.
-        verdict = (sb.host, ctx.reachable_later(sb.host)) if sb.host else None
+        verdict = (sb.host, ctx.reachable_later(sb.host, hosts)) if sb.host else None
         ep = ctx.repo.sandbox_endpoint(sb.id, net.id)
         if ep is None:
             raise NotFound(

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from controller_service.models import Endpoint, Event, Network, from_json, to_json
+from controller_service.models import Endpoint, Event, Network, Sandbox, from_json, to_json
 from controller_service.repository import (
     CLASSES,
     Claim,
@@ -46,6 +46,7 @@ from controller_service.repository import (
     member_of,
 )
 from services import liveness
+from services.ids import is_full_id
 from services.liveness import StoreClock
 from services.store import Store
 
@@ -361,6 +362,32 @@ class RedisRepository(Repository):
         pointer = self.keys.network_name(name) if kind == "net" else self.keys.sandbox_name(name)
         return self._follow(kind, pointer)
 
+    def first_reads(
+        self, network: str, sandbox: str
+    ) -> tuple[Network | None, Sandbox | None, tuple[dict[str, dict[str, str]], StoreClock]]:
+        pipe = self.c.pipeline(transaction=False)
+        refs = [("net", network), ("sb", sandbox)]
+        for kind, text in refs:
+            # A full id is read as one; anything else (or a full id that is not
+            # one) is followed as a name: the caller resolves what both miss.
+            if is_full_id(text):
+                pipe.get(self.keys.obj(kind, text))
+            if text:
+                pointer = (
+                    self.keys.network_name(text) if kind == "net" else self.keys.sandbox_name(text)
+                )
+                pipe.eval_ro(_FOLLOW, 1, pointer, self.keys.obj(kind, ""))
+        liveness.queue_clock(pipe, self.store)
+        pipe.eval_ro(_HOSTS, 1, self.store.key("hosts"), self.store.key("host", ""))
+        replies = iter(pipe.execute())
+        found: list[Any] = []
+        for kind, text in refs:
+            raws = [next(replies) for _ in range(is_full_id(text) + bool(text))]
+            raw = next((r for r in raws if r), None)
+            found.append(from_json(CLASSES[kind], raw) if raw else None)
+        clock = liveness.read_clock([next(replies) for _ in range(liveness.CLOCK_REPLIES)])
+        return found[0], found[1], (self._hosts_found(next(replies)), clock)
+
     def sandbox_endpoint(self, sandbox_id: str, network_id: str) -> Endpoint | None:
         return self._follow("ep", self.keys.sandbox_endpoints(sandbox_id), network_id)  # type: ignore[no-any-return]
 
@@ -508,9 +535,12 @@ class RedisRepository(Repository):
         pipe.eval_ro(_HOSTS, 1, self.store.key("hosts"), self.store.key("host", ""))
         replies = pipe.execute()
         clock = liveness.read_clock(replies[: liveness.CLOCK_REPLIES])
-        flat = replies[liveness.CLOCK_REPLIES]
+        return self._hosts_found(replies[liveness.CLOCK_REPLIES]), clock
+
+    @staticmethod
+    def _hosts_found(flat: list[Any]) -> dict[str, dict[str, str]]:
         found = {h: _as_dict(f) for h, f in zip(flat[::2], flat[1::2], strict=True) if f}
-        return dict(sorted(found.items())), clock
+        return dict(sorted(found.items()))
 
     def lost_sandboxes(self, host_ids: Iterable[str]) -> set[str]:
         ids = sorted(set(host_ids))

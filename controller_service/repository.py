@@ -34,6 +34,7 @@ from controller_service.models import (
     State,
 )
 from services.errors import InvalidArgument
+from services.ids import is_full_id
 from services.liveness import StoreClock
 
 T = TypeVar("T")
@@ -284,6 +285,23 @@ class Repository(abc.ABC):
         by_name = self.network_id_by_name if kind == "net" else self.sandbox_id_by_name
         obj_id = by_name(name)
         return self.record(kind, obj_id) if obj_id else None
+
+    def first_reads(
+        self, network: str, sandbox: str
+    ) -> tuple[Network | None, Sandbox | None, tuple[dict[str, dict[str, str]], StoreClock]]:
+        """What Connect and Disconnect read first, together (one round trip
+        where the store can): the network and the sandbox as the caller named
+        them, each looked up as a full id or else as a name (None when not
+        found that way: the caller resolves it the long way), and
+        host_records(). Read-only, unwatched."""
+        return self._by_ref("net", network), self._by_ref("sb", sandbox), self.host_records()
+
+    def _by_ref(self, kind: str, text: str) -> Any:
+        if not text:
+            return None
+        if is_full_id(text) and (found := self.record(kind, text)) is not None:
+            return found
+        return self.record_by_name(kind, text)
 
     def sandbox_endpoint(self, sandbox_id: str, network_id: str) -> Endpoint | None:
         """The endpoint joined (or joining) the sandbox on the network, or None."""

@@ -24,9 +24,9 @@ from services.store import Store
 from unit.controller_world import DRIVERS, HOST, Failures, FakeDrivers, FakeIpam
 
 # The budget: what a change to the store or the orchestration must not exceed.
-CONNECT = 7
+CONNECT = 5
 CONNECT_WITH_REQUEST_ID = CONNECT + 1
-DISCONNECT = 8
+DISCONNECT = 6
 
 _prefix = itertools.count()
 
