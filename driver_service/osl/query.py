@@ -156,14 +156,21 @@ def link_names(*, netns: NetnsRef = None, tombstones: bool = False) -> set[str]:
     """The names of the interfaces of `netns`: `list_links` without decoding
     anything but the names, for callers that look at every link often (the
     link repair pass); its cost and garbage stay small however many veths."""
-    with kernel_errors(f"list links in {netns or 'the host namespace'}"), raw_rtnl(netns) as sock:
+    with kernel_errors(f"list links in {netns or 'the host namespace'}"):
+        return set(_index_names(netns, tombstones).values())
+
+
+def _index_names(netns: NetnsRef, tombstones: bool) -> dict[int, str]:
+    """Index -> name of the links of `netns`, by the lean dump (see link_names):
+    what the listings below need to name an interface."""
+    with raw_rtnl(netns) as sock:
         for attempt in range(5):
             names, interrupted = dump_link_names(sock)
             if not interrupted:
                 break
             if attempt == 4:
                 raise NetlinkDumpInterrupted()
-        return {n for n in names if tombstones or not is_tombstone(n)}
+    return {i: n for i, n in names.items() if tombstones or not is_tombstone(n)}
 
 
 def list_addresses(*, netns: NetnsRef = None, ifname: str | None = None) -> list[AddressInfo]:
@@ -171,14 +178,14 @@ def list_addresses(*, netns: NetnsRef = None, ifname: str | None = None) -> list
     if ifname is not None:
         ifname = validate.ifname(ifname)
     with kernel_errors(f"list addresses in {netns or 'the host namespace'}"), rtnl(netns) as ipr:
-        names = _names(_links(ipr, False))
+        names = _index_names(netns, False)
         return [a for a in _addresses(ipr, names) if ifname is None or a.ifname == ifname]
 
 
 def list_routes(*, netns: NetnsRef = None, table: int | None = RT_TABLE_MAIN) -> list[RouteInfo]:
     """IPv4 and IPv6 routes of `netns` (main table by default; None: every table)."""
     with kernel_errors(f"list routes in {netns or 'the host namespace'}"), rtnl(netns) as ipr:
-        return _routes(ipr, _names(_links(ipr, False)), table)
+        return _routes(ipr, _index_names(netns, False), table)
 
 
 def snapshot(*, netns: NetnsRef = None) -> NetnsState:
@@ -198,7 +205,7 @@ def list_neighbours(*, netns: NetnsRef = None, ifname: str | None = None) -> lis
     if ifname is not None:
         ifname = validate.ifname(ifname)
     with kernel_errors(f"list neighbours in {netns or 'the host namespace'}"), rtnl(netns) as ipr:
-        names = _names(_links(ipr, True))
+        names = _index_names(netns, True)
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
             for m in _dump(ipr.neigh, "dump", family=family):
@@ -220,7 +227,7 @@ def list_fdb(ifname: str, *, netns: NetnsRef = None) -> list[FdbInfo]:
     """Forwarding database entries of one device (a bridge port or a VXLAN device)."""
     ifname = validate.ifname(ifname)
     with kernel_errors(f"list fdb of {ifname!r}"), rtnl(netns) as ipr:
-        names = _names(_links(ipr, True))
+        names = _index_names(netns, True)
         out = []
         for m in _dump(ipr.fdb, "dump"):
             if names.get(m["ifindex"]) != ifname:

@@ -66,3 +66,22 @@ def test_link_names_decodes_no_netlink_message_objects(netns_host):
 def test_link_names_of_a_missing_namespace_is_not_found():
     with pytest.raises(NotFound):
         osl.link_names(netns="cnmt-no-such-namespace")
+
+
+def test_addresses_and_routes_are_named_by_the_lean_dump(netns_host):
+    # list_addresses / list_routes name interfaces from the lean dump's index -> name
+    _add_veths(netns_host, ["ve0", "ve1"])
+    for argv in (
+        ["addr", "add", "10.78.0.1/24", "dev", "ve0"],
+        ["link", "set", "ve0", "up"],
+        ["link", "set", "ve1", "up"],
+        ["route", "add", "10.79.0.0/24", "dev", "ve0"],
+    ):
+        subprocess.run(["ip", "-n", netns_host, *argv], check=True)
+
+    addresses = osl.list_addresses(netns=netns_host, ifname="ve0")
+    routes = {str(r.dst): r.ifname for r in osl.list_routes(netns=netns_host)}
+
+    assert [str(a.address) for a in addresses if a.address.version == 4] == ["10.78.0.1/24"]
+    assert routes["10.78.0.0/24"] == "ve0"
+    assert routes["10.79.0.0/24"] == "ve0"
