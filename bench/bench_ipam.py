@@ -49,9 +49,16 @@ BIN = Path(sys.executable).parent
 T = 10
 
 
+# As a cnm caller's channel (services/channel.py dial): no client-side retries.
+CHANNEL_OPTIONS = [("grpc.enable_retries", 0)]
+
+
 def worker(address: str, pool_id: str, start: Any, ready: Any, out: Any) -> None:
-    """Allocate until the pool is exhausted; report (address, latency) pairs."""
-    channel = grpc.insecure_channel(address)
+    """Allocate until the pool is exhausted; report (address, latency) pairs.
+
+    One persistent channel and one request message, as a caller that allocates
+    for its endpoints would keep; the deadline is the only per-call option."""
+    channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     stub = ipam_pb2_grpc.IpamStub(channel)
     request = pb.RequestAddressRequest(pool_id=pool_id, owner=f"bench-{os.getpid()}")
     stub.GetDefaultAddressSpaces(pb.GetDefaultAddressSpacesRequest(), timeout=T)  # connect
