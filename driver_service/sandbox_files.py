@@ -21,7 +21,7 @@ import ctypes.util
 import errno
 import ipaddress
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,12 +252,21 @@ def _exchange(a: str, b: str) -> bool:
 @metrics.step("files")
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Replace `path` with `text` in one step (temp file in the same directory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = f"{path.parent}/.{path.name}.{secrets.token_hex(4)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            data = memoryview(text.encode())
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fchmod(fd, mode)  # whatever the umask
+        finally:
+            os.close(fd)
         if not _exchange(tmp, str(path)):
             os.replace(tmp, path)
             return
