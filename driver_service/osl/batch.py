@@ -22,7 +22,7 @@ import errno
 import itertools
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pyroute2.netlink import (
@@ -58,7 +58,10 @@ NLM_F_DUMP_INTR = 0x10
 IFF_UP = 1
 IFLA_IFNAME = 3
 IFLA_LINK = 5
+IFLA_MASTER = 10
+IFLA_LINKINFO = 18
 IFLA_EXT_MASK = 29
+IFLA_INFO_KIND = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
@@ -176,10 +179,21 @@ def link_attr_u32(message: bytes, attr: int) -> int | None:
     return None
 
 
-def dump_link_names(sock: socket.socket) -> tuple[dict[int, str], bool]:
-    """Index -> name of every link of the socket's namespace (one RTM_GETLINK
-    dump without statistics, read with struct), and whether the kernel flagged
-    the dump as interrupted by a change (the caller then asks again).
+@dataclass(frozen=True, slots=True)
+class LeanLink:
+    """What the lean link dump reads of a link."""
+
+    index: int
+    name: str
+    master: int | None  # the index of the bridge it is plugged into
+    kind: str | None  # IFLA_INFO_KIND: "veth", "bridge", "vxlan"...
+
+
+def dump_links(sock: socket.socket) -> tuple[list[LeanLink], bool]:
+    """Every link of the socket's namespace (one RTM_GETLINK dump without
+    statistics, read with struct: index, name, master and kind only), and
+    whether the kernel flagged the dump as interrupted by a change (the
+    caller then asks again).
 
     Why not pyroute2's dump: it decodes each link into ~30 KB of nested
     objects held in reference cycles, which only the cyclic GC frees; a
@@ -193,7 +207,7 @@ def dump_link_names(sock: socket.socket) -> tuple[dict[int, str], bool]:
     sock.send(
         _NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
     )
-    names: dict[int, str] = {}
+    links: list[LeanLink] = []
     interrupted = False
     while True:
         data = sock.recv(1 << 16)
@@ -205,27 +219,49 @@ def dump_link_names(sock: socket.socket) -> tuple[dict[int, str], bool]:
             if mseq == seq:
                 interrupted |= bool(flags & NLM_F_DUMP_INTR)
                 if kind == NLMSG_DONE:
-                    return names, interrupted
+                    return links, interrupted
                 if kind == NLMSG_ERROR:
                     code = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
                     raise _error(data[off : off + length], code)
                 if kind == RTM_NEWLINK:
-                    name = _ifname(data, off + _NLMSG.size + _IFINFO.size, off + length)
-                    if name is not None:
-                        names[link_index_of(data[off : off + _NLMSG.size + _IFINFO.size])] = name
+                    link = _lean_link(data, off, off + length)
+                    if link is not None:
+                        links.append(link)
             off += (length + 3) & ~3
 
 
-def _ifname(data: bytes, off: int, end: int) -> str | None:
-    """IFLA_IFNAME among the attributes in data[off:end]."""
+def _lean_link(data: bytes, start: int, end: int) -> LeanLink | None:
+    index = int(_IFINFO.unpack_from(data, start + _NLMSG.size)[2])
+    name = kind = master = None
+    for atype, value in _attrs(data, start + _NLMSG.size + _IFINFO.size, end):
+        if atype == IFLA_IFNAME:
+            name = _cstr(data[value : _attr_end(data, value)])
+        elif atype == IFLA_MASTER:
+            master = int(struct.unpack_from("=I", data, value)[0])
+        elif atype == IFLA_LINKINFO:
+            for itype, ivalue in _attrs(data, value, _attr_end(data, value)):
+                if itype == IFLA_INFO_KIND:
+                    kind = _cstr(data[ivalue : _attr_end(data, ivalue)])
+    return None if name is None else LeanLink(index, name, master, kind)
+
+
+def _attrs(data: bytes, off: int, end: int) -> Iterator[tuple[int, int]]:
+    """(type, offset of the value) of each attribute in data[off:end]."""
     while off + _RTA.size <= end:
         alen, atype = _RTA.unpack_from(data, off)
-        if alen < _RTA.size:
-            return None
-        if atype & 0x3FFF == IFLA_IFNAME:
-            return data[off + _RTA.size : off + alen].split(b"\0", 1)[0].decode(errors="replace")
+        if alen < _RTA.size or off + alen > end:
+            return
+        yield atype & 0x3FFF, off + _RTA.size
         off += (alen + 3) & ~3
-    return None
+
+
+def _attr_end(data: bytes, value: int) -> int:
+    """The end of the attribute whose value starts at `value`."""
+    return value - _RTA.size + int(_RTA.unpack_from(data, value - _RTA.size)[0])
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
 # --- requests ----------------------------------------------------------------------------

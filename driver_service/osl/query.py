@@ -16,7 +16,7 @@ from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_TENTATIVE
 
 from . import validate
-from .batch import dump_link_names
+from .batch import LeanLink, dump_links
 from .nsenter import NetnsRef
 from .rtnl import kernel_errors, raw_rtnl, rtnl
 from .types import (
@@ -152,25 +152,42 @@ def list_links(*, netns: NetnsRef = None, tombstones: bool = False) -> list[Link
         return _links(ipr, tombstones)
 
 
-def link_names(*, netns: NetnsRef = None, tombstones: bool = False) -> set[str]:
-    """The names of the interfaces of `netns`: `list_links` without decoding
-    anything but the names, for callers that look at every link often (the
-    link repair pass); its cost and garbage stay small however many veths."""
+def link_names(
+    *,
+    netns: NetnsRef = None,
+    tombstones: bool = False,
+    master: str | None = None,
+    kind: str | None = None,
+) -> set[str]:
+    """The names of the interfaces of `netns` (only those plugged into bridge
+    `master`, only those of `kind` when given): `list_links` without decoding
+    anything else, for callers that look at every link often (the link repair
+    pass, the overlay's Leave); its cost and garbage stay small however many
+    veths."""
     with kernel_errors(f"list links in {netns or 'the host namespace'}"):
-        return set(_index_names(netns, tombstones).values())
+        links = _lean_links(netns, tombstones)
+    if master is not None:
+        found = [li.index for li in links if li.name == master]
+        links = [li for li in links if found and li.master == found[0]]
+    return {li.name for li in links if kind is None or li.kind == kind}
 
 
-def _index_names(netns: NetnsRef, tombstones: bool) -> dict[int, str]:
-    """Index -> name of the links of `netns`, by the lean dump (see link_names):
-    what the listings below need to name an interface."""
+def _lean_links(netns: NetnsRef, tombstones: bool) -> list[LeanLink]:
+    """The links of `netns` by the lean dump (see `batch.dump_links`)."""
     with raw_rtnl(netns) as sock:
         for attempt in range(5):
-            names, interrupted = dump_link_names(sock)
+            links, interrupted = dump_links(sock)
             if not interrupted:
                 break
             if attempt == 4:
                 raise NetlinkDumpInterrupted()
-    return {i: n for i, n in names.items() if tombstones or not is_tombstone(n)}
+    return [li for li in links if tombstones or not is_tombstone(li.name)]
+
+
+def _index_names(netns: NetnsRef, tombstones: bool) -> dict[int, str]:
+    """Index -> name of the links of `netns`: what the listings below need
+    to name an interface."""
+    return {li.index: li.name for li in _lean_links(netns, tombstones)}
 
 
 def list_addresses(*, netns: NetnsRef = None, ifname: str | None = None) -> list[AddressInfo]:

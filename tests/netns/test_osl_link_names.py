@@ -85,3 +85,22 @@ def test_addresses_and_routes_are_named_by_the_lean_dump(netns_host):
     assert [str(a.address) for a in addresses if a.address.version == 4] == ["10.78.0.1/24"]
     assert routes["10.78.0.0/24"] == "ve0"
     assert routes["10.79.0.0/24"] == "ve0"
+
+
+def test_link_names_of_a_bridges_ports_of_a_kind(netns_host):
+    # The overlay's Leave asks this (are veths still plugged into its bridge?)
+    _add_veths(netns_host, ["ve0", "ve1", "ve2", "ve3"])
+    for argv in (
+        ["link", "add", "br0", "type", "bridge"],
+        ["link", "add", "br1", "type", "bridge"],
+        ["link", "set", "ve0", "master", "br0"],
+        ["link", "set", "ve2", "master", "br1"],
+    ):
+        subprocess.run(["ip", "-n", netns_host, *argv], check=True)
+
+    assert osl.link_names(netns=netns_host, master="br0", kind="veth") == {"ve0"}
+    assert osl.link_names(netns=netns_host, master="br1") == {"ve2"}
+    assert osl.link_names(netns=netns_host, kind="bridge") == {"br0", "br1"}
+    assert osl.link_names(netns=netns_host, master="no-such-bridge") == set()
+    kinds = {li.name: (li.kind, li.master) for li in osl.list_links(netns=netns_host)}
+    assert kinds["ve0"] == ("veth", "br0") and kinds["ve1"] == ("veth", None)
