@@ -219,6 +219,15 @@ class World:
         self.controllers[name] = address
         return address
 
+    def log_tail(self, name: str = "controller", lines: int = 40) -> str:
+        """The last lines of a controller's log (for a failure message: the run dir
+        and its logs go with the world)."""
+        try:
+            text = (self.run_dir / f"{name}.log").read_text(errors="replace")
+        except OSError as e:
+            return f"({name}.log: {e.strerror})"
+        return "\n".join(text.splitlines()[-lines:])
+
     def start_host(self, host_id: str, env: dict[str, str] | None = None) -> str:
         """(Re)start a host's driver service; returns its address once SERVING.
         `env`: for this start only, over the world's and the host's."""

@@ -169,7 +169,7 @@ def test_primary_killed_under_load_loses_no_acknowledged_allocation(sentinel_wor
     until(lambda: len(live) >= 25 or errors, "connects after the failover", timeout=60)
     stop.set()
     worker.join(60)
-    assert not errors, errors
+    assert not errors, f"{errors}\ncontroller log:\n{w.log_tail()}"
     assert ha.primary_port() != old_primary
     print(
         f"connect with wait=1: p50 {statistics.median(latencies) * 1000:.1f} ms over "
