@@ -233,7 +233,7 @@ class Endpoints:
                     raise NotFound(f"no such sandbox {sandbox.name!r}", reason="SANDBOX_NOT_FOUND")
                 rules.check_sandbox_ready(sb)
                 on = tx.sandbox_endpoints(sb.id)
-                rules.check_not_on_network(current, sb, on)
+                rules.check_not_on_network(current, sb, on, state_of=_state_of(tx))
                 builtin.check_host_mode(current, sb)
                 builtin.check_exclusive(current, self.ctx.repo.networks(on))
             if tx.endpoint_id_by_name(net.id, ep.name):
@@ -424,3 +424,11 @@ class Endpoints:
                 tx.event(EventType.ENDPOINT_DELETED, ep.id, ep.name, event_attrs(current))
 
         self.ctx.repo.tx(fn)
+
+
+def _state_of(tx: Tx) -> Callable[[str], EndpointState | None]:
+    def state(endpoint_id: str) -> EndpointState | None:
+        ep = tx.endpoint(endpoint_id)
+        return ep.state if ep is not None else None
+
+    return state

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from controller_service.models import Endpoint, EndpointState, Network, Sandbox, Scope, State
 from services.errors import FailedPrecondition
 
 _JOINED = (EndpointState.JOINING, EndpointState.JOINED, EndpointState.LEAVING)
+# An attachment on its way in or out (a request in flight, or one the reconciler settles).
+_SETTLING = (
+    EndpointState.CREATING,
+    EndpointState.JOINING,
+    EndpointState.LEAVING,
+    EndpointState.DELETING,
+)
 
 
 def check_network_ready(net: Network) -> None:
@@ -37,15 +44,30 @@ def check_same_host(net: Network, sb: Sandbox) -> None:
 
 
 def check_not_on_network(
-    net: Network, sb: Sandbox, sandbox_networks: Mapping[str, str], ep_id: str = ""
+    net: Network,
+    sb: Sandbox,
+    sandbox_networks: Mapping[str, str],
+    ep_id: str = "",
+    state_of: Callable[[str], EndpointState | None] | None = None,
 ) -> None:
-    """A sandbox joins a network at most once."""
+    """A sandbox joins a network at most once. `state_of` (an endpoint id's
+    state) tells a connection still being made or undone, e.g. by an earlier
+    attempt of the same call that failed half-way: that one is worth a retry."""
     other = sandbox_networks.get(net.id)
-    if other and other != ep_id:
+    if not other or other == ep_id:
+        return
+    state = state_of(other) if state_of is not None else None
+    if state in _SETTLING:
+        assert state is not None
         raise FailedPrecondition(
-            f"sandbox {sb.name!r} is already on network {net.name!r} (endpoint {other[:12]})",
-            reason="SANDBOX_ALREADY_ON_NETWORK",
+            f"sandbox {sb.name!r} is being connected to or disconnected from network "
+            f"{net.name!r} (endpoint {other[:12]} is {state.value}); retry when it settles",
+            reason="ENDPOINT_BUSY",
         )
+    raise FailedPrecondition(
+        f"sandbox {sb.name!r} is already on network {net.name!r} (endpoint {other[:12]})",
+        reason="SANDBOX_ALREADY_ON_NETWORK",
+    )
 
 
 def check_join(

@@ -74,6 +74,9 @@ def _until_ok(fn, *args, **kw):
             kw["request_id"] = uuid.uuid4().hex
         except ClientError as e:
             retry = e.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            # An earlier attempt whose rollback could not reach Redis left its
+            # half-made connection to the reconciler: busy until settled.
+            retry = retry or e.reason == "ENDPOINT_BUSY"
             if not retry or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

@@ -348,6 +348,27 @@ def test_join_rules_are_failed_precondition(kwargs, sb_host, sb_nets, words):
         rules.check_join(net, ep, sb, sb_nets)
 
 
+@pytest.mark.parametrize(
+    ("state", "reason", "words"),
+    [
+        (EndpointState.JOINED, "SANDBOX_ALREADY_ON_NETWORK", "already on network 'net'"),
+        (None, "SANDBOX_ALREADY_ON_NETWORK", "already on network 'net'"),
+        (EndpointState.CREATING, "ENDPOINT_BUSY", "is creating\\); retry when it settles"),
+        (EndpointState.JOINING, "ENDPOINT_BUSY", "is joining"),
+        (EndpointState.LEAVING, "ENDPOINT_BUSY", "is leaving"),
+        (EndpointState.DELETING, "ENDPOINT_BUSY", "is deleting"),
+    ],
+)
+def test_a_connection_still_settling_is_busy_not_already_there(state, reason, words):
+    # An earlier attempt of the same Connect that failed half-way (its rollback
+    # could not reach Redis) left a CREATING attachment: retrying is right.
+    net, _, sb = _pair()
+    other = "x" * 64
+    with pytest.raises(FailedPrecondition, match=words) as err:
+        rules.check_not_on_network(net, sb, {net.id: other}, state_of={other: state}.get)
+    assert err.value.reason == reason
+
+
 def test_join_rules_accept_a_valid_pair():
     net, ep, sb = _pair()
     rules.check_join(net, ep, sb, {})
