@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from controller_service import listing
+from controller_service import deadline, listing
 from controller_service.config import ControllerConfig
 from controller_service.context import Context
 from controller_service.drivers_client import DriverClients
@@ -39,7 +39,7 @@ from controller_service.models import (
 from controller_service.networks import Networks
 from controller_service.reconciler import Reconciler
 from controller_service.redis_repository import RedisRepository
-from controller_service.repository import Claim, making
+from controller_service.repository import Claim, making, member_of
 from controller_service.sandboxes import Sandboxes
 from services.errors import InvalidArgument, NotFound, Unavailable
 from services.ids import new_id
@@ -151,14 +151,15 @@ class Controller:
         make: Callable[[str], T],
         fetch: Callable[[str], T | None],
     ) -> T:
-        # The first request may still be running: wait for its outcome.
-        deadline = time.monotonic() + 3 * self.cfg.driver_timeout
+        # The first request may still be running: wait for its outcome, within
+        # the caller's deadline (a retry that outlives it is retried again).
+        until = time.monotonic() + deadline.timeout(3 * self.cfg.driver_timeout)
         while True:
             obj = fetch(obj_id)
             if obj is not None and obj.state not in (State.CREATING, EndpointState.CREATING):
                 return obj
+            claim = self.ctx.repo.request_claim(request_id)
             if obj is None:
-                claim = self.ctx.repo.request_claim(request_id)
                 if claim is None:
                     # The first request failed and let go: this one acts instead.
                     return self._once(request_id, kind, make, fetch)
@@ -173,13 +174,21 @@ class Controller:
                         f"the {kind} made by request {request_id!r} no longer exists",
                         reason="REQUEST_RESULT_GONE",
                     )
-            if time.monotonic() > deadline:
-                if obj is None:
-                    raise Unavailable(
-                        f"the first {kind} request {request_id!r} has not finished; retry",
-                        reason="REQUEST_IN_PROGRESS",
-                    )
-                return obj
+            elif claim is not None and self._first_attempt_gone(request_id, claim):
+                # It failed half-way and could not undo its intent (Redis was
+                # away): the reconciler undoes it, then a retry makes it afresh.
+                self.reconciler.expedite(member_of(obj))
+                raise Unavailable(
+                    f"the first {kind} request {request_id!r} failed half-way and what it "
+                    "made is being undone; retry",
+                    reason="REQUEST_IN_PROGRESS",
+                )
+            if time.monotonic() > until:
+                # Never a half-made object as the result.
+                raise Unavailable(
+                    f"the first {kind} request {request_id!r} has not finished; retry",
+                    reason="REQUEST_IN_PROGRESS",
+                )
             time.sleep(_DEDUP_POLL)
 
     # ------------------------------------------------------------------ creates, once per request_id

@@ -115,6 +115,11 @@ class Reconciler:
 
     # ------------------------------------------------------------------ intents
 
+    def expedite(self, member: str) -> None:
+        """A caller waits on intent `member` ("kind:id"): its next pass tries it
+        again without the back-off earned by failures (e.g. while Redis was away)."""
+        self._backoff.pop(member, None)
+
     def run_once(self) -> int:
         """One pass over every open intent; returns how many were settled."""
         settled = 0

@@ -269,6 +269,33 @@ def test_a_failed_request_lets_its_retry_act(world):
     assert c.create_sandbox(SandboxSpec(name="c1"), request_id="r1").state is State.READY
 
 
+def test_a_retry_of_a_connect_that_failed_half_way_is_told_to_retry_at_once(world, monkeypatch):
+    # Redis went away mid-Connect: neither the rollback's driver step nor the
+    # forgetting of the request_id worked, so the claim and a CREATING intent stay.
+    c = world.controller
+    c.create_network(NetworkSpec(name="n1"))
+    c.create_sandbox(SandboxSpec(name="c1"))
+
+    def redis_away(*_: Any) -> None:
+        raise Unavailable("redis is away")
+
+    with monkeypatch.context() as m:
+        m.setattr(world.repo, "forget_request", redis_away)
+        with world.fail_on("join"), world.fail_on("delete_endpoint"), pytest.raises(Unavailable):
+            c.connect("n1", "c1", EndpointSpec(), request_id="r1")
+    (ep,) = world.repo.all_endpoints()
+    assert ep.state is EndpointState.CREATING
+    # The retry does not wait out its deadline on a first attempt that has ended.
+    with pytest.raises(Unavailable, match="failed half-way") as err:
+        c.connect("n1", "c1", EndpointSpec(), request_id="r1")
+    assert err.value.reason == "REQUEST_IN_PROGRESS"
+    # Once the reconciler undid it, the same request connects afresh.
+    assert c.reconciler.acquire_lease() and c.reconciler.run_once() == 1
+    done = c.connect("n1", "c1", EndpointSpec(), request_id="r1")
+    assert done.state is EndpointState.JOINED and done.id != ep.id
+    assert c.connect("n1", "c1", EndpointSpec(), request_id="r1") == done
+
+
 def test_a_transition_refuses_a_record_that_moved_on(world):
     net = world.controller.create_network(NetworkSpec(name="n1"))
     ctx = world.controller.ctx
