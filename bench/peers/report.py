@@ -10,6 +10,11 @@ from peers.metrics import lines as metrics_lines
 from peers.stats import Target, ratio
 
 SYSTEMS = ("cnm", "cnm-cni", "cni", "netavark", "docker", "docker-cnm")
+# The kernel floor's rows (bench_osl.py): osl's own join, and a leave's wait.
+FLOOR_JOIN = "join (veth in place + addrs + routes + up)"
+FLOOR_LEAVE = "leave, delete_link_async (caller's wait)"
+# "Flat" RSS from 100 to 1,000 endpoints: within 10 % (allocator noise).
+FLAT_RSS = 1.1
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -31,12 +36,32 @@ def _f(value: Any, fmt: str = "8.1f") -> str:
 def targets(results: dict[str, Any]) -> list[Target]:
     conn = results.get("connect", {})
     cnm_c, cnm_d = _get(conn, "cnm", "connect", "p50"), _get(conn, "cnm", "disconnect", "p50")
+    floor = results.get("kernel_floor") or {}
     out = [
-        Target("cnm connect p50 / netavark's", ratio(cnm_c, _get(conn, "netavark", "connect", "p50")), 0.25),
+        Target("cnm connect p50 / netavark's", ratio(cnm_c, _get(conn, "netavark", "connect", "p50")), 0.2),
         Target("cnm connect p50 / CNI's", ratio(cnm_c, _get(conn, "cni", "connect", "p50")), 0.10),
+        Target("cnm connect p50 / kernel floor (bench_osl join)",
+               ratio(cnm_c, _get(floor, FLOOR_JOIN, "p50")), 1.5),
         Target("cnm disconnect p50 / netavark's",
-               ratio(cnm_d, _get(conn, "netavark", "disconnect", "p50")), 0.25),
+               ratio(cnm_d, _get(conn, "netavark", "disconnect", "p50")), 0.2),
+        Target("cnm disconnect p50 / kernel floor (bench_osl leave)",
+               ratio(cnm_d, _get(floor, FLOOR_LEAVE, "p50")), 1.5),
     ]  # fmt: skip
+    par = _get(results, "parallel", "cnm") or {}
+    many, one = _get(par, "connect", "per_s"), _get(par, "connect_one_client", "per_s")
+    if many is not None and one is not None:
+        clients = _get(results, "meta", "clients") or 8
+        out.append(
+            Target(f"cnm connects/s, {clients} clients / 1 client", ratio(many, one), 2.0, "ge")
+        )
+    by_k = dict((k, rss) for k, rss in _get(results, "resources", "rss_kib_by_endpoints") or [])
+    if len(by_k) >= 2:
+        low, high = min(by_k), max(by_k)
+        # redis-server holds the records themselves: it grows with them by design.
+        for svc in ("cnm-ipam", "cnm-controller", "cnm-driver"):
+            if svc in by_k[low] and svc in by_k[high]:
+                out.append(Target(f"{svc} RSS at {high} / at {low} endpoints",
+                                  ratio(by_k[high][svc], by_k[low][svc]), FLAT_RSS))  # fmt: skip
     flat = _get(results, "flatness", "cnm")
     if flat and len(flat["buckets"]) >= 2:
         first, last = flat["buckets"][0], flat["buckets"][-1]

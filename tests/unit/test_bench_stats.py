@@ -264,11 +264,24 @@ def test_resources_print_rss_at_both_endpoint_counts_and_their_ratio():
 
 
 def test_targets_from_results():
-    got = {t.name: (round(t.value, 3), t.met) for t in report.targets(_results())}
+    results = {
+        **_results(),
+        "kernel_floor": {report.FLOOR_JOIN: {"p50": 2.5}, report.FLOOR_LEAVE: {"p50": 2.0}},
+        "parallel": {"cnm": {"connect": {"per_s": 150.0}, "connect_one_client": {"per_s": 100.0}}},
+        "resources": {"rss_kib_by_endpoints": [
+            [100, {"cnm-driver": 70000, "redis-server": 10000}],
+            [1000, {"cnm-driver": 73500, "redis-server": 20000}],
+        ]},
+    }  # fmt: skip
+    got = {t.name: (round(t.value, 3), t.met) for t in report.targets(results)}
     assert got == {
         "cnm connect p50 / netavark's": (0.125, True),
         "cnm connect p50 / CNI's": (0.1, True),
+        "cnm connect p50 / kernel floor (bench_osl join)": (2.0, False),
         "cnm disconnect p50 / netavark's": (0.05, True),
+        "cnm disconnect p50 / kernel floor (bench_osl leave)": (2.0, False),
+        "cnm connects/s, 8 clients / 1 client": (1.5, False),
+        "cnm-driver RSS at 1000 / at 100 endpoints": (1.05, True),
         "cnm connect p99 at k=901..1000 / at k=1..100": (1.4, False),
         "cnm rules at k=K minus at the first bucket": (0.0, True),
         "IPAM p50 ms, worst of empty/99% full, 1 and 4 clients": (0.9, True),
